@@ -1,0 +1,1 @@
+"""The ``gaussvae`` command line: one entry point, sub-commands registered per area."""
