@@ -1,0 +1,298 @@
+"""Reading rosbag2 recordings (sqlite3 or mcap, compressed or not) with ``rosbags``, no ROS runtime.
+
+Messages without embedded definitions are deserialized with the ROS 2 Humble type store (the
+standard message types are identical in Humble, Jazzy and Kilted). Stamps are header stamps in
+integer nanoseconds unless said otherwise; ``bag_time_ns`` is the recorder's receive time.
+
+A broken message never aborts a whole recording: image messages that cannot be deserialized or
+decoded are yielded as :class:`FrameError` records and reading goes on.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .images import ImageDecodeError, message_to_numpy
+from .poses import PoseTrack, pose_from_message
+
+__all__ = [
+    "BagReader",
+    "CAMERA_INFO_TYPES",
+    "Frame",
+    "FrameError",
+    "IMAGE_TYPES",
+    "POSE_TYPES",
+    "TopicInfo",
+    "camera_info_to_dict",
+    "header_stamp_ns",
+]
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+POSE_TYPES = ("nav_msgs/msg/Odometry", "geometry_msgs/msg/PoseStamped",
+              "geometry_msgs/msg/PoseWithCovarianceStamped")
+CAMERA_INFO_TYPES = ("sensor_msgs/msg/CameraInfo",)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic of a recording: ``name``, ``msgtype`` (e.g. ``sensor_msgs/msg/Image``), message ``count``."""
+
+    name: str
+    msgtype: str
+    count: int
+
+    @property
+    def kind(self) -> str:
+        """``image``, ``pose``, ``camera_info`` or ``other``."""
+        if self.msgtype in IMAGE_TYPES:
+            return "image"
+        if self.msgtype in POSE_TYPES:
+            return "pose"
+        if self.msgtype in CAMERA_INFO_TYPES:
+            return "camera_info"
+        return "other"
+
+
+@dataclass
+class Frame:
+    """A decoded camera frame.
+
+    Attributes:
+        topic: image topic.
+        stamp_ns: header stamp, int ns.
+        frame_id: header frame id (the camera's optical frame).
+        image: ``uint8`` / ``uint16`` ``[H, W]`` or ``[H, W, 3]`` RGB (see :mod:`.images`).
+        encoding: the message's ``encoding`` (Image) or ``format`` (CompressedImage).
+        bag_time_ns: recorder receive time, int ns.
+    """
+
+    topic: str
+    stamp_ns: int
+    frame_id: str
+    image: np.ndarray
+    encoding: str
+    bag_time_ns: int
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass
+class FrameError:
+    """An image message that could not be read; ``stamp_ns`` is the header stamp when known, else bag time."""
+
+    topic: str
+    stamp_ns: int
+    bag_time_ns: int
+    error: str
+    frame_id: str = ""
+
+
+def header_stamp_ns(msg) -> int:
+    """Header stamp of a message in int ns."""
+    stamp = msg.header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def camera_info_to_dict(msg) -> dict:
+    """The calibration of a ``sensor_msgs/CameraInfo``-like message as plain JSON-able values.
+
+    Keys: ``width``, ``height`` (pixels), ``distortion_model``, ``d``, ``k`` (3x3 row-major), ``r``,
+    ``p`` (3x4 row-major), ``binning_x``, ``binning_y``, ``frame_id``.
+    """
+    def floats(values) -> list[float]:
+        return [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+
+    return {
+        "width": int(msg.width), "height": int(msg.height),
+        "distortion_model": str(msg.distortion_model),
+        "d": floats(msg.d), "k": floats(msg.k), "r": floats(msg.r), "p": floats(msg.p),
+        "binning_x": int(getattr(msg, "binning_x", 0)), "binning_y": int(getattr(msg, "binning_y", 0)),
+        "frame_id": str(msg.header.frame_id),
+    }
+
+
+def _camera_namespace(topic: str) -> str:
+    """``/cam/image_raw`` and ``/cam/image_raw/compressed`` -> ``/cam``; ``/cam/camera_info`` -> ``/cam``."""
+    for suffix in ("/compressed", "/theora", "/compressedDepth"):
+        if topic.endswith(suffix):
+            topic = topic[: -len(suffix)]
+    return posixpath.dirname(topic.rstrip("/"))
+
+
+@dataclass
+class BagReader:
+    """A rosbag2 recording opened for reading; use as a context manager.
+
+    Args:
+        path: the recording's folder (holding ``metadata.yaml``), or a file inside it.
+    """
+
+    path: Path
+    _reader: object = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        path = Path(self.path)
+        if not path.exists():
+            raise FileNotFoundError(f"no recording at {path}")
+        if path.is_file() and path.suffix != ".bag":
+            path = path.parent
+        if path.is_dir() and not (path / "metadata.yaml").exists():
+            raise ValueError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
+        self.path = path
+
+    def __enter__(self) -> "BagReader":
+        from rosbags.highlevel import AnyReader
+        from rosbags.typesys import Stores, get_typestore
+
+        try:
+            reader = AnyReader([self.path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+            reader.open()
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # rosbags raises several types for unreadable folders
+            raise ValueError(f"cannot open recording {self.path}: {exc}") from exc
+        self._reader = reader
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @property
+    def _open(self):
+        if self._reader is None:
+            raise RuntimeError("BagReader is not open (use it in a with statement)")
+        return self._reader
+
+    # --- topics -------------------------------------------------------------------------------
+
+    @property
+    def topics(self) -> list[TopicInfo]:
+        """All topics, sorted by name; counts summed over connections of the same topic."""
+        counts: dict[tuple[str, str], int] = {}
+        for c in self._open.connections:
+            counts[(c.topic, c.msgtype)] = counts.get((c.topic, c.msgtype), 0) + int(c.msgcount)
+        return [TopicInfo(t, m, n) for (t, m), n in sorted(counts.items())]
+
+    def topics_of_kind(self, kind: str) -> list[str]:
+        """Names of the topics of one :attr:`TopicInfo.kind`."""
+        return [t.name for t in self.topics if t.kind == kind]
+
+    @property
+    def image_topics(self) -> list[str]:
+        return self.topics_of_kind("image")
+
+    @property
+    def pose_topics(self) -> list[str]:
+        return self.topics_of_kind("pose")
+
+    @property
+    def camera_info_topics(self) -> list[str]:
+        return self.topics_of_kind("camera_info")
+
+    @property
+    def start_ns(self) -> int:
+        return int(self._open.start_time)
+
+    @property
+    def end_ns(self) -> int:
+        return int(self._open.end_time)
+
+    def message_count(self, topics) -> int:
+        """Messages on the given topics."""
+        wanted = set(topics)
+        return sum(t.count for t in self.topics if t.name in wanted)
+
+    def camera_info_topic_for(self, image_topic: str) -> str | None:
+        """The CameraInfo topic in the image topic's namespace (``/cam/image_raw`` -> ``/cam/camera_info``).
+
+        Falls back to the only CameraInfo topic when the recording has exactly one image topic and one
+        CameraInfo topic; None otherwise.
+        """
+        infos = self.camera_info_topics
+        namespace = _camera_namespace(image_topic)
+        same = [t for t in infos if _camera_namespace(t) == namespace]
+        if len(same) == 1:
+            return same[0]
+        if len(infos) == 1 and len(self.image_topics) == 1:
+            return infos[0]
+        return None
+
+    def _connections(self, topics) -> list:
+        wanted = set(topics)
+        unknown = wanted - {c.topic for c in self._open.connections}
+        if unknown:
+            raise ValueError(f"topics not in {self.path.name}: {', '.join(sorted(unknown))}")
+        return [c for c in self._open.connections if c.topic in wanted]
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def read_pose_track(self, topic: str, errors: list | None = None) -> PoseTrack:
+        """All poses of an Odometry / PoseStamped topic as a :class:`PoseTrack` (sorted by header stamp).
+
+        Messages that cannot be read are skipped and described in ``errors`` (when given).
+        """
+        info = {t.name: t for t in self.topics}.get(topic)
+        if info is None or info.kind != "pose":
+            kind = "missing" if info is None else info.msgtype
+            raise ValueError(f"{topic} is not a pose topic ({kind}); pose topics: {self.pose_topics}")
+        samples, frame_ids = [], []
+        for connection, bag_time, raw in self._open.messages(connections=self._connections([topic])):
+            try:
+                stamp, position, orientation, frame_id = pose_from_message(
+                    self._open.deserialize(raw, connection.msgtype))
+            except Exception as exc:  # one bad message must not lose the track
+                if errors is not None:
+                    errors.append(f"{topic} at bag time {bag_time}: {exc}")
+                continue
+            samples.append((stamp, position, orientation))
+            frame_ids.append(frame_id)
+        frame_id = max(set(frame_ids), key=frame_ids.count) if frame_ids else ""
+        return PoseTrack.from_samples(samples, frame_id=frame_id, max_samples=None)
+
+    def read_camera_info(self, topic: str) -> dict | None:
+        """The first readable CameraInfo of ``topic`` as :func:`camera_info_to_dict`, or None."""
+        for connection, _, raw in self._open.messages(connections=self._connections([topic])):
+            try:
+                return camera_info_to_dict(self._open.deserialize(raw, connection.msgtype))
+            except Exception:  # try the next one
+                continue
+        return None
+
+    def frames(self, topics=None) -> Iterator[Frame | FrameError]:
+        """Decoded frames of the image ``topics`` (default: all image topics) in recording order.
+
+        Yields a :class:`FrameError` instead of a frame for a message that cannot be deserialized or
+        decoded, then goes on with the next message.
+        """
+        topics = self.image_topics if topics is None else list(topics)
+        not_images = [t for t in topics if t not in self.image_topics]
+        if not_images:
+            raise ValueError(f"not image topics: {', '.join(not_images)}; image topics: {self.image_topics}")
+        for connection, bag_time, raw in self._open.messages(connections=self._connections(topics)):
+            stamp, frame_id = int(bag_time), ""
+            try:
+                msg = self._open.deserialize(raw, connection.msgtype)
+                stamp, frame_id = header_stamp_ns(msg), str(msg.header.frame_id)
+                image = message_to_numpy(msg)
+            except ImageDecodeError as exc:
+                yield FrameError(connection.topic, stamp, int(bag_time), str(exc), frame_id)
+                continue
+            except Exception as exc:  # deserialization failures come in several types
+                yield FrameError(connection.topic, stamp, int(bag_time),
+                                 f"cannot deserialize {connection.msgtype}: {type(exc).__name__}: {exc}", frame_id)
+                continue
+            encoding = str(getattr(msg, "encoding", None) or getattr(msg, "format", ""))
+            yield Frame(connection.topic, stamp, frame_id, image, encoding, int(bag_time))
