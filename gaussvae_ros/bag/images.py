@@ -107,8 +107,8 @@ def image_message_to_numpy(msg) -> np.ndarray:
         pixels = rows
     pixels = pixels.reshape(height, width, channels)
     if channels == 1:
-        return np.ascontiguousarray(pixels[:, :, 0])
-    return np.ascontiguousarray(pixels[:, :, list(order)])
+        return np.array(pixels[:, :, 0], order="C", copy=True)
+    return np.ascontiguousarray(pixels[:, :, list(order)])  # fancy indexing copies
 
 
 def compressed_image_to_numpy(msg) -> np.ndarray:

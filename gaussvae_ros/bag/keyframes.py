@@ -82,16 +82,12 @@ def image_thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray
     from PIL import Image
 
     image = np.asarray(image)
-    if image.ndim == 3:
-        image = image[:, :, :3].mean(axis=2, dtype=np.float32) if image.shape[2] >= 3 else image[:, :, 0]
-    if image.ndim != 2 or image.size == 0:
+    if image.ndim not in (2, 3) or image.size == 0:
         raise ValueError(f"expected an [H, W] or [H, W, C] image, got shape {image.shape}")
-    if image.dtype == np.uint8:
-        gray = image.astype(np.float32) / 255.0
-    elif image.dtype == np.uint16:
-        gray = image.astype(np.float32) / 65535.0
-    else:
-        gray = image.astype(np.float32)
+    scale = {np.dtype(np.uint8): 1 / 255.0, np.dtype(np.uint16): 1 / 65535.0}.get(image.dtype, 1.0)
+    gray = image.astype(np.float32) * np.float32(scale)
+    if gray.ndim == 3:
+        gray = gray[:, :, :3].mean(axis=2) if gray.shape[2] >= 3 else gray[:, :, 0]
     return np.asarray(Image.fromarray(np.ascontiguousarray(gray), mode="F").resize((size, size), Image.BOX))
 
 
