@@ -18,17 +18,16 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=$(cd "${1:-$repo/.venv}" && pwd)
-mkdir -p "${2:-$repo/build_ros}"
-out=$(cd "${2:-$repo/build_ros}" && pwd)
-package_dir=$repo/msg
 python=$venv/bin/python
-stamp=$out/install/.gaussvae_ros_interfaces.stamp
-env_file=$out/env.sh
-
 if [[ ! -x $python || ! -f $venv/share/rosidl_default_generators/cmake/rosidl_default_generatorsConfig.cmake ]]; then
   echo "build_interfaces: $venv is not a venv with the ROS 2 build wheels (requirements-ros.txt)" >&2
   exit 2
 fi
+mkdir -p "${2:-$repo/build_ros}"
+out=$(cd "${2:-$repo/build_ros}" && pwd)
+package_dir=$repo/msg
+stamp=$out/install/.gaussvae_ros_interfaces.stamp
+env_file=$out/env.sh
 
 # Keep colcon from crawling into our outputs when it is run on the repository root.
 touch "$out/COLCON_IGNORE"
