@@ -14,6 +14,7 @@ import sys
 # Modules that contribute sub-commands, in the order they appear in ``gaussvae --help``.
 COMMAND_MODULES = (
     "gaussvae_ros.cli.core_commands",
+    "gaussvae_ros.cli.vae_commands",
 )
 
 

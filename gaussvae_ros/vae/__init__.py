@@ -1,0 +1,29 @@
+"""The VAE stage: compress a fitted image's Morton-sorted Gaussians ``[N, 5 + C]`` into a latent vector.
+
+Modules:
+
+* :mod:`.params`: raw Gaussian parameters <-> standardized features (rotation representations,
+  training-set normalization statistics);
+* :mod:`.models`: the registered Conv1D VAEs (``conv1d_vae``, ``resnet_conv1d_vae``);
+* :mod:`.losses`: MSE + annealed beta-KL with per-group terms, outside the model;
+* :mod:`.data`: the cached-parameter file format and a Dataset over it;
+* :mod:`.delaunay`: Delaunay abstract-art generator and its near-exact triangle-derived fit;
+* :mod:`.checkpoint`: model files and resumable training checkpoints (tensors + JSON only);
+* :mod:`.train`: the training loop (TensorBoard, resume, DDP under torchrun);
+* :mod:`.evaluate`: model vs mean-predictor errors, per group and per slot.
+"""
+
+from .checkpoint import load_checkpoint, load_model, save_model
+from .config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig, load_config
+from .data import GaussianParamDataset, load_param_set, save_param_set, split_indices
+from .evaluate import evaluate_against_mean
+from .losses import VAELoss, kl_weight
+from .models import MODEL_REGISTRY, build_model, count_parameters, register_model
+from .params import ParamTransform, feature_groups, features_to_params, params_to_features
+
+__all__ = [
+    "DataConfig", "ExperimentConfig", "GaussianParamDataset", "LossConfig", "MODEL_REGISTRY", "ModelConfig",
+    "ParamTransform", "TrainConfig", "VAELoss", "build_model", "count_parameters", "evaluate_against_mean",
+    "feature_groups", "features_to_params", "kl_weight", "load_checkpoint", "load_config", "load_model",
+    "load_param_set", "params_to_features", "register_model", "save_model", "save_param_set", "split_indices",
+]

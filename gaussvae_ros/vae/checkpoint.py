@@ -1,0 +1,171 @@
+"""Model files and training checkpoints: plain tensors + JSON, never arbitrary pickled objects.
+
+Both are ``torch.save`` of a dict holding only tensors, strings, numbers, lists and dicts, read back
+with ``torch.load(..., weights_only=True)`` (PyTorch's restricted unpickler), so loading a file
+cannot run code. Writes go to a temporary file renamed into place, so a crash never leaves a
+half-written file under the real name.
+
+Model file (``model.pt``), everything needed to rebuild and use a trained VAE::
+
+    {"format": "gaussvae-vae-model", "version": 1,
+     "config": <ExperimentConfig as JSON>, "transform": <ParamTransform settings as JSON>,
+     "state_dict": {name: tensor}, "norm_mean": tensor, "norm_std": tensor,
+     "slot_mean": tensor [N, F]}   # training-set mean of each slot's standardized features
+
+Training checkpoint (``checkpoint.pt``): the model file's entries plus ``optimizer`` (its state
+dict), ``progress`` (``step``, ``epoch``, ``batch_in_epoch``, ``world_size``) and ``rng``
+(per-rank torch CPU/CUDA states, numpy's and Python's global states).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import ExperimentConfig, config_from_dict
+from .models import build_model
+from .params import ParamTransform
+
+MODEL_FORMAT = "gaussvae-vae-model"
+CHECKPOINT_FORMAT = "gaussvae-vae-checkpoint"
+VERSION = 1
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _safe_load(path: str | Path) -> dict:
+    """``torch.load`` with ``weights_only=True``; any unreadable file becomes a ValueError."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, AttributeError,
+            TypeError, KeyError, IndexError, OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable GaussVAE checkpoint (corrupt or truncated?): "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: not a GaussVAE checkpoint (top level is {type(obj).__name__})")
+    return obj
+
+
+def _model_entries(model: nn.Module, config: ExperimentConfig, transform: ParamTransform,
+                   slot_mean: np.ndarray) -> dict:
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    return {
+        "config": config.to_json(),
+        "transform": json.dumps(transform.to_dict(), sort_keys=True),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "norm_mean": torch.from_numpy(np.asarray(transform.mean, dtype=np.float32)),
+        "norm_std": torch.from_numpy(np.asarray(transform.std, dtype=np.float32)),
+        "slot_mean": torch.as_tensor(np.asarray(slot_mean, dtype=np.float32)),
+    }
+
+
+def save_model(path: str | Path, model: nn.Module, config: ExperimentConfig, transform: ParamTransform,
+               slot_mean: np.ndarray) -> Path:
+    """Write a model file (format in the module docstring)."""
+    path = Path(path)
+    _atomic_save({"format": MODEL_FORMAT, "version": VERSION, **_model_entries(model, config, transform, slot_mean)},
+                 path)
+    return path
+
+
+def _rebuild(obj: dict, path: Path) -> tuple[nn.Module, ExperimentConfig, ParamTransform, np.ndarray]:
+    for key, kind in (("config", str), ("transform", str), ("state_dict", dict), ("norm_mean", torch.Tensor),
+                      ("norm_std", torch.Tensor), ("slot_mean", torch.Tensor)):
+        if not isinstance(obj.get(key), kind):
+            raise ValueError(f"{path}: checkpoint entry {key!r} is missing or not a {kind.__name__}")
+    try:
+        config = config_from_dict(json.loads(obj["config"]))
+        transform = ParamTransform(**json.loads(obj["transform"]))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"{path}: stored config is unreadable: {exc}") from exc
+    transform.mean, transform.std = obj["norm_mean"].numpy(), obj["norm_std"].numpy()
+    model = build_model(config.model)
+    try:
+        model.load_state_dict(obj["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit model {config.model.name!r}: {str(exc).splitlines()[0]}") from exc
+    return model, config, transform, obj["slot_mean"].numpy()
+
+
+def _check_format(obj: dict, path: Path, formats: tuple[str, ...]) -> None:
+    if obj.get("format") not in formats:
+        raise ValueError(f"{path}: format {obj.get('format')!r} is not one of {formats}")
+    if not isinstance(obj.get("version"), int) or obj["version"] > VERSION:
+        raise ValueError(f"{path}: version {obj.get('version')!r} is not supported (this reader: {VERSION})")
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, ExperimentConfig, ParamTransform, np.ndarray]:
+    """Rebuild ``(model in eval mode, config, transform with statistics, slot_mean [N, F])`` from a
+    model file or a training checkpoint. ValueError if the file is corrupt or inconsistent."""
+    path = Path(path)
+    obj = _safe_load(path)
+    _check_format(obj, path, (MODEL_FORMAT, CHECKPOINT_FORMAT))
+    model, config, transform, slot_mean = _rebuild(obj, path)
+    return model.eval(), config, transform, slot_mean
+
+
+def capture_rng() -> dict:
+    """This process's RNG states as tensors and plain numbers."""
+    np_state = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gauss": float(np_state[4])},
+        "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: ExperimentConfig,
+                    transform: ParamTransform, slot_mean: np.ndarray, progress: dict, rng_states: list[dict]) -> Path:
+    """Write a training checkpoint; ``rng_states`` holds one :func:`capture_rng` per DDP rank."""
+    path = Path(path)
+    _atomic_save({"format": CHECKPOINT_FORMAT, "version": VERSION,
+                  **_model_entries(model, config, transform, slot_mean),
+                  "optimizer": optimizer.state_dict(), "progress": dict(progress), "rng": list(rng_states)}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a training checkpoint: the raw dict plus ``model``, ``config``, ``transform`` and
+    ``slot_mean`` rebuilt (ValueError if corrupt, truncated or not a training checkpoint)."""
+    path = Path(path)
+    obj = _safe_load(path)
+    _check_format(obj, path, (CHECKPOINT_FORMAT,))
+    for key in ("optimizer", "progress", "rng"):
+        if key not in obj:
+            raise ValueError(f"{path}: training checkpoint lacks {key!r}")
+    obj["model"], obj["config"], obj["transform"], obj["slot_mean"] = _rebuild(obj, path)
+    return obj
+

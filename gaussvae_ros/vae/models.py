@@ -1,0 +1,208 @@
+"""Conv1D VAEs over Morton-sorted Gaussians, registered by name.
+
+Every model maps standardized features ``x [B, F, N]`` (channels first: F features per Gaussian,
+N = 512 Gaussians in Morton order treated as a 1-D sequence) to a diagonal-Gaussian posterior
+``q(z | x) = N(mu, exp(logvar))`` with ``mu, logvar [B, latent_dim]`` and decodes ``z`` back to
+``x_hat [B, F, N]``. Losses live outside the model (:mod:`gaussvae_ros.vae.losses`).
+
+Shared design choices (the prototype write-up is silent on them):
+
+* Downsampling convolutions use stride ``s`` with ``kernel_size - s`` zero padding split
+  left/right, so a length-L input gives exactly ``L / s``; upsampling is nearest-neighbour
+  repetition by ``s`` followed by a stride-1 convolution (no transposed-convolution checkerboard).
+* Bottleneck: the last encoder feature map ``[C_last, N / prod(strides)]`` is flattened and a
+  linear layer gives ``mu`` and ``logvar``; the decoder starts with a linear layer + ReLU back to
+  that shape.
+* Output head: a 1x1 convolution to F channels with no activation (features are standardized,
+  so unbounded).
+* ``logvar`` is clamped to ``[-30, 20]``. In ``eval()`` mode ``forward`` decodes ``z = mu``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+#: Registered model classes by name (see :func:`register_model`).
+MODEL_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: make a model buildable by ``name`` from a :class:`ModelConfig`."""
+
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in MODEL_REGISTRY and MODEL_REGISTRY[name] is not cls:
+            raise ValueError(f"model name {name!r} is already registered to {MODEL_REGISTRY[name].__name__}")
+        MODEL_REGISTRY[name] = cls
+        cls.registered_name = name
+        return cls
+
+    return decorate
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """A freshly initialized model of ``config.name`` (ValueError if unknown or inconsistent)."""
+    if config.name not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model {config.name!r}; registered: {sorted(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[config.name](config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _strided_conv(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
+    """Conv1d mapping length L to L / stride (padding ``kernel - stride`` split left/right)."""
+    if kernel < stride:
+        raise ValueError(f"kernel_size {kernel} must be >= stride {stride}")
+    total = kernel - stride
+    return nn.Sequential(nn.ConstantPad1d((total // 2, total - total // 2), 0.0),
+                         nn.Conv1d(c_in, c_out, kernel, stride))
+
+
+def _norm(groups: int, channels: int) -> nn.Module:
+    if groups <= 0:
+        return nn.Identity()
+    return nn.GroupNorm(math.gcd(groups, channels), channels)
+
+
+class _Conv1dVAEBase(nn.Module):
+    """Bottleneck, reparameterization and shape checks shared by the registered models."""
+
+    registered_name = ""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        if not config.encoder_channels or not config.decoder_channels:
+            raise ValueError("a model needs at least one encoder and one decoder layer")
+        for label, channels, strides in (("encoder", config.encoder_channels, config.encoder_strides),
+                                         ("decoder", config.decoder_channels, config.decoder_strides)):
+            if len(channels) != len(strides):
+                raise ValueError(f"{label}_channels and {label}_strides need the same length, "
+                                 f"got {channels} and {strides}")
+            if any(c <= 0 for c in channels) or any(s <= 0 for s in strides):
+                raise ValueError(f"{label} channels and strides must be positive")
+        down, up = math.prod(config.encoder_strides), math.prod(config.decoder_strides)
+        if down != up:
+            raise ValueError(f"encoder downsamples by {down} but decoder upsamples by {up}")
+        if config.seq_len % down:
+            raise ValueError(f"seq_len {config.seq_len} is not divisible by the total stride {down}")
+        if config.latent_dim <= 0 or config.in_channels <= 0:
+            raise ValueError("latent_dim and in_channels must be positive")
+        self.bottleneck_channels = config.encoder_channels[-1]
+        self.bottleneck_length = config.seq_len // down
+        flat = self.bottleneck_channels * self.bottleneck_length
+        self.to_posterior = nn.Linear(flat, 2 * config.latent_dim)
+        self.from_latent = nn.Sequential(nn.Linear(config.latent_dim, flat), nn.ReLU())
+        self.head = nn.Conv1d(config.decoder_channels[-1], config.in_channels, 1)
+
+    # Subclasses set self.encoder_body ([B, F, N] -> [B, C_last, N / down]) and
+    # self.decoder_body ([B, C_last, N / down] -> [B, C_dec_last, N]).
+    encoder_body: nn.Module
+    decoder_body: nn.Module
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        expected = (self.config.in_channels, self.config.seq_len)
+        if x.ndim != 3 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"{type(self).__name__} expects input [B, {expected[0]}, {expected[1]}] "
+                             f"(features x Gaussians), got {tuple(x.shape)}")
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, F, N]`` -> ``(mu, logvar)``, each ``[B, latent_dim]``."""
+        self._check_input(x)
+        h = self.encoder_body(x).flatten(1)
+        mu, logvar = self.to_posterior(h).chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``z [B, latent_dim]`` -> ``x_hat [B, F, N]``."""
+        h = self.from_latent(z).view(z.shape[0], self.bottleneck_channels, self.bottleneck_length)
+        return self.head(self.decoder_body(h))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Returns ``x_hat``, ``mu``, ``logvar`` and the decoded ``z`` (sampled in training, ``mu`` in eval)."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return {"x_hat": self.decode(z), "mu": mu, "logvar": logvar, "z": z}
+
+
+@register_model("conv1d_vae")
+class Conv1dVAE(_Conv1dVAEBase):
+    """The prototype's baseline: three strided Conv1D + ReLU encoder layers (32 -> 64 -> 128 filters),
+    linear bottleneck, three upsample + Conv1D + ReLU decoder layers (64 -> 32 -> 16 filters),
+    1x1 output head. With kernel 8 and strides 4 (512 -> 128 -> 32 -> 8 slots) and latent 512 it has
+    1,745,368 parameters for 8 input features."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        k = config.kernel_size
+        layers: list[nn.Module] = []
+        c_in = config.in_channels
+        for c_out, stride in zip(config.encoder_channels, config.encoder_strides):
+            layers += [_strided_conv(c_in, c_out, k, stride), nn.ReLU()]
+            c_in = c_out
+        self.encoder_body = nn.Sequential(*layers)
+        layers = []
+        for c_out, stride in zip(config.decoder_channels, config.decoder_strides):
+            if stride > 1:
+                layers.append(nn.Upsample(scale_factor=stride, mode="nearest"))
+            layers += [_strided_conv(c_in, c_out, k, 1), nn.ReLU()]
+            c_in = c_out
+        self.decoder_body = nn.Sequential(*layers)
+
+
+class ResidualBlock1d(nn.Module):
+    """Two convolutions (kernel k) with optional GroupNorm and a residual connection.
+
+    ``stride > 0`` downsamples by ``stride`` in the first convolution; ``upsample > 1`` repeats
+    each slot ``upsample`` times before the block. The skip path is a 1x1 convolution (strided
+    when downsampling) whenever the shape changes, else the identity.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, upsample: int = 1,
+                 norm_groups: int = 0) -> None:
+        super().__init__()
+        self.upsample = nn.Upsample(scale_factor=upsample, mode="nearest") if upsample > 1 else nn.Identity()
+        self.main = nn.Sequential(
+            _strided_conv(c_in, c_out, kernel, stride), _norm(norm_groups, c_out), nn.ReLU(),
+            _strided_conv(c_out, c_out, kernel, 1), _norm(norm_groups, c_out))
+        if c_in != c_out or stride != 1:
+            self.skip: nn.Module = nn.Conv1d(c_in, c_out, 1, stride)
+        else:
+            self.skip = nn.Identity()
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.upsample(x)
+        return self.act(self.main(x) + self.skip(x))
+
+
+@register_model("resnet_conv1d_vae")
+class ResNetConv1dVAE(_Conv1dVAEBase):
+    """The prototype's larger model: five residual encoder blocks (32 -> 256 filters), linear
+    bottleneck to a 512-D latent, five residual decoder blocks (256 -> 16 filters), 1x1 head.
+    With the shipped config (kernel 7, encoder 32/64/128/256/256 with strides 1/2/2/2/2, decoder
+    256/128/64/32/16 with upsampling 2/2/2/2/1, GroupNorm 8) it has 15,957,048 parameters for 8
+    input features."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        k, g = config.kernel_size, config.norm_groups
+        blocks: list[nn.Module] = []
+        c_in = config.in_channels
+        for c_out, stride in zip(config.encoder_channels, config.encoder_strides):
+            blocks.append(ResidualBlock1d(c_in, c_out, k, stride=stride, norm_groups=g))
+            c_in = c_out
+        self.encoder_body = nn.Sequential(*blocks)
+        blocks = []
+        for c_out, stride in zip(config.decoder_channels, config.decoder_strides):
+            blocks.append(ResidualBlock1d(c_in, c_out, k, upsample=stride, norm_groups=g))
+            c_in = c_out
+        self.decoder_body = nn.Sequential(*blocks)

@@ -1,0 +1,288 @@
+"""Training loop: fixed seeds, resumable, TensorBoard, optional DDP under ``torchrun``.
+
+Output directory layout (``gaussvae train --output DIR``):
+
+* ``config.yaml``: the resolved config (defaults filled, ``in_channels``/``seq_len`` from the data);
+* ``logs/``: TensorBoard event files (per-step ``train_step/*`` every ``log_every`` steps; per-epoch
+  ``epoch_train/*`` and ``epoch_val/*`` incl. ``group/<name>``; the validation split's
+  ``baseline_val/*`` mean-predictor errors at step 0);
+* ``metrics.jsonl``: one JSON line per finished epoch (the same per-epoch numbers);
+* ``checkpoint.pt``: latest training checkpoint (model, optimizer, step, RNG states), written at
+  epoch ends, every ``checkpoint_every`` steps and when ``max_steps`` is reached;
+* ``model.pt``: latest model file for inference (:func:`gaussvae_ros.vae.checkpoint.load_model`);
+* ``eval_val.json``: model vs mean predictors on the validation split at the end
+  (:mod:`gaussvae_ros.vae.evaluate`).
+
+Determinism and resume: weights are initialized from ``seed``; each epoch's data order comes from
+:class:`~torch.utils.data.DistributedSampler` seeded with ``seed`` and the epoch; sampling noise
+comes from each process's torch RNG, saved in the checkpoint. Resuming skips the batches of the
+current epoch already done, so an interrupted-and-resumed run takes the same steps as an
+uninterrupted one.
+
+Distributed: when ``WORLD_SIZE`` > 1 (``torchrun``), the process group is initialized with NCCL
+if CUDA is usable, else gloo; ``train.batch_size`` is the global batch, split evenly over the
+processes; only rank 0 logs and writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, save_model
+from .config import ExperimentConfig, save_config
+from .data import GaussianParamDataset, load_param_set, split_indices
+from .evaluate import evaluate_against_mean, slot_mean_of
+from .losses import VAELoss
+from .models import build_model, count_parameters
+from .params import ParamTransform
+
+
+@dataclass
+class DistContext:
+    """Where this process sits in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> DistContext:
+    """Read RANK/WORLD_SIZE/LOCAL_RANK and join the process group if there is more than one process."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"train.device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device is cuda but no CUDA device is available")
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local)
+        return DistContext(rank, world, local, torch.device("cuda", local))
+    return DistContext(rank, world, local, torch.device("cpu"))
+
+
+def _log(ctx: DistContext, message: str) -> None:
+    if ctx.is_main:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _mean_losses(criterion: VAELoss, model: torch.nn.Module, features: torch.Tensor, step: int,
+                 device: torch.device, batch_size: int = 256) -> dict[str, float]:
+    """Deterministic (z = mu) losses over ``features [M, F, N]``, averaged per sample."""
+    model = getattr(model, "module", model)
+    model.eval()
+    totals: dict[str, float] = {}
+    with torch.no_grad():
+        for i in range(0, features.shape[0], batch_size):
+            x = features[i:i + batch_size].to(device)
+            for k, v in criterion(model(x), x, step).items():
+                totals[k] = totals.get(k, 0.0) + float(v) * x.shape[0]
+    model.train()
+    return {k: v / features.shape[0] for k, v in totals.items()}
+
+
+def _gather_rng(ctx: DistContext) -> list[dict]:
+    state = capture_rng()
+    if not ctx.distributed:
+        return [state]
+    states: list = [None] * ctx.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _resume_state(output: Path, config: ExperimentConfig, ctx: DistContext) -> dict:
+    ckpt = load_checkpoint(output / "checkpoint.pt")
+    stored: ExperimentConfig = ckpt["config"]
+    for section in ("model", "data", "loss"):
+        given, saved = getattr(config, section).__dict__, getattr(stored, section).__dict__
+        diff = sorted(k for k in given if k not in ("in_channels", "seq_len") and given[k] != saved[k])
+        if diff:
+            raise ValueError(f"cannot resume: config {section}.{diff[0]} is {given[diff[0]]!r} but the checkpoint "
+                             f"was trained with {saved[diff[0]]!r}")
+    progress = ckpt["progress"]
+    if progress.get("world_size", 1) != ctx.world_size and progress.get("batch_in_epoch", 0):
+        raise ValueError(f"checkpoint was written mid-epoch by {progress.get('world_size')} process(es); "
+                         f"resume with the same number (this run has {ctx.world_size})")
+    return ckpt
+
+
+def train(config: ExperimentConfig, output: str | Path, resume: bool = False, max_steps: int | None = None) -> dict:
+    """Train (or resume) a VAE as configured; returns a JSON-able summary (see the module docstring)."""
+    output = Path(output)
+    if max_steps is not None:
+        if max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+        config.train.max_steps = max_steps
+    tc = config.train
+    if tc.batch_size <= 0 or tc.epochs <= 0 or tc.log_every <= 0 or tc.checkpoint_every < 0:
+        raise ValueError("train.batch_size, epochs and log_every must be positive, checkpoint_every >= 0")
+    has_checkpoint = (output / "checkpoint.pt").exists()
+    if has_checkpoint and not resume:
+        raise ValueError(f"{output} already holds a training run; pass --resume or choose a new --output")
+    if resume and not has_checkpoint:
+        raise ValueError(f"nothing to resume: {output / 'checkpoint.pt'} does not exist")
+
+    ctx = setup_distributed(tc.device)
+    if tc.batch_size % ctx.world_size:
+        raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by {ctx.world_size} processes")
+    ckpt = _resume_state(output, config, ctx) if resume else None
+
+    # Data, split and parameter-space statistics (identical on every rank).
+    params = load_param_set(config.data.path)
+    splits = split_indices(len(params), config.data.val_fraction, config.data.test_fraction, config.data.split_seed)
+    if ckpt is not None:
+        transform: ParamTransform = ckpt["transform"]
+    else:
+        transform = ParamTransform(config.data.representation, config.data.log_scale, config.data.canonical,
+                                   config.data.normalization, params.shape[2] - 5).fit(params[splits["train"]])
+    train_set = GaussianParamDataset(params[splits["train"]], transform)
+    val_set = GaussianParamDataset(params[splits["val"]], transform) if len(splits["val"]) else None
+    slot_mean = ckpt["slot_mean"] if ckpt is not None else slot_mean_of(train_set.features)
+    config.model.in_channels, config.model.seq_len = transform.num_features, params.shape[1]
+
+    # Model and optimizer.
+    torch.manual_seed(tc.seed)
+    model = build_model(config.model)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"].state_dict())
+    model.to(ctx.device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # the config's (possibly changed) learning rate wins
+            group["lr"], group["weight_decay"] = tc.lr, tc.weight_decay
+    net = DistributedDataParallel(model) if ctx.distributed else model
+    criterion = VAELoss(transform.groups, config.loss.beta, config.loss.kl_anneal_steps,
+                        config.loss.kl_anneal_start, config.loss.group_weights)
+
+    progress = dict(ckpt["progress"]) if ckpt is not None else {"step": 0, "epoch": 0, "batch_in_epoch": 0}
+    if ckpt is not None and ckpt["progress"].get("world_size", 1) == ctx.world_size:
+        restore_rng(ckpt["rng"][ctx.rank])
+    else:
+        seed = tc.seed + 1 + ctx.rank + 7919 * progress["step"]
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+
+    writer = None
+    if ctx.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        save_config(config, output / "config.yaml")
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(output / "logs"), purge_step=progress["step"] if ckpt is not None else None)
+        if ckpt is None and val_set is not None:
+            base = evaluate_against_mean(model, transform, slot_mean, val_set.params)
+            for group, row in base["groups"].items():
+                writer.add_scalar(f"baseline_val/slot_mean/{group}", row["slot_mean"], 0)
+                writer.add_scalar(f"baseline_val/global_mean/{group}", row["global_mean"], 0)
+    _log(ctx, f"gaussvae train: {config.model.name}, {count_parameters(model):,} parameters, "
+              f"{len(train_set)} train / {len(splits['val'])} val samples, {ctx.world_size} process(es) on "
+              f"{ctx.device}, representation {transform.representation}")
+
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=tc.seed, drop_last=False)
+    per_rank = tc.batch_size // ctx.world_size
+    stop_at = tc.max_steps if tc.max_steps > 0 else math.inf
+    step, epoch, skip = progress["step"], progress["epoch"], progress["batch_in_epoch"]
+    keys: list[str] = []
+    last_train: dict[str, float] = {}
+    last_val: dict[str, float] = {}
+
+    def checkpoint(batch_in_epoch: int) -> None:
+        rng_states = _gather_rng(ctx)
+        if ctx.is_main:
+            state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "world_size": ctx.world_size}
+            save_checkpoint(output / "checkpoint.pt", model, optimizer, config, transform, slot_mean, state,
+                            rng_states)
+            save_model(output / "model.pt", model, config, transform, slot_mean)
+
+    started = time.monotonic()
+    while epoch < tc.epochs and step < stop_at:
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        batches = [order[i:i + per_rank] for i in range(0, len(order), per_rank)]
+        sums: torch.Tensor | None = None
+        stopped = False
+        for b in range(skip, len(batches)):
+            x = train_set.features[batches[b]].to(ctx.device)
+            losses = criterion(net(x), x, step)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            step += 1
+            keys = sorted(losses)
+            values = torch.stack([losses[k].detach().float().cpu() for k in keys])
+            row = torch.cat([values * x.shape[0], torch.tensor([float(x.shape[0])])])
+            sums = row if sums is None else sums + row
+            if writer is not None and step % tc.log_every == 0:
+                for k, v in zip(keys, values.tolist()):
+                    writer.add_scalar(f"train_step/{k}", v, step)
+            if step >= stop_at:
+                checkpoint(b + 1)
+                stopped = True
+                break
+            if tc.checkpoint_every and step % tc.checkpoint_every == 0 and b + 1 < len(batches):
+                checkpoint(b + 1)
+        if stopped:
+            break
+        # End of epoch: average training losses over all processes, validate, log, checkpoint.
+        if sums is not None:
+            if ctx.distributed:
+                dist.all_reduce(sums)
+            last_train = {k: float(v) / float(sums[-1]) for k, v in zip(keys, sums[:-1])}
+        if ctx.is_main:
+            last_val = _mean_losses(criterion, model, val_set.features, step, ctx.device) if val_set else {}
+            for prefix, values_ in (("epoch_train", last_train), ("epoch_val", last_val)):
+                for k, v in values_.items():
+                    writer.add_scalar(f"{prefix}/{k}", v, step)
+            writer.flush()
+            with open(output / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps({"epoch": epoch, "step": step, "train": last_train, "val": last_val}) + "\n")
+            groups = " ".join(f"{k[6:]}={v:.3f}" for k, v in last_val.items() if k.startswith("group/"))
+            _log(ctx, f"epoch {epoch} step {step}: train loss {last_train.get('loss', float('nan')):.4f}, "
+                      f"val loss {last_val.get('loss', float('nan')):.4f} ({groups})")
+        epoch += 1
+        skip = 0
+        checkpoint(0)
+
+    summary: dict = {"output": str(output), "model": config.model.name, "parameters": count_parameters(model),
+                     "step": step, "epoch": epoch, "world_size": ctx.world_size,
+                     "seconds": round(time.monotonic() - started, 2), "train": last_train, "val": last_val}
+    if ctx.is_main:
+        if not (output / "model.pt").exists():  # nothing ran (already finished): still leave a model file
+            save_model(output / "model.pt", model, config, transform, slot_mean)
+        if val_set is not None:
+            report = evaluate_against_mean(model, transform, slot_mean, val_set.params)
+            (output / "eval_val.json").write_text(json.dumps(report, indent=2))
+            summary["eval_val"] = {g: {k: round(v, 5) for k, v in row.items()} for g, row in report["groups"].items()}
+        writer.close()
+    if ctx.distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
