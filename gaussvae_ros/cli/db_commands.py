@@ -1,0 +1,291 @@
+"""``gaussvae db stats|query|export FILE``: look into a memory database.
+
+* ``stats``: counts, size, time span, pose bounds, per camera.
+* ``query``: memories by time range (``--start/--end`` seconds) or by pose (``--near X Y Z`` with
+  ``--radius M`` or ``--k N``), as a table or JSON.
+* ``export``: the queried memories recalled as PNG images at any size (``--size WxH``, default the
+  original camera size), optionally a contact sheet and a PNG map of the stored poses coloured by time.
+
+Times on the command line are seconds: absolute ROS time, or after the first stored memory with
+``--relative``. Positions are metres in the stored poses' frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+
+def _open_store(path: str):
+    from gaussvae_ros.store.store import Store
+
+    return Store(path, create=False)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
+    if not match or int(match[1]) < 1 or int(match[2]) < 1:
+        raise argparse.ArgumentTypeError(f"size must look like WIDTHxHEIGHT (e.g. 640x480), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+# --- stats --------------------------------------------------------------------------------------
+
+def _stats(args: argparse.Namespace) -> int:
+    with _open_store(args.file) as store:
+        s = store.stats()
+    data = {
+        "file": str(args.file), "memories": s.count, "payload_bytes": s.payload_bytes, "file_bytes": s.file_bytes,
+        "bytes_per_memory": s.payload_bytes / s.count if s.count else None,
+        "first_stamp_ns": s.first_stamp_ns, "last_stamp_ns": s.last_stamp_ns, "time_span_s": s.time_span_s,
+        "with_pose": s.pose_count,
+        "pose_bounds": None if s.pose_bounds is None else {"min": list(s.pose_bounds[0]), "max": list(s.pose_bounds[1])},
+        "cameras": [{"topic": c.topic, "camera_frame_id": c.camera_frame_id, "memories": c.count,
+                     "payload_bytes": c.payload_bytes, "first_stamp_ns": c.first_stamp_ns,
+                     "last_stamp_ns": c.last_stamp_ns} for c in s.streams],
+    }
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    print(f"{args.file}: {s.count} memories, {s.payload_bytes / 1024:.1f} KiB of payload "
+          f"({data['bytes_per_memory'] or 0:.0f} B each), file {s.file_bytes / 1024:.1f} KiB")
+    if s.count:
+        print(f"  time: {s.first_stamp_ns * 1e-9:.3f} .. {s.last_stamp_ns * 1e-9:.3f} s ({s.time_span_s:.2f} s)")
+    if s.pose_bounds is not None:
+        lo, hi = s.pose_bounds
+        print(f"  {s.pose_count} with a pose, within ({', '.join(f'{v:.2f}' for v in lo)}) .. "
+              f"({', '.join(f'{v:.2f}' for v in hi)}) m")
+    for c in s.streams:
+        print(f"  {c.topic} [{c.camera_frame_id}]: {c.count} memories, {c.payload_bytes / 1024:.1f} KiB")
+    return 0
+
+
+# --- query --------------------------------------------------------------------------------------
+
+def _query_records(store, args: argparse.Namespace, with_payload: bool = False) -> list:
+    """Records selected by the shared query options (time range or pose), without payload by default."""
+    start_s, end_s = args.start, args.end
+    if args.relative and (start_s is not None or end_s is not None):
+        first = store.stats().first_stamp_ns
+        offset = 0.0 if first is None else first * 1e-9
+        start_s = None if start_s is None else offset + start_s
+        end_s = None if end_s is None else offset + end_s
+    if args.near is not None:
+        if args.radius is not None and args.k is not None:
+            raise ValueError("give --radius or --k with --near, not both")
+        common = dict(topic=args.topic, with_payload=with_payload)
+        if args.orientation is not None:
+            common.update(orientation=tuple(args.orientation), max_angle_rad=args.max_angle)
+        if args.radius is not None:
+            records = store.within_radius(tuple(args.near), args.radius, limit=args.limit, **common)
+        else:
+            records = store.nearest(tuple(args.near), args.k or 5, **common)
+        if start_s is not None or end_s is not None:
+            lo = -math.inf if start_s is None else start_s
+            hi = math.inf if end_s is None else end_s
+            records = [r for r in records if lo <= r.stamp_ns * 1e-9 <= hi]
+        return records[: args.limit] if args.limit else records
+    if args.radius is not None or args.k is not None or args.orientation is not None:
+        raise ValueError("--radius, --k and --orientation need --near X Y Z")
+    return store.by_time(start_s=start_s, end_s=end_s, topic=args.topic, limit=args.limit,
+                         with_payload=with_payload)
+
+
+def _record_dict(r) -> dict:
+    return {
+        "id": r.id, "stamp_ns": r.stamp_ns, "topic": r.topic, "camera_frame_id": r.camera_frame_id,
+        "width": r.width, "height": r.height, "encoding": r.encoding,
+        "position": None if r.pose is None else list(r.pose.position),
+        "orientation": None if r.pose is None else list(r.pose.orientation),
+        "pose_frame_id": r.pose_frame_id or None,
+        "distance_m": r.distance_m, "psnr": None if r.psnr is None or not math.isfinite(r.psnr) else r.psnr,
+        "ssim": r.ssim, "payload_bytes": r.payload_size,
+    }
+
+
+def _query(args: argparse.Namespace) -> int:
+    with _open_store(args.file) as store:
+        records = _query_records(store, args)
+    rows = [_record_dict(r) for r in records]
+    if args.json:
+        print(json.dumps({"file": str(args.file), "count": len(rows), "memories": rows}))
+        return 0
+    print(f"{len(rows)} memories")
+    for row in rows:
+        where = "no pose" if row["position"] is None else "(" + ", ".join(f"{v:.2f}" for v in row["position"]) + ")"
+        dist = "" if row["distance_m"] is None else f"  {row['distance_m']:.2f} m away"
+        print(f"  #{row['id']:<6} {row['stamp_ns'] * 1e-9:.3f} s  {row['topic']} [{row['camera_frame_id']}]  "
+              f"{row['width']}x{row['height']}  {where}{dist}")
+    return 0
+
+
+# --- export -------------------------------------------------------------------------------------
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "topic"
+
+
+def recall_image(payload: bytes, width: int, height: int) -> np.ndarray:
+    """Decode a stored payload and render it at ``width x height``: uint8 ``[H, W]`` or ``[H, W, 3]``."""
+    from gaussvae_ros.core import decode_gaussians, render
+
+    image = render(decode_gaussians(payload), height, width)
+    out = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    return out[:, :, 0] if out.shape[2] == 1 else out
+
+
+def contact_sheet(images: list[np.ndarray], labels: list[str], columns: int = 4, tile_width: int = 320):
+    """A grid of images scaled to ``tile_width`` wide, each with a label underneath (a Pillow RGB image)."""
+    from PIL import Image, ImageDraw
+
+    if not images:
+        raise ValueError("no images for a contact sheet")
+    tiles = []
+    for image in images:
+        tile = Image.fromarray(image).convert("RGB")
+        tiles.append(tile.resize((tile_width, max(1, round(tile.height * tile_width / tile.width))), Image.BILINEAR))
+    label_h = 14
+    cell_h = max(t.height for t in tiles) + label_h + 4
+    columns = max(1, min(columns, len(tiles)))
+    rows = math.ceil(len(tiles) / columns)
+    sheet = Image.new("RGB", (columns * (tile_width + 4) + 4, rows * cell_h + 4), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (tile, label) in enumerate(zip(tiles, labels)):
+        x, y = 4 + (i % columns) * (tile_width + 4), 4 + (i // columns) * cell_h
+        sheet.paste(tile, (x, y))
+        draw.text((x, y + tile.height + 1), label, fill="black")
+    return sheet
+
+
+def pose_map(records: list, path: Path, title: str = "") -> int:
+    """Write a PNG map of the records' positions coloured by time; returns how many were drawn.
+
+    The plot shows the two axes along which the positions spread most (metres), so a ground robot's
+    track appears from above whatever its frame convention (x-y for ``odom``, x-z for camera optical frames).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    posed = [r for r in records if r.pose is not None]
+    if not posed:
+        raise ValueError("no stored memory with a pose to draw")
+    xyz = np.array([r.pose.position for r in posed])
+    t = np.array([r.stamp_ns for r in posed], dtype=np.float64)
+    t = (t - t.min()) * 1e-9
+    axes = sorted(np.argsort(-np.ptp(xyz, axis=0))[:2])
+    names = "xyz"
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
+    try:
+        ax.plot(xyz[:, axes[0]], xyz[:, axes[1]], color="0.8", linewidth=1, zorder=1)
+        points = ax.scatter(xyz[:, axes[0]], xyz[:, axes[1]], c=t, cmap="viridis", s=25, zorder=2)
+        fig.colorbar(points, ax=ax, label="time since first memory (s)")
+        ax.set_xlabel(f"{names[axes[0]]} (m)")
+        ax.set_ylabel(f"{names[axes[1]]} (m)")
+        ax.set_aspect("equal", adjustable="datalim")
+        frames = sorted({r.pose_frame_id for r in posed if r.pose_frame_id})
+        ax.set_title(title or f"{len(posed)} memories" + (f" in {', '.join(frames)}" if frames else ""))
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    return len(posed)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _open_store(args.file) as store:
+        records = _query_records(store, args)
+        written, images, labels = [], [], []
+        for r in records:
+            width, height = args.size if args.size else (r.width, r.height)
+            image = recall_image(store.load_payload(r.id), width, height)
+            path = out / f"{r.id:06d}_{_safe(r.topic)}_{r.stamp_ns}.png"
+            Image.fromarray(image).save(path)
+            written.append(str(path))
+            if args.contact_sheet:
+                images.append(image)
+                labels.append(f"#{r.id} {r.stamp_ns * 1e-9:.2f}s {r.topic}")
+        result = {"file": str(args.file), "out": str(out), "count": len(written), "images": written}
+        if args.contact_sheet:
+            if images:
+                sheet_path = out / "contact_sheet.png"
+                contact_sheet(images, labels, columns=args.columns).save(sheet_path)
+                result["contact_sheet"] = str(sheet_path)
+            else:
+                result["contact_sheet"] = None
+        if args.map:
+            map_records = records if (args.start is not None or args.end is not None or args.near is not None
+                                      or args.topic is not None) else store.by_time()
+            map_path = out / "pose_map.png"
+            try:
+                result["map_points"] = pose_map(map_records, map_path)
+                result["map"] = str(map_path)
+            except ValueError as exc:
+                result["map"] = None
+                result["map_error"] = str(exc)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{len(written)} images written to {out}")
+        for key in ("contact_sheet", "map"):
+            if result.get(key):
+                print(f"  {key.replace('_', ' ')}: {result[key]}")
+        if result.get("map_error"):
+            print(f"  map: {result['map_error']}")
+    return 0
+
+
+# --- parsers ------------------------------------------------------------------------------------
+
+def _add_query_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("selection (default: every memory, by time)")
+    g.add_argument("--start", type=float, metavar="S", help="from this time (seconds)")
+    g.add_argument("--end", type=float, metavar="S", help="up to this time (seconds, inclusive)")
+    g.add_argument("--relative", action="store_true", help="--start/--end count from the first stored memory")
+    g.add_argument("--near", type=float, nargs=3, metavar=("X", "Y", "Z"), help="memories near this position (m)")
+    g.add_argument("--radius", type=float, metavar="M", help="with --near: all within this distance")
+    g.add_argument("--k", type=int, metavar="N", help="with --near: the N nearest (default 5)")
+    g.add_argument("--orientation", type=float, nargs=4, metavar=("QX", "QY", "QZ", "QW"),
+                   help="with --near: only memories facing within --max-angle of this orientation")
+    g.add_argument("--max-angle", type=float, default=0.5, metavar="RAD", help="default 0.5 rad")
+    g.add_argument("--topic", help="only this camera topic")
+    g.add_argument("--limit", type=int, metavar="N", help="at most N memories")
+
+
+def register(subparsers) -> None:
+    db = subparsers.add_parser("db", help="inspect a memory database: stats, query, export images",
+                               description=__doc__.split("\n\n")[0])
+    sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser("stats", help="counts, sizes, time span, pose bounds per camera")
+    p.add_argument("file", help="memory database")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_stats)
+
+    p = sub.add_parser("query", help="list memories by time range or by pose")
+    p.add_argument("file", help="memory database")
+    _add_query_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_query)
+
+    p = sub.add_parser("export", help="recall memories as PNG images, a contact sheet and a pose map")
+    p.add_argument("file", help="memory database")
+    p.add_argument("out", help="output folder (created)")
+    _add_query_options(p)
+    p.add_argument("--size", type=_parse_size, metavar="WxH", help="render size (default: the original camera size)")
+    p.add_argument("--contact-sheet", action="store_true", help="also write contact_sheet.png")
+    p.add_argument("--columns", type=int, default=4, help="contact sheet columns (default 4)")
+    p.add_argument("--map", action="store_true", help="also write pose_map.png (all memories unless filtered)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_export)

@@ -1,0 +1,96 @@
+"""``gaussvae replay BAG --db FILE``: fit a recording's keyframes into a visual memory database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from gaussvae_ros.bag.keyframes import KeyframeConfig
+    from gaussvae_ros.replay import ReplayOptions, process_seconds, replay_bag
+
+    # count the command's whole wall time, interpreter start-up and imports included
+    started = time.perf_counter() - (process_seconds() or 0.0)
+    keyframes = KeyframeConfig(
+        max_interval_s=args.max_interval, min_interval_s=args.min_interval,
+        min_translation_m=args.min_translation, min_rotation_rad=args.min_rotation,
+        min_image_change=args.min_image_change, duplicate_image_change=args.duplicate_image_change)
+    options = ReplayOptions(
+        image_topics=args.image_topic or None,
+        pose_topic="" if args.no_pose_topic else args.pose_topic,
+        long_side=args.size, n_gaussians=args.gaussians, no_pose=args.no_pose, keyframes=keyframes,
+        batch_size=args.batch_size, max_iters=args.iterations, progress=not args.quiet and not args.json,
+        dry_run=args.dry_run, seed=args.seed)
+    if args.db is None and not args.dry_run:
+        raise ValueError("--db FILE is required (or --dry-run)")
+    report = replay_bag(args.bag, args.db, options, started=started)
+    data = report.to_dict()
+    if args.json:
+        print(json.dumps(data))
+    else:
+        _print_summary(data)
+    for warning in report.warnings:
+        print(f"gaussvae replay: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _print_summary(data: dict) -> None:
+    print(f"{data['bag']}: {data['frames_read']} frames read, {data['memories_stored']} memories stored"
+          f" ({data['already_stored']} already stored), {data['error_count']} errors, {data['seconds']:.1f} s")
+    for topic, counts in data["per_topic"].items():
+        size = data["working_size"].get(topic, {})
+        print(f"  {topic}: {counts['frames']} frames, {counts['stored']} stored, {counts['errors']} errors"
+              + (f", fitted at {size['width']}x{size['height']}" if size else ""))
+    if data["mean_psnr"] is not None:
+        print(f"  mean PSNR {data['mean_psnr']:.2f} dB, {data['bytes_per_memory']:.0f} bytes per memory")
+    if data["skipped"]:
+        print("  skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(data["skipped"].items())))
+    for error in data["errors"][:10]:
+        print(f"  error: {error}")
+
+
+def register(subparsers) -> None:
+    from gaussvae_ros.bag.keyframes import KeyframeConfig
+    from gaussvae_ros.replay import DEFAULT_BATCH_SIZE, DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE
+
+    k = KeyframeConfig()
+    p = subparsers.add_parser(
+        "replay", help="fit the keyframes of a rosbag2 recording into a memory database",
+        description="Replay a rosbag2 recording (sqlite3 or mcap): every image topic by default, each camera kept "
+                    "apart; keyframes are fitted with 2D Gaussians at a working resolution and stored with their "
+                    "pose, time and camera. Re-running stores nothing twice; an interrupted run resumes.")
+    p.add_argument("bag", help="rosbag2 folder")
+    p.add_argument("--db", help="memory database (SQLite file, created if missing)")
+    p.add_argument("--image-topic", action="append", metavar="T", help="image topic to replay (repeatable; "
+                   "default: all Image / CompressedImage topics)")
+    p.add_argument("--pose-topic", metavar="P", help="Odometry / PoseStamped topic (default: the only one)")
+    p.add_argument("--no-pose-topic", action="store_true", help="ignore poses")
+    p.add_argument("--no-pose", choices=("store", "skip"), default="store",
+                   help="frames without a pose: store them anyway (time-queryable) or skip them (default: store)")
+    p.add_argument("--size", type=int, default=DEFAULT_LONG_SIDE, metavar="LONG_SIDE",
+                   help=f"working resolution, pixels of the long side (default {DEFAULT_LONG_SIDE})")
+    p.add_argument("--gaussians", type=int, default=DEFAULT_GAUSSIANS, help=f"per memory (default {DEFAULT_GAUSSIANS})")
+    p.add_argument("--iterations", type=int, metavar="N", help="cap on fitting iterations per frame")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"memories per transaction (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("keyframe policy")
+    g.add_argument("--min-translation", type=float, default=k.min_translation_m, metavar="M",
+                   help=f"metres moved since the last keyframe (default {k.min_translation_m})")
+    g.add_argument("--min-rotation", type=float, default=k.min_rotation_rad, metavar="RAD",
+                   help=f"radians turned (default {k.min_rotation_rad})")
+    g.add_argument("--min-image-change", type=float, default=k.min_image_change, metavar="D",
+                   help=f"thumbnail mean absolute difference (default {k.min_image_change})")
+    g.add_argument("--duplicate-image-change", type=float, default=k.duplicate_image_change, metavar="D",
+                   help=f"below this a frame is a near-duplicate, never stored (default {k.duplicate_image_change})")
+    g.add_argument("--max-interval", type=float, default=k.max_interval_s, metavar="S",
+                   help=f"seconds after which a changed frame is stored anyway (default {k.max_interval_s})")
+    g.add_argument("--min-interval", type=float, default=k.min_interval_s, metavar="S",
+                   help=f"never store two keyframes closer than this (default {k.min_interval_s})")
+    p.add_argument("--dry-run", action="store_true", help="decide keyframes only; fit and write nothing")
+    p.add_argument("--json", action="store_true", help="print one JSON report on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_replay)

@@ -1,0 +1,447 @@
+"""Offline replay: turn a rosbag2 recording into a visual memory database.
+
+For every image topic (each camera kept apart by topic and frame id), in recording order:
+
+1. decode the frame (:mod:`gaussvae_ros.bag.images`) and shrink it to the working resolution
+   (long side :data:`DEFAULT_LONG_SIDE` pixels, never enlarged; the original size is recorded);
+2. look its pose up on the pose topic at the frame's header stamp (:class:`~gaussvae_ros.bag.poses.PoseTrack`:
+   interpolated, 50 ms tolerance); frames without a pose are stored without one or skipped
+   (``no_pose``);
+3. ask the keyframe policy (:mod:`gaussvae_ros.bag.keyframes`) whether to keep it;
+4. fit it with 2D Gaussians, warm-started from the camera's previous keyframe, and encode them;
+5. write the memories to the store in batches of ``batch_size``, one transaction per batch.
+
+Re-running on the same database stores nothing twice (the store's key is topic + camera frame id
++ stamp); a run that was interrupted resumes: frames already stored are recognised, prime the
+keyframe policy and the warm start, and are not fitted again. A message that cannot be read is
+counted and described in the report, never fatal.
+
+The live ROS node uses the same steps on live messages (:func:`working_image`, the keyframe
+policy, :func:`fit_memory`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bag.keyframes import KeyframeConfig, KeyframePolicy, image_thumbnail
+from .bag.poses import DEFAULT_MAX_GAP_NS, DEFAULT_TOLERANCE_NS, Pose, PoseTrack
+from .bag.reader import BagReader, Frame, FrameError
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_GAUSSIANS",
+    "DEFAULT_LONG_SIDE",
+    "ReplayOptions",
+    "ReplayReport",
+    "fit_memory",
+    "replay_bag",
+    "working_image",
+]
+
+#: Working resolution: frames are fitted with their long side at 256 pixels (a 1226 x 370 KITTI
+#: frame becomes 256 x 77, a 752 x 480 EuRoC frame 256 x 163). That keeps the layout of a scene
+#: recognisable while a warm-started fit takes a fraction of a second on a CPU core; the
+#: Gaussians are resolution-free, so recall renders them at any size.
+DEFAULT_LONG_SIDE = 256
+
+#: Gaussians per memory at the working resolution (about one per 40 pixels of a KITTI frame).
+DEFAULT_GAUSSIANS = 512
+
+#: Memories written per transaction. A run killed mid-way loses at most this many fitted frames.
+DEFAULT_BATCH_SIZE = 8
+
+
+@dataclass
+class ReplayOptions:
+    """What to replay and how.
+
+    Attributes:
+        image_topics: topics to replay (default: every Image / CompressedImage topic).
+        pose_topic: Odometry / PoseStamped topic (default: the only one, if there is exactly one;
+            ``""`` disables poses).
+        long_side: working resolution, pixels of the long side (frames are never enlarged).
+        n_gaussians: Gaussians per memory.
+        no_pose: ``"store"`` frames without a pose anyway (time-queryable only) or ``"skip"`` them.
+        keyframes: keyframe policy thresholds.
+        batch_size: memories per transaction.
+        max_iters: cap on fitting iterations per frame (None: the fitter's default).
+        pose_tolerance_ns, pose_max_gap_ns: pose lookup rules (see :mod:`gaussvae_ros.bag.poses`).
+        fit_overrides: extra keyword arguments for :func:`gaussvae_ros.core.fit_image`.
+        progress: show a progress bar on stderr.
+        dry_run: decide keyframes only; no fitting, nothing written.
+        seed: fitting seed.
+    """
+
+    image_topics: list[str] | None = None
+    pose_topic: str | None = None
+    long_side: int = DEFAULT_LONG_SIDE
+    n_gaussians: int = DEFAULT_GAUSSIANS
+    no_pose: str = "store"
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_iters: int | None = None
+    pose_tolerance_ns: int = DEFAULT_TOLERANCE_NS
+    pose_max_gap_ns: int = DEFAULT_MAX_GAP_NS
+    fit_overrides: dict = field(default_factory=dict)
+    progress: bool = False
+    dry_run: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.no_pose not in ("store", "skip"):
+            raise ValueError(f"no_pose must be 'store' or 'skip', got {self.no_pose!r}")
+        if int(self.long_side) < 8:
+            raise ValueError(f"working size (long side) must be at least 8 pixels, got {self.long_side}")
+        if int(self.n_gaussians) < 1:
+            raise ValueError(f"n_gaussians must be at least 1, got {self.n_gaussians}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.max_iters is not None and int(self.max_iters) < 1:
+            raise ValueError(f"max_iters must be at least 1, got {self.max_iters}")
+
+
+@dataclass
+class TopicCounts:
+    frames: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    errors: int = 0
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did. Times in seconds; ``seconds_by_stage`` splits the work (start-up excluded)."""
+
+    bag: str
+    database: str | None
+    image_topics: list[str]
+    pose_topic: str | None
+    frames_read: int = 0
+    memories_stored: int = 0
+    already_stored: int = 0
+    skipped: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)
+    error_count: int = 0
+    per_topic: dict = field(default_factory=dict)
+    keyframe_reasons: dict = field(default_factory=dict)
+    mean_psnr: float | None = None
+    mean_ssim: float | None = None
+    bytes_per_memory: float | None = None
+    fit_iterations_mean: float | None = None
+    working_size: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    seconds_by_stage: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("mean_psnr", "mean_ssim"):  # JSON has no inf / nan
+            if out[key] is not None and not math.isfinite(out[key]):
+                out[key] = None
+        return out
+
+
+#: Error descriptions kept in the report (all errors are counted).
+MAX_REPORTED_ERRORS = 50
+
+
+def working_image(image: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.ndarray:
+    """``image`` (uint8 / uint16, ``[H, W]`` or ``[H, W, 3]``) with its long side shrunk to ``long_side``.
+
+    Area-averaged (box filter), never enlarged; same dtype and channels. Returns the input itself
+    when it is already small enough.
+    """
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = long_side / max(h, w)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if image.dtype == np.uint8:
+        return np.asarray(Image.fromarray(image).resize(size, Image.BOX))
+    channels = image[:, :, None] if image.ndim == 2 else image
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(channels[:, :, c], dtype=np.float32), mode="F")
+                         .resize(size, Image.BOX)) for c in range(channels.shape[2])]
+    out = np.clip(np.rint(np.stack(planes, axis=2)), 0, np.iinfo(image.dtype).max).astype(image.dtype)
+    return out[:, :, 0] if image.ndim == 2 else out
+
+
+def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, max_iters: int | None = None,
+               **fit_overrides):
+    """Fit a working-resolution image (warm start from ``init`` when its channels match).
+
+    Returns ``(FitResult, payload bytes)``.
+    """
+    from .core import encode_gaussians, fit_image
+
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if init is not None and init.channels != channels:
+        init = None
+    if max_iters is not None:
+        fit_overrides = dict(fit_overrides, max_iters=int(max_iters))
+    result = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
+    return result, encode_gaussians(result.gaussians)
+
+
+def _store_pose(pose: Pose | None):
+    from .store.records import Pose as StoredPose
+
+    if pose is None:
+        return None
+    return StoredPose(tuple(float(v) for v in pose.position), tuple(float(v) for v in pose.orientation))
+
+
+def _intrinsics(info: dict | None):
+    from .store.records import CameraIntrinsics
+
+    if info is None:
+        return None
+    try:
+        return CameraIntrinsics(tuple(info["k"]), info["distortion_model"], tuple(info["d"]))
+    except ValueError:
+        return None
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: Counter = Counter()
+
+    def add(self, stage: str, start: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - start
+        return now
+
+
+def _select_topics(bag: BagReader, options: ReplayOptions, report: ReplayReport) -> tuple[list[str], str | None]:
+    topics = bag.image_topics if options.image_topics is None else list(dict.fromkeys(options.image_topics))
+    missing = [t for t in topics if t not in bag.image_topics]
+    if missing:
+        raise ValueError(f"not image topics in {bag.path.name}: {', '.join(missing)}; "
+                         f"image topics: {', '.join(bag.image_topics) or 'none'}")
+    if not topics:
+        raise ValueError(f"{bag.path.name} has no Image or CompressedImage topic")
+    pose_topic = options.pose_topic
+    if pose_topic is None:
+        candidates = bag.pose_topics
+        if len(candidates) == 1:
+            pose_topic = candidates[0]
+        elif candidates:
+            report.warnings.append(f"{len(candidates)} pose topics ({', '.join(candidates)}): none used; "
+                                   "choose one with --pose-topic")
+    elif pose_topic and pose_topic not in bag.pose_topics:
+        raise ValueError(f"{pose_topic} is not a pose topic of {bag.path.name}; "
+                         f"pose topics: {', '.join(bag.pose_topics) or 'none'}")
+    return topics, pose_topic or None
+
+
+def replay_bag(bag_path: str | Path, database: str | Path | None, options: ReplayOptions | None = None,
+               started: float | None = None) -> ReplayReport:
+    """Replay ``bag_path`` into the store at ``database`` (created if missing) and report what happened.
+
+    ``started``: ``time.perf_counter()`` value the report's ``seconds`` counts from (default: now).
+    ``database`` may be None only with ``options.dry_run``.
+    """
+    started = time.perf_counter() if started is None else started
+    options = options or ReplayOptions()
+    if database is None and not options.dry_run:
+        raise ValueError("a database path is needed unless dry_run is set")
+    timer = _Timer()
+    t = time.perf_counter()
+    with BagReader(bag_path) as bag:
+        report = ReplayReport(str(bag.path), None if database is None else str(database), [], None)
+        topics, pose_topic = _select_topics(bag, options, report)
+        report.image_topics, report.pose_topic = topics, pose_topic
+        track_errors: list[str] = []
+        track = bag.read_pose_track(pose_topic, track_errors) if pose_topic else PoseTrack(max_samples=None)
+        report.errors.extend(track_errors[:MAX_REPORTED_ERRORS])
+        report.error_count += len(track_errors)
+        if pose_topic and not len(track):
+            report.warnings.append(f"pose topic {pose_topic} has no readable pose")
+        infos = {}
+        for topic in topics:
+            info_topic = bag.camera_info_topic_for(topic)
+            infos[topic] = _intrinsics(bag.read_camera_info(info_topic)) if info_topic else None
+        total = bag.message_count(topics)
+        t = timer.add("open", t)
+        writer = None if options.dry_run else _MemoryWriter(database, options.batch_size, timer)
+        try:
+            _replay_frames(bag, topics, track, infos, total, options, report, writer, timer)
+            if writer is not None:
+                writer.flush()
+        finally:
+            if writer is not None:
+                writer.close()
+    report.seconds_by_stage = {k: round(v, 3) for k, v in sorted(timer.seconds.items())}
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class _MemoryWriter:
+    """Batches memories into the store, one transaction per batch, and knows what is already stored."""
+
+    def __init__(self, database, batch_size: int, timer: _Timer) -> None:
+        from .store.store import Store
+
+        self.store = Store(database)
+        self.batch_size = int(batch_size)
+        self.pending: list = []
+        self.timer = timer
+        self.inserted = 0
+        self.skipped = 0
+        self._known: dict[str, dict[tuple[str, int], int]] = {}
+
+    def existing(self, topic: str) -> dict[tuple[str, int], int]:
+        """``{(camera_frame_id, stamp_ns): memory id}`` of the memories already stored for ``topic``."""
+        if topic not in self._known:
+            self._known[topic] = {(r.camera_frame_id, r.stamp_ns): r.id for r in self.store.by_time(topic=topic)}
+        return self._known[topic]
+
+    def load_gaussians(self, memory_id: int):
+        from .core import decode_gaussians
+
+        return decode_gaussians(self.store.load_payload(memory_id))
+
+    def add(self, memory) -> None:
+        self.pending.append(memory)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        t = time.perf_counter()
+        result = self.store.insert_many(self.pending, batch_size=len(self.pending))
+        self.inserted += result.inserted
+        self.skipped += result.skipped
+        self.pending = []
+        self.timer.add("store", t)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _replay_frames(bag: BagReader, topics, track: PoseTrack, infos: dict, total: int, options: ReplayOptions,
+                   report: ReplayReport, writer: _MemoryWriter | None, timer: _Timer) -> None:
+    from tqdm import tqdm
+
+    policy = KeyframePolicy(options.keyframes)
+    warm: dict = {}  # camera -> Gaussians of its latest keyframe, or a stored memory id to load them from
+    skipped: Counter = Counter()
+    reasons: Counter = Counter()
+    per_topic = {topic: TopicCounts() for topic in topics}
+    psnrs, ssims, sizes, iterations = [], [], [], []
+    bar = tqdm(total=total, desc="replay", unit="frame", file=sys.stderr, disable=not options.progress,
+               dynamic_ncols=True, leave=False)
+    t = time.perf_counter()
+    try:
+        for item in bag.frames(topics):
+            t = timer.add("read", t)
+            bar.update(1)
+            counts = per_topic[item.topic]
+            counts.frames += 1
+            report.frames_read += 1
+            if isinstance(item, FrameError):
+                counts.errors += 1
+                report.error_count += 1
+                if len(report.errors) < MAX_REPORTED_ERRORS:
+                    report.errors.append(f"{item.topic} at {item.stamp_ns}: {item.error}")
+                continue
+            frame: Frame = item
+            camera = (frame.topic, frame.frame_id)
+            pose = track.lookup(frame.stamp_ns, tolerance_ns=options.pose_tolerance_ns,
+                                max_gap_ns=options.pose_max_gap_ns) if len(track) else None
+            if pose is None and options.no_pose == "skip":
+                skipped["no_pose"] += 1
+                continue
+            image = working_image(frame.image, options.long_side)
+            report.working_size.setdefault(frame.topic, {"width": image.shape[1], "height": image.shape[0]})
+            thumbnail = image_thumbnail(image)
+            t = timer.add("prepare", t)
+            stored_id = None if writer is None else writer.existing(frame.topic).get((frame.frame_id, frame.stamp_ns))
+            if stored_id is not None:  # resumed run: keep it, continue from it
+                policy.mark_stored(camera, frame.stamp_ns, thumbnail, pose)
+                warm[camera] = stored_id
+                counts.already_stored += 1
+                report.already_stored += 1
+                continue
+            decision = policy.decide(camera, frame.stamp_ns, thumbnail, pose)
+            t = timer.add("keyframe", t)
+            if not decision.store:
+                skipped[decision.reason] += 1
+                continue
+            reasons[decision.reason] += 1
+            if writer is None:  # dry run
+                policy.mark_stored(camera, frame.stamp_ns, thumbnail, pose)
+                counts.stored += 1
+                continue
+            init = warm.get(camera)
+            if isinstance(init, int):
+                try:
+                    init = writer.load_gaussians(init)
+                except ValueError:
+                    init = None
+            try:
+                result, payload = fit_memory(image, options.n_gaussians, init, options.seed, options.max_iters,
+                                             **options.fit_overrides)
+            except ValueError as exc:
+                counts.errors += 1
+                report.error_count += 1
+                if len(report.errors) < MAX_REPORTED_ERRORS:
+                    report.errors.append(f"{frame.topic} at {frame.stamp_ns}: cannot fit: {exc}")
+                t = timer.add("fit", t)
+                continue
+            t = timer.add("fit", t)
+            writer.add(_memory(frame, payload, pose, track.frame_id, infos.get(frame.topic), result))
+            policy.mark_stored(camera, frame.stamp_ns, thumbnail, pose)
+            warm[camera] = result.gaussians
+            counts.stored += 1
+            psnrs.append(result.psnr)
+            ssims.append(result.ssim)
+            sizes.append(len(payload))
+            iterations.append(result.iterations)
+            t = time.perf_counter()
+    finally:
+        bar.close()
+    report.memories_stored = sum(c.stored for c in per_topic.values())
+    report.skipped = dict(skipped)
+    report.keyframe_reasons = dict(reasons)
+    report.per_topic = {topic: asdict(c) for topic, c in per_topic.items()}
+    finite = [p for p in psnrs if math.isfinite(p)]
+    report.mean_psnr = float(np.mean(finite)) if finite else None
+    finite = [s for s in ssims if math.isfinite(s)]
+    report.mean_ssim = float(np.mean(finite)) if finite else None
+    report.bytes_per_memory = float(np.mean(sizes)) if sizes else None
+    report.fit_iterations_mean = float(np.mean(iterations)) if iterations else None
+
+
+def _memory(frame: Frame, payload: bytes, pose: Pose | None, pose_frame_id: str, intrinsics, result):
+    from .store.records import Memory
+
+    return Memory(
+        stamp_ns=frame.stamp_ns, topic=frame.topic, camera_frame_id=frame.frame_id, payload=payload,
+        width=frame.width, height=frame.height, encoding=frame.encoding,
+        pose=_store_pose(pose), pose_frame_id=pose_frame_id if pose is not None else "",
+        intrinsics=intrinsics, psnr=float(result.psnr),
+        ssim=None if not math.isfinite(result.ssim) else float(result.ssim))
+
+
+def process_seconds() -> float | None:
+    """Seconds since this process started (Linux ``/proc``), or None where that is unknown."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/uptime", "rb") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
