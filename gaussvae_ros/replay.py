@@ -74,6 +74,8 @@ class ReplayOptions:
         keyframes: keyframe policy thresholds.
         batch_size: memories per transaction.
         max_iters: cap on fitting iterations per frame (None: the fitter's default).
+        threads: CPU threads of the fitter's rasterizer (None: torch's default). One thread is
+            faster when other processes keep the cores busy.
         pose_tolerance_ns, pose_max_gap_ns: pose lookup rules (see :mod:`gaussvae_ros.bag.poses`).
         fit_overrides: extra keyword arguments for :func:`gaussvae_ros.core.fit_image`.
         progress: show a progress bar on stderr.
@@ -89,6 +91,7 @@ class ReplayOptions:
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     batch_size: int = DEFAULT_BATCH_SIZE
     max_iters: int | None = None
+    threads: int | None = None
     pose_tolerance_ns: int = DEFAULT_TOLERANCE_NS
     pose_max_gap_ns: int = DEFAULT_MAX_GAP_NS
     fit_overrides: dict = field(default_factory=dict)
@@ -107,11 +110,14 @@ class ReplayOptions:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.max_iters is not None and int(self.max_iters) < 1:
             raise ValueError(f"max_iters must be at least 1, got {self.max_iters}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
 
 
 @dataclass
 class TopicCounts:
     frames: int = 0
+    keyframes: int = 0
     stored: int = 0
     already_stored: int = 0
     errors: int = 0
@@ -119,13 +125,26 @@ class TopicCounts:
 
 @dataclass
 class ReplayReport:
-    """What a replay did. Times in seconds; ``seconds_by_stage`` splits the work (start-up excluded)."""
+    """What a replay did.
+
+    Counts: ``frames_read`` image messages (unreadable ones included), ``keyframes`` frames the
+    keyframe policy kept, ``memories_stored`` memories this run wrote, ``already_stored`` frames found
+    in the database (an earlier or interrupted run), ``skipped`` frames not kept by reason
+    (``no_pose``, ``too_soon``, ``duplicate``, ``no_change``), ``error_count`` unreadable or unfittable
+    messages (``errors`` describes the first :data:`MAX_REPORTED_ERRORS`). ``per_topic`` splits the
+    counts per image topic. Quality: mean PSNR (dB) / SSIM of the fits at the working size
+    (``working_size`` per topic). ``seconds`` is the wall time from ``started`` (the CLI passes the
+    process start); ``seconds_by_stage`` splits the work: ``open`` (topics, poses, camera info),
+    ``read`` (read + decode), ``prepare`` (resize, thumbnail, pose lookup), ``keyframe``, ``fit``
+    (fit + encode), ``store`` (transactions).
+    """
 
     bag: str
     database: str | None
     image_topics: list[str]
     pose_topic: str | None
     frames_read: int = 0
+    keyframes: int = 0
     memories_stored: int = 0
     already_stored: int = 0
     skipped: dict = field(default_factory=dict)
@@ -177,7 +196,7 @@ def working_image(image: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.n
 
 
 def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, max_iters: int | None = None,
-               **fit_overrides):
+               threads: int | None = None, **fit_overrides):
     """Fit a working-resolution image (warm start from ``init`` when its channels match).
 
     Returns ``(FitResult, payload bytes)``.
@@ -189,6 +208,8 @@ def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, ma
         init = None
     if max_iters is not None:
         fit_overrides = dict(fit_overrides, max_iters=int(max_iters))
+    if threads is not None:
+        fit_overrides = dict(fit_overrides, threads=int(threads))
     result = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
     return result, encode_gaussians(result.gaussians)
 
@@ -278,6 +299,8 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
             _replay_frames(bag, topics, track, infos, total, options, report, writer, timer)
             if writer is not None:
                 writer.flush()
+                report.memories_stored = writer.inserted  # what the store took (its key skips duplicates)
+                report.already_stored += writer.skipped
         finally:
             if writer is not None:
                 writer.close()
@@ -380,9 +403,9 @@ def _replay_frames(bag: BagReader, topics, track: PoseTrack, infos: dict, total:
                 skipped[decision.reason] += 1
                 continue
             reasons[decision.reason] += 1
+            counts.keyframes += 1
             if writer is None:  # dry run
                 policy.mark_stored(camera, frame.stamp_ns, thumbnail, pose)
-                counts.stored += 1
                 continue
             init = warm.get(camera)
             if isinstance(init, int):
@@ -392,7 +415,7 @@ def _replay_frames(bag: BagReader, topics, track: PoseTrack, infos: dict, total:
                     init = None
             try:
                 result, payload = fit_memory(image, options.n_gaussians, init, options.seed, options.max_iters,
-                                             **options.fit_overrides)
+                                             options.threads, **options.fit_overrides)
             except ValueError as exc:
                 counts.errors += 1
                 report.error_count += 1
@@ -413,6 +436,7 @@ def _replay_frames(bag: BagReader, topics, track: PoseTrack, infos: dict, total:
     finally:
         bar.close()
     report.memories_stored = sum(c.stored for c in per_topic.values())
+    report.keyframes = sum(c.keyframes for c in per_topic.values())
     report.skipped = dict(skipped)
     report.keyframe_reasons = dict(reasons)
     report.per_topic = {topic: asdict(c) for topic, c in per_topic.items()}

@@ -69,12 +69,11 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _query_records(store, args: argparse.Namespace, with_payload: bool = False) -> list:
     """Records selected by the shared query options (time range or pose), without payload by default."""
-    start_s, end_s = args.start, args.end
-    if args.relative and (start_s is not None or end_s is not None):
-        first = store.stats().first_stamp_ns
-        offset = 0.0 if first is None else first * 1e-9
-        start_s = None if start_s is None else offset + start_s
-        end_s = None if end_s is None else offset + end_s
+    start_ns, end_ns = (None if v is None else round(v * 1e9) for v in (args.start, args.end))
+    if args.relative:
+        first = store.stats().first_stamp_ns or 0
+        start_ns = None if args.start is None else first + round(args.start * 1e9)
+        end_ns = None if args.end is None else first + round(args.end * 1e9)
     if args.near is not None:
         if args.radius is not None and args.k is not None:
             raise ValueError("give --radius or --k with --near, not both")
@@ -85,14 +84,14 @@ def _query_records(store, args: argparse.Namespace, with_payload: bool = False) 
             records = store.within_radius(tuple(args.near), args.radius, limit=args.limit, **common)
         else:
             records = store.nearest(tuple(args.near), args.k or 5, **common)
-        if start_s is not None or end_s is not None:
-            lo = -math.inf if start_s is None else start_s
-            hi = math.inf if end_s is None else end_s
-            records = [r for r in records if lo <= r.stamp_ns * 1e-9 <= hi]
+        if start_ns is not None or end_ns is not None:
+            lo = -math.inf if start_ns is None else start_ns
+            hi = math.inf if end_ns is None else end_ns
+            records = [r for r in records if lo <= r.stamp_ns <= hi]
         return records[: args.limit] if args.limit else records
     if args.radius is not None or args.k is not None or args.orientation is not None:
         raise ValueError("--radius, --k and --orientation need --near X Y Z")
-    return store.by_time(start_s=start_s, end_s=end_s, topic=args.topic, limit=args.limit,
+    return store.by_time(start_ns, end_ns, topic=args.topic, limit=args.limit,
                          with_payload=with_payload)
 
 

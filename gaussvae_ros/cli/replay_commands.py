@@ -22,7 +22,7 @@ def _replay(args: argparse.Namespace) -> int:
         image_topics=args.image_topic or None,
         pose_topic="" if args.no_pose_topic else args.pose_topic,
         long_side=args.size, n_gaussians=args.gaussians, no_pose=args.no_pose, keyframes=keyframes,
-        batch_size=args.batch_size, max_iters=args.iterations, progress=not args.quiet and not args.json,
+        batch_size=args.batch_size, max_iters=args.iterations, threads=args.threads, progress=not args.quiet and not args.json,
         dry_run=args.dry_run, seed=args.seed)
     if args.db is None and not args.dry_run:
         raise ValueError("--db FILE is required (or --dry-run)")
@@ -76,6 +76,7 @@ def register(subparsers) -> None:
     p.add_argument("--iterations", type=int, metavar="N", help="cap on fitting iterations per frame")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"memories per transaction (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--threads", type=int, metavar="N", help="fitting threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("keyframe policy")
     g.add_argument("--min-translation", type=float, default=k.min_translation_m, metavar="M",
