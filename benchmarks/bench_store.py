@@ -75,9 +75,9 @@ def trajectory(count: int, seed: int, chunk: int = 100_000):
         yield stamps, xyz, quat, payloads
 
 
-def build_store(path: Path, count: int, batch: int, seed: int) -> dict:
+def build_store(path: Path, count: int, batch: int, seed: int, store_options: dict) -> dict:
     inserting = 0.0
-    with Store(path) as store:
+    with Store(path, **store_options) as store:
         for stamps, xyz, quat, payloads in trajectory(count, seed):
             memories = [Memory(int(t), TOPIC, CAMERA, p.tobytes(), 1226, 370, "mono8",
                                pose=Pose(tuple(map(float, q)), tuple(map(float, o))), pose_frame_id="odom",
@@ -170,20 +170,22 @@ def query_workload(count: int, queries: int, seed: int):
     return [positions[i] for i in order], [stamps[i] for i in order], rng
 
 
-def run(count: int, batch: int, queries: int, seed: int, workdir: Path) -> dict:
+def run(count: int, batch: int, queries: int, seed: int, workdir: Path, store_options: dict | None = None,
+        bare: bool = True) -> dict:
     store_path, bare_path = workdir / "store.db", workdir / "bare.db"
     for path in (store_path, bare_path):
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
     print(f"building the store with {count} records ...", file=sys.stderr)
-    store_build = build_store(store_path, count, batch, seed)
-    print(f"building the bare SQLite baseline ...", file=sys.stderr)
-    bare_build = build_bare(bare_path, count, batch, seed)
+    store_build = build_store(store_path, count, batch, seed, store_options or {})
+    if bare:
+        print("building the bare SQLite baseline ...", file=sys.stderr)
+        bare_build = build_bare(bare_path, count, batch, seed)
     positions, stamps, rng = query_workload(count, queries, seed)
     knn_points = [tuple(np.add(p, rng.normal(0, 0.5, 3) * [1, 1, 0.05]).tolist()) for p in positions]
     span_ns = int(99.5 * FRAME_INTERVAL_S * 1e9)
     results: dict = {"records": count, "batch": batch, "queries": len(positions),
-                     "payload_bytes": PAYLOAD_BYTES}
+                     "payload_bytes": PAYLOAD_BYTES, "store_options": store_options or {}}
 
     with Store(store_path, create=False) as store:
         stats = store.stats()
@@ -201,6 +203,8 @@ def run(count: int, batch: int, queries: int, seed: int, workdir: Path) -> dict:
         "time_ms": t[0], "time_p90_ms": t[1], "radius_ms": r[0], "radius_p90_ms": r[1],
         "knn_ms": k[0], "knn_p90_ms": k[1], "mean_results": sizes,
     }
+    if not bare:
+        return results
     conn = sqlite3.connect(bare_path, isolation_level=None)
     hint: dict = {}
     for p in positions[:20]:
@@ -232,13 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=500, help="queries of each kind")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", type=Path, default=None, help="where to build the databases (default: a temp dir)")
+    parser.add_argument("--segment-extent", type=float, default=None, help="store option segment_extent_m")
+    parser.add_argument("--segment-max-ids", type=int, default=None, help="store option segment_max_ids")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare SQLite baseline")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
+    options = {k: v for k, v in (("segment_extent_m", args.segment_extent), ("segment_max_ids", args.segment_max_ids))
+               if v is not None}
     if args.records < 1000 or args.batch < 1 or args.queries < 1:
         parser.error("--records must be >= 1000, --batch and --queries >= 1")
     with tempfile.TemporaryDirectory(prefix="bench_store_", dir=args.dir) as tmp:
-        results = run(args.records, args.batch, args.queries, args.seed, Path(tmp))
-    if args.json:
+        results = run(args.records, args.batch, args.queries, args.seed, Path(tmp), options, not args.no_bare)
+    if args.json or args.no_bare:
         print(json.dumps(results, indent=2))
     else:
         s, b = results["store"], results["bare"]

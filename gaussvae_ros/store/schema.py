@@ -7,8 +7,10 @@ Schema (version 2):
     below) and ``pose_bounds_hint`` (JSON ``[min x, y, z, max x, y, z]`` of every pose ever stored;
     it never shrinks, so it is only a search limit, not a statistic).
 ``streams(id, topic, camera_frame_id, record_count, payload_bytes, pose_count)``
-    One row per ``(topic, camera_frame_id)``; the counters are kept exact by triggers on
-    ``memories`` so budgets and stats never scan the memories.
+    One row per ``(topic, camera_frame_id)``, with counters so that budgets and stats never scan
+    the memories: the store adds each insert batch's counts (one UPDATE per stream and batch; a
+    trigger per inserted row would halve the insert rate) and a trigger subtracts deleted rows
+    (so deletes made with plain SQL keep them exact too).
 ``profiles(id, pose_frame_id, width, height, encoding, intrinsics, codec, model_id)``
     Metadata that rarely changes (image size and encoding, camera intrinsics as compact JSON,
     codec and model id, pose frame), stored once and referenced by each memory. A VAE latent is a
@@ -30,10 +32,13 @@ max_x, min_y, max_y, min_z, max_z)``
 ``memory_view``
     A flat, human-readable view joining the three tables (what ``sqlite3`` users want to read).
 
+Write memories only through :class:`~gaussvae_ros.store.Store`: a row inserted with plain SQL
+would be missing from the pose index and the counters (deleting with plain SQL is safe).
+
 Migrations: ``MIGRATIONS[v]`` turns a version ``v`` file into version ``v + 1``; each runs in its
 own transaction together with the ``user_version`` bump, so a failed migration changes nothing.
 Version 1 had no per-stream counters (stats and budgets scanned the table); version 2 adds them,
-their triggers and the view, and back-fills the counters.
+the delete trigger and the view, and back-fills the counters.
 """
 
 from __future__ import annotations
@@ -105,13 +110,6 @@ def _add_stream_counters_v2(db: sqlite_utils.Database) -> None:
             record_count = (SELECT count(*) FROM memories WHERE stream_id = streams.id),
             payload_bytes = (SELECT coalesce(sum(length(payload)), 0) FROM memories WHERE stream_id = streams.id),
             pose_count = (SELECT count(x) FROM memories WHERE stream_id = streams.id)""")
-    db.execute("""
-        CREATE TRIGGER memories_count_insert AFTER INSERT ON memories BEGIN
-            UPDATE streams SET record_count = record_count + 1,
-                               payload_bytes = payload_bytes + length(NEW.payload),
-                               pose_count = pose_count + (NEW.x IS NOT NULL)
-            WHERE id = NEW.stream_id;
-        END""")
     db.execute("""
         CREATE TRIGGER memories_count_delete AFTER DELETE ON memories BEGIN
             UPDATE streams SET record_count = record_count - 1,

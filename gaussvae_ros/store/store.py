@@ -51,14 +51,18 @@ _INSERT_SQL = f"INSERT OR IGNORE INTO memories ({', '.join(schema.MEMORY_COLUMNS
               f"VALUES ({', '.join('?' * len(schema.MEMORY_COLUMNS))})"
 _MAX_BATCH = 1_000_000
 _MAX_IDS_PER_CALL = 10_000_000
-_SET = object.__setattr__
+
+
+_NEW_POSE = object.__new__
+_SET_POSITION = Pose.__dict__["position"].__set__  # slot descriptors: no frozen-dataclass __setattr__ detour
+_SET_ORIENTATION = Pose.__dict__["orientation"].__set__
 
 
 def _pose_from_row(x, y, z, qx, qy, qz, qw) -> Pose:
     """A Pose from trusted stored values (skips validation: this is on every query's hot path)."""
-    pose = object.__new__(Pose)
-    _SET(pose, "position", (x, y, z))
-    _SET(pose, "orientation", (qx, qy, qz, qw))
+    pose = _NEW_POSE(Pose)
+    _SET_POSITION(pose, (x, y, z))
+    _SET_ORIENTATION(pose, (qx, qy, qz, qw))
     return pose
 
 
@@ -253,12 +257,14 @@ class Store:
         return conn
 
     @contextmanager
-    def _read(self, action: str = "read") -> Iterator[sqlite3.Connection]:
-        """This thread's reader connection inside one read transaction (a consistent snapshot)."""
+    def _read(self, action: str = "read", snapshot: bool = True) -> Iterator[sqlite3.Connection]:
+        """This thread's reader connection, inside one read transaction (a consistent snapshot over
+        several statements) unless ``snapshot`` is false (each statement sees its own snapshot)."""
         self._check_open()
         conn = self._reader()
         try:
-            conn.execute("BEGIN")
+            if snapshot:
+                conn.execute("BEGIN")
             try:
                 yield conn
             finally:
@@ -277,10 +283,6 @@ class Store:
                 for conn in self._readers:
                     conn.close()
                 self._readers.clear()
-            try:
-                self._conn.execute("PRAGMA optimize")
-            except sqlite3.Error:
-                pass
             self._conn.close()
 
     def __enter__(self) -> "Store":
@@ -438,6 +440,16 @@ class Store:
             present = {r[0] for r in conn.execute("SELECT id FROM memories WHERE id BETWEEN ? AND ?",
                                                   (first_id, first_id + len(rows) - 1))}
             new_rows = [r for r in rows if r[0] in present]
+        counts: dict[int, list[int]] = {}
+        for r in new_rows:
+            c = counts.get(r[1])
+            if c is None:
+                c = counts[r[1]] = [0, 0, 0]
+            c[0] += 1
+            c[1] += len(r[13])
+            c[2] += r[4] is not None
+        conn.executemany("UPDATE streams SET record_count = record_count + ?, payload_bytes = payload_bytes + ?, "
+                         "pose_count = pose_count + ? WHERE id = ?", [(*c, sid) for sid, c in counts.items()])
         positions = [(r[0], r[4], r[5], r[6]) for r in new_rows if r[4] is not None]
         if positions:
             self._index_positions(conn, positions)
@@ -449,10 +461,12 @@ class Store:
     def _index_positions(self, conn: sqlite3.Connection, positions: list[tuple[int, float, float, float]]) -> None:
         extent = float(self._meta(conn, "segment_extent_m"))
         max_ids = int(self._meta(conn, "segment_max_ids"))
-        row = conn.execute("SELECT s.first_id, s.last_id, i.min_x, i.max_x, i.min_y, i.max_y, i.min_z, i.max_z "
-                           "FROM pose_segments AS s JOIN pose_index AS i ON i.id = s.first_id "
-                           "ORDER BY s.first_id DESC LIMIT 1").fetchone()
-        open_segment = Segment(*row) if row else None
+        open_segment = None
+        last = conn.execute("SELECT first_id, last_id FROM pose_segments ORDER BY first_id DESC LIMIT 1").fetchone()
+        if last is not None:  # two statements: joined, SQLite would scan the R*Tree
+            box = conn.execute("SELECT min_x, max_x, min_y, max_y, min_z, max_z FROM pose_index WHERE id = ?",
+                               (last[0],)).fetchone()
+            open_segment = Segment(*last, *box)
         changed, new = extend_segments(open_segment, positions, extent, max_ids)
         if changed:
             conn.execute("UPDATE pose_index SET min_x = ?, max_x = ?, min_y = ?, max_y = ?, min_z = ?, max_z = ? "
@@ -586,14 +600,17 @@ class Store:
         sql = (f"{self._select(with_payload)} FROM memories AS m WHERE m.stream_id = ? AND m.stamp_ns BETWEEN ? AND ? "
                f"ORDER BY m.stamp_ns {direction}{' LIMIT ?' if limit is not None else ''}")
         tail = (limit,) if limit is not None else ()
-        with self._read("query by time") as conn:
+        with self._read("query by time", snapshot=False) as conn:
             stream_ids = self._stream_ids(conn, topic, camera_frame_id)
-            if len(stream_ids) == 1:
+            if len(stream_ids) == 1:  # one statement: a snapshot of its own
                 rows = conn.execute(sql, (stream_ids[0], lo, hi, *tail)).fetchall()
-            else:
+            else:  # merge the streams' ordered index ranges, in one read transaction
+                conn.execute("BEGIN")
                 cursors = [conn.execute(sql, (sid, lo, hi, *tail)) for sid in stream_ids]
                 merged = heapq.merge(*cursors, key=lambda r: (r[2], r[1]), reverse=order == "desc")
                 rows = list(itertools.islice(merged, limit))
+                for cursor in cursors:
+                    cursor.close()
             return self._records(conn, rows, with_payload)
 
     def _spatial_rows(self, conn: sqlite3.Connection, position, radius: float, stream_ids: list[int] | None,
@@ -633,7 +650,7 @@ class Store:
                 or radius_m < 0:
             raise ValueError(f"radius_m must be a finite number >= 0, got {radius_m!r}")
         limit = _check_limit(limit)
-        with self._read("query by radius") as conn:
+        with self._read("query by radius", snapshot=False) as conn:
             stream_ids, osql, oargs = self._spatial_filters(conn, topic, camera_frame_id, orientation, max_angle_rad)
             if stream_ids == []:
                 return []
@@ -711,13 +728,13 @@ class Store:
         """
         with self._read("compute stats") as conn:
             per_stream = []
-            for sid, stream in sorted(self._current_streams(conn).items()):
-                count, size = conn.execute("SELECT record_count, payload_bytes FROM streams WHERE id = ?",
-                                           (sid,)).fetchone()
+            # Streams from this snapshot (the cache may hold one a writer is adding right now).
+            for sid, topic, frame, count, size in conn.execute(
+                    "SELECT id, topic, camera_frame_id, record_count, payload_bytes FROM streams ORDER BY id").fetchall():
                 # Two queries: SQLite answers a lone min() or max() from the index, both together by a scan.
                 first = conn.execute("SELECT min(stamp_ns) FROM memories WHERE stream_id = ?", (sid,)).fetchone()[0]
                 last = conn.execute("SELECT max(stamp_ns) FROM memories WHERE stream_id = ?", (sid,)).fetchone()[0]
-                per_stream.append(StreamStats(stream.topic, stream.camera_frame_id, count, size, first, last))
+                per_stream.append(StreamStats(topic, frame, count, size, first, last))
             pose_count = conn.execute("SELECT coalesce(sum(pose_count), 0) FROM streams").fetchone()[0]
             bounds = self._exact_pose_bounds(conn) if pose_count else None
             firsts = [s.first_stamp_ns for s in per_stream if s.first_stamp_ns is not None]
