@@ -1,0 +1,109 @@
+"""Image conversion and quality metrics.
+
+Images inside the package are float32 numpy arrays ``[H, W, C]`` with C in {1, 3} and values in
+``[0, 1]`` (row 0 at the top). :func:`to_float_image` is the one documented conversion from whatever
+a user or a camera hands us.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Largest image accepted, in pixels (a 64-megapixel frame); larger input is refused, not resized.
+MAX_PIXELS = 64_000_000
+
+
+def to_float_image(image: np.ndarray) -> np.ndarray:
+    """Convert an image array to float32 ``[H, W, C]`` in ``[0, 1]``, C in {1, 3}.
+
+    Accepted input and the conversion applied:
+
+    * dtype uint8 (/255), uint16 (/65535), bool, other integer types with values in 0..255, or float
+      (assumed already in ``[0, 1]``; values outside are clipped).
+    * ``[H, W]`` -> 1 channel; ``[H, W, 1]`` gray; ``[H, W, 2]`` gray + alpha -> gray (alpha dropped);
+      ``[H, W, 3]`` RGB; ``[H, W, 4]`` RGBA -> RGB (alpha dropped).
+
+    Raises:
+        ValueError: on empty images, other shapes or channel counts, NaN/Inf values, unsupported
+            dtypes, or more than :data:`MAX_PIXELS` pixels.
+    """
+    array = np.asarray(image)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"unsupported image dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError("complex images are not supported")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"expected an image of shape [H, W] or [H, W, C], got {array.shape}")
+    h, w, c = array.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"empty image ({w}x{h})")
+    if h * w > MAX_PIXELS:
+        raise ValueError(f"image of {w}x{h} pixels is over the {MAX_PIXELS}-pixel limit; resize it first")
+    if c == 2:
+        array = array[:, :, :1]
+    elif c == 4:
+        array = array[:, :, :3]
+    elif c not in (1, 3):
+        raise ValueError(f"expected 1, 2, 3 or 4 channels, got {c}")
+    if array.dtype == np.uint8:
+        out = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        out = array.astype(np.float32) / 65535.0
+    elif array.dtype == bool:
+        out = array.astype(np.float32)
+    elif np.issubdtype(array.dtype, np.integer):
+        if array.min() < 0 or array.max() > 255:
+            raise ValueError(f"integer image of dtype {array.dtype} has values outside 0..255; pass uint16 "
+                             "for 16-bit data or a float image in [0, 1]")
+        out = array.astype(np.float32) / 255.0
+    else:
+        out = array.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise ValueError("image contains NaN or Inf values")
+        out = np.clip(out, 0.0, 1.0)
+    return np.ascontiguousarray(out)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float ``[H, W, C]`` in [0, 1] -> uint8 ``[H, W]`` (C = 1) or ``[H, W, 3]``, rounded."""
+    out = np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return out[:, :, 0] if out.ndim == 3 and out.shape[2] == 1 else out
+
+
+def psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two float images in [0, 1] (peak 1); ``inf`` if identical."""
+    a, b = np.asarray(reference, dtype=np.float64), np.asarray(test, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+
+
+def ssim(reference: np.ndarray, test: np.ndarray) -> float:
+    """Structural similarity (scikit-image's default 7x7 window, data range 1) of float images [H, W, C]."""
+    from skimage.metrics import structural_similarity
+
+    a, b = np.asarray(reference, dtype=np.float64), np.asarray(test, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.ndim == 2:
+        a, b = a[:, :, None], b[:, :, None]
+    if min(a.shape[:2]) < 7:
+        raise ValueError(f"SSIM needs images of at least 7x7 pixels, got {a.shape[1]}x{a.shape[0]}")
+    return float(structural_similarity(a, b, data_range=1.0, channel_axis=2))
+
+
+def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
+    """Resize a float ``[H, W, C]`` image (Lanczos, via Pillow) so its longer side is ``long_side``."""
+    from PIL import Image
+
+    h, w, c = image.shape
+    scale = long_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size == (w, h):
+        return image
+    channels = [np.asarray(Image.fromarray(image[:, :, k].astype(np.float32), mode="F").resize(size, Image.LANCZOS))
+                for k in range(c)]
+    return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,220 @@
+"""Differentiable rendering of 2D Gaussians (see :mod:`gaussvae_ros.core.gaussians` for conventions).
+
+Layers, from the bottom:
+
+* :func:`rasterize` takes pixel-space means ``[N, 2]``, conics ``[N, 3]`` and colours ``[N, C]`` and
+  returns an image ``[H, W, C]``. On the CPU it runs the compiled kernel (``_raster.c``: bounded
+  elliptical support, hand-written backward, no ``pixels x Gaussians`` tensor). :func:`_rasterize`
+  is the pure-torch implementation with the same signature; it is the reference for the tests and
+  the path used on CUDA tensors (chunked over rows so memory stays bounded; it is dense per chunk,
+  which a GPU handles well at robot-camera sizes). No GPU was available to tune that path: it is
+  kept deliberately thin and is tested on the CPU for parity.
+* :func:`project` maps normalized Gaussians to pixel space for a given output size, adding a
+  low-pass of :data:`LOWPASS_VARIANCE` pixels^2 so that Gaussians smaller than a pixel never fall
+  between pixel centres (rendering below the fitted size stays alias-free).
+* :func:`render_params` = :func:`project` + :func:`rasterize`, differentiable w.r.t. all parameters.
+* :func:`render` renders a :class:`~gaussvae_ros.core.gaussians.Gaussians` to a numpy image at any
+  size: resolution-free recall.
+
+Blend modes (chosen by measurement, see BENCHMARKS.md):
+
+* ``"normalized"``: ``I(p) = sum_i w_i(p) c_i / (sum_i w_i(p) + 1e-7)``, a weighted average of the
+  colours of the Gaussians covering ``p`` (Image-GS normalizes its top-K weights the same way).
+* ``"sum"``: ``I(p) = sum_i w_i(p) c_i`` (GaussianImage's accumulated sum; colours carry opacity).
+
+with ``w_i(p) = exp(-q_i(p) / 2)`` inside the support ``q_i(p) <= cutoff`` (default 25, i.e. 5 sigma)
+and 0 outside.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import _native
+from .gaussians import Gaussians
+
+#: Variance (pixels^2) added to every Gaussian's pixel-space covariance.
+LOWPASS_VARIANCE = 0.3
+#: Default support: pixels with q = Mahalanobis distance^2 <= CUTOFF (5 standard deviations: with the normalized blend a pixel then takes the colour of nearby Gaussians instead of going black).
+CUTOFF = 25.0
+#: Offset in the normalized blend's denominator; pixels nobody covers render black.
+NORM_EPS = 1e-7
+
+BLEND_MODES = {"normalized": 0, "sum": 1}
+
+
+def _check_mode(blend: str) -> int:
+    try:
+        return BLEND_MODES[blend]
+    except KeyError:
+        raise ValueError(f"unknown blend mode {blend!r}; expected one of {sorted(BLEND_MODES)}") from None
+
+
+def _check_size(height: int, width: int) -> tuple[int, int]:
+    height, width = int(height), int(width)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"output size must be positive, got {width}x{height}")
+    if height * width > 100_000_000:
+        raise ValueError(f"output size {width}x{height} is over the 100-megapixel limit")
+    return height, width
+
+
+def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, height: int, width: int,
+            lowpass: float = LOWPASS_VARIANCE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalized Gaussians to pixel-space means and conics for an ``height x width`` image.
+
+    Args:
+        xy: ``[N, 2]`` means (u, v) in normalized coordinates.
+        scale: ``[N, 2]`` standard deviations (normalized units), > 0.
+        rot: ``[N]`` rotations in radians.
+        lowpass: variance in pixels^2 added to the pixel-space covariance.
+    Returns:
+        means ``[N, 2]`` in pixels (x, y) and conics ``[N, 3]`` = (a, b, c) of the inverse pixel-space
+        covariance ``[[a, b], [b, c]]``.
+    """
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    v1, v2 = scale[:, 0] ** 2, scale[:, 1] ** 2
+    sxx = v1 * cos * cos + v2 * sin * sin
+    sxy = (v1 - v2) * cos * sin
+    syy = v1 * sin * sin + v2 * cos * cos
+    pxx = sxx * (width * width) + lowpass
+    pxy = sxy * (width * height)
+    pyy = syy * (height * height) + lowpass
+    det = pxx * pyy - pxy * pxy
+    conics = torch.stack([pyy / det, -pxy / det, pxx / det], dim=-1)
+    means = xy * xy.new_tensor([width, height])
+    return means, conics
+
+
+class _RasterizeCPU(torch.autograd.Function):
+    """autograd wrapper of the compiled kernels (float32, CPU, contiguous)."""
+
+    @staticmethod
+    def forward(ctx, means, conics, colors, height, width, cutoff, mode, threads):
+        lib = _native.load()
+        n, ch = colors.shape
+        image = torch.empty(height, width, ch, dtype=torch.float32)
+        wsum = torch.empty(height, width, dtype=torch.float32)
+        status = lib.gs_forward(n, ch, height, width, means.data_ptr(), conics.data_ptr(), colors.data_ptr(),
+                                float(cutoff), mode, threads, image.data_ptr(), wsum.data_ptr())
+        if status != 0:
+            raise RuntimeError(f"gs_forward failed with status {status}")
+        ctx.save_for_backward(means, conics, colors, image, wsum)
+        ctx.config = (height, width, cutoff, mode, threads)
+        ctx.mark_non_differentiable(wsum)
+        return image, wsum
+
+    @staticmethod
+    def backward(ctx, grad_image, _grad_wsum):
+        means, conics, colors, image, wsum = ctx.saved_tensors
+        height, width, cutoff, mode, threads = ctx.config
+        lib = _native.load()
+        n, ch = colors.shape
+        grad_image = grad_image.to(torch.float32).contiguous()
+        grad_means = torch.empty_like(means)
+        grad_conics = torch.empty_like(conics)
+        grad_colors = torch.empty_like(colors)
+        status = lib.gs_backward(n, ch, height, width, means.data_ptr(), conics.data_ptr(), colors.data_ptr(),
+                                 float(cutoff), mode, threads, grad_image.data_ptr(), image.data_ptr(),
+                                 wsum.data_ptr(), grad_means.data_ptr(), grad_conics.data_ptr(),
+                                 grad_colors.data_ptr())
+        if status != 0:
+            raise RuntimeError(f"gs_backward failed with status {status}")
+        return grad_means, grad_conics, grad_colors, None, None, None, None, None
+
+
+def _check_inputs(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor) -> None:
+    n = means.shape[0]
+    assert means.shape == (n, 2), means.shape
+    assert conics.shape == (n, 3), conics.shape
+    assert colors.ndim == 2 and colors.shape[0] == n and colors.shape[1] in (1, 3), colors.shape
+
+
+def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, height: int, width: int, *,
+              blend: str = "normalized", cutoff: float = CUTOFF, threads: int | None = None) -> torch.Tensor:
+    """Render pixel-space Gaussians into an image (differentiable).
+
+    Args:
+        means: ``[N, 2]`` (x, y) in pixels; pixel (i, j) is centred at (i + 0.5, j + 0.5).
+        conics: ``[N, 3]`` (a, b, c), the inverse covariance ``[[a, b], [b, c]]`` in pixels^-2.
+        colors: ``[N, C]`` with C in {1, 3}.
+        blend: ``"normalized"`` or ``"sum"`` (module docstring).
+        cutoff: support radius as a squared Mahalanobis distance.
+        threads: CPU threads for the compiled kernel (default: ``torch.get_num_threads()``).
+    Returns:
+        ``[H, W, C]`` image, same dtype as ``colors`` on the CPU kernel's float32 path.
+    """
+    height, width = _check_size(height, width)
+    mode = _check_mode(blend)
+    _check_inputs(means, conics, colors)
+    if means.device.type == "cpu" and colors.dtype == torch.float32 and _native.load() is not None:
+        threads = torch.get_num_threads() if threads is None else int(threads)
+        image, _ = _RasterizeCPU.apply(means.float().contiguous(), conics.float().contiguous(),
+                                       colors.contiguous(), height, width, float(cutoff), mode, threads)
+        return image
+    return _rasterize(means, conics, colors, height, width, blend=blend, cutoff=cutoff)
+
+
+def _rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, height: int, width: int, *,
+               blend: str = "normalized", cutoff: float = CUTOFF, threads: int | None = None,
+               max_pairs: int = 1 << 23) -> torch.Tensor:
+    """PyTorch implementation of :func:`rasterize` (dense per chunk of rows; any device and dtype).
+
+    ``threads`` is accepted for signature parity and ignored. Rows are processed in chunks of at most
+    ``max_pairs`` (pixel, Gaussian) pairs to bound memory.
+    """
+    height, width = _check_size(height, width)
+    mode = _check_mode(blend)
+    _check_inputs(means, conics, colors)
+    n = means.shape[0]
+    xs = torch.arange(width, device=means.device, dtype=means.dtype) + 0.5
+    rows_per_chunk = max(1, max_pairs // max(1, n * width))
+    out = []
+    a, b, c = conics[:, 0], conics[:, 1], conics[:, 2]
+    for y0 in range(0, height, rows_per_chunk):
+        ys = torch.arange(y0, min(height, y0 + rows_per_chunk), device=means.device, dtype=means.dtype) + 0.5
+        dx = xs[None, :, None] - means[:, 0]  # [1, W, N]
+        dy = ys[:, None, None] - means[:, 1]  # [R, 1, N]
+        q = a * dx * dx + 2 * b * dx * dy + c * dy * dy  # [R, W, N]
+        w = torch.where(q <= cutoff, torch.exp(-0.5 * q), torch.zeros((), dtype=q.dtype, device=q.device))
+        acc = w @ colors  # [R, W, C]
+        if mode == 0:
+            acc = acc / (w.sum(-1, keepdim=True) + NORM_EPS)
+        out.append(acc)
+    return torch.cat(out, dim=0)
+
+
+def render_params(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, color: torch.Tensor, height: int,
+                  width: int, *, blend: str = "normalized", cutoff: float = CUTOFF,
+                  threads: int | None = None) -> torch.Tensor:
+    """Render normalized Gaussian parameters to an ``[H, W, C]`` image (differentiable).
+
+    Shapes: ``xy [N, 2]``, ``scale [N, 2]``, ``rot [N]``, ``color [N, C]``; conventions as in
+    :mod:`gaussvae_ros.core.gaussians`.
+    """
+    height, width = _check_size(height, width)
+    means, conics = project(xy, scale, rot, height, width)
+    return rasterize(means, conics, color, height, width, blend=blend, cutoff=cutoff, threads=threads)
+
+
+def render(gaussians: Gaussians, height: int, width: int, *, threads: int | None = None,
+           device: str | torch.device = "cpu") -> np.ndarray:
+    """Render to a float32 numpy image ``[H, W, C]`` clipped to ``[0, 1]``, at any output size."""
+    height, width = _check_size(height, width)
+    with torch.no_grad():
+        t = [torch.from_numpy(a).to(device) for a in (gaussians.xy, gaussians.scale, gaussians.rot, gaussians.color)]
+        image = render_params(*t, height, width, blend=gaussians.blend, threads=threads)
+    return image.clamp_(0.0, 1.0).cpu().numpy()
+
+
+def count_pairs(gaussians: Gaussians, height: int, width: int, cutoff: float = CUTOFF) -> int:
+    """Number of (Gaussian, pixel) pairs a render evaluates: the renderer's work measure."""
+    lib = _native.load()
+    if lib is None:
+        raise RuntimeError(f"compiled rasterizer unavailable: {_native.load_error()}")
+    with torch.no_grad():
+        means, conics = project(torch.from_numpy(gaussians.xy), torch.from_numpy(gaussians.scale),
+                                torch.from_numpy(gaussians.rot), height, width)
+    means, conics = means.contiguous(), conics.contiguous()
+    return int(lib.gs_count_pairs(len(gaussians), height, width, means.data_ptr(), conics.data_ptr(), float(cutoff)))

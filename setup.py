@@ -1,0 +1,49 @@
+"""ament_python / pip build of gaussvae_ros, including the compiled rasterizer (C, called via ctypes)."""
+
+from glob import glob
+import os
+
+from setuptools import Extension, find_packages, setup
+
+package_name = "gaussvae_ros"
+
+
+def raster_flags():
+    flags = ["-O3", "-ffast-math", "-fopenmp", "-fno-finite-math-only"]
+    if os.environ.get("GAUSSVAE_PORTABLE") != "1":
+        flags.append("-march=native")
+    return flags
+
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    ext_modules=[
+        Extension(
+            "gaussvae_ros.core._raster",
+            sources=["gaussvae_ros/core/_raster.c"],
+            define_macros=[("GS_PYTHON_MODULE", "1")],
+            extra_compile_args=raster_flags(),
+            extra_link_args=["-fopenmp", "-lm"],
+        )
+    ],
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+    ],
+    package_data={package_name: ["core/_raster.c"]},
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="gaussvae_ros developers",
+    maintainer_email="gaussvae-ros@example.com",
+    description="Compact, queryable visual memory for robots: 2D Gaussian splats + VAE latents in SQLite.",
+    license="MIT",
+    entry_points={
+        "console_scripts": [
+            "gaussvae = gaussvae_ros.cli.main:main",
+        ],
+    },
+)
