@@ -77,8 +77,10 @@ class Reference:
     def by_time(self, lo, hi, order="asc", limit=None, topic=None, camera_frame_id=None) -> list[int]:
         mask = self.stream_mask(topic, camera_frame_id) & (self.stamp >= lo) & (self.stamp <= hi)
         idx = np.flatnonzero(mask)
-        keys = sorted(idx, key=lambda i: (self.stamp[i], self.stream[i]), reverse=order == "desc")
-        return [int(self.ids[i]) for i in keys[:limit]]
+        idx = idx[np.lexsort((self.stream[idx], self.stamp[idx]))]  # by stamp, then stream
+        if order == "desc":
+            idx = idx[::-1]
+        return self.ids[idx[:limit]].tolist()
 
     def squared_distances(self, point) -> np.ndarray:
         x, y, z = point
@@ -98,11 +100,12 @@ class Reference:
         d2 = self.squared_distances(point)
         mask = self.has_pose & self.stream_mask(topic, camera_frame_id) & self.orientation_mask(orientation, max_angle)
         idx = np.flatnonzero(mask)
-        order = sorted(idx, key=lambda i: (d2[i], self.ids[i]))
-        return [(int(self.ids[i]), float(d2[i])) for i in order]
+        idx = idx[np.lexsort((self.ids[idx], d2[idx]))]  # by distance, then id
+        return self.ids[idx], d2[idx]
 
     def within_radius(self, point, radius, **filters) -> list[int]:
-        return [i for i, d2 in self.matching(point, **filters) if d2 <= radius * radius]
+        ids, d2 = self.matching(point, **filters)
+        return ids[d2 <= radius * radius].tolist()
 
     def nearest(self, point, k, **filters) -> list[int]:
-        return [i for i, _ in self.matching(point, **filters)[:k]]
+        return self.matching(point, **filters)[0][:k].tolist()

@@ -686,6 +686,8 @@ class Store:
                 if len(rows) == k or radius >= max_radius:
                     break
                 radius *= 2.0 if len(rows) == 0 else max(1.5, min(4.0, math.sqrt(k / len(rows)) * 1.2))
+                if radius > max_radius / 1.5:  # close to everything: take everything in one go
+                    radius = max_radius
             if len(rows) == k and not osql and stream_ids is None:
                 self._knn_radius_hint[k] = math.sqrt(rows[-1][-1]) * 1.5 + 1e-6
             return self._records(conn, rows, with_payload, with_distance=True)
