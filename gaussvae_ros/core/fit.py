@@ -53,7 +53,9 @@ class FitConfig:
     lr_color: float = 3e-2  # intensity per step
     lr_final: float = 0.1  # learning rates decay by cosine to this fraction at max_iters
     min_scale_px: float = 0.3  # smallest standard deviation, in pixels of the fitted image
-    threads: int | None = None  # CPU threads for the rasterizer (default: torch's)
+    target_psnr: float | None = None  # also stop as soon as the fit reaches this PSNR (dB)
+    warm_lr_scale: float = 1.0  # learning rates are multiplied by this when warm-starting
+    threads: int | None = None  # CPU threads for the compiled kernels (default: torch's)
     seed: int = 0
 
 
@@ -252,10 +254,17 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
     history: list[float] = []
     window_sum, window_count = 0.0, 0
     iteration = 0
+    lr_scale = config.warm_lr_scale if init is not None else 1.0
+    target_mse = 10.0 ** (-config.target_psnr / 10.0) if config.target_psnr is not None else None
     for iteration in range(1, config.max_iters + 1):
         frac = 0.5 * (1 + math.cos(math.pi * (iteration - 1) / config.max_iters))
-        params.optimizer.param_groups[0]["lr"] = config.lr_final + (1 - config.lr_final) * frac
+        params.optimizer.param_groups[0]["lr"] = lr_scale * (config.lr_final + (1 - config.lr_final) * frac)
         rendered = render_params(*activated(params.values()), h, w, blend=config.blend, threads=config.threads)
+        if target_mse is not None and not schedule:
+            with torch.no_grad():
+                if float(((rendered.clamp(0, 1) - target) ** 2).mean()) <= target_mse:
+                    iteration -= 1  # reached before this step's update
+                    break
         loss = image_loss(rendered, target, config.ssim_weight)
         params.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -95,15 +95,22 @@ def ssim(reference: np.ndarray, test: np.ndarray) -> float:
     return float(structural_similarity(a, b, data_range=1.0, channel_axis=2))
 
 
-def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    """Resize a float ``[H, W, C]`` image (Lanczos, via Pillow) so its longer side is ``long_side``."""
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize a float ``[H, W, C]`` image to ``width x height`` (Lanczos, per channel in float, via Pillow)."""
     from PIL import Image
 
     h, w, c = image.shape
-    scale = long_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size == (w, h):
+    if width <= 0 or height <= 0:
+        raise ValueError(f"target size must be positive, got {width}x{height}")
+    if (width, height) == (w, h):
         return image
-    channels = [np.asarray(Image.fromarray(image[:, :, k].astype(np.float32), mode="F").resize(size, Image.LANCZOS))
-                for k in range(c)]
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, k], dtype=np.float32), mode="F")
+                           .resize((width, height), Image.LANCZOS)) for k in range(c)]
     return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32)
+
+
+def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
+    """Resize a float ``[H, W, C]`` image so its longer side is ``long_side`` (aspect kept, Lanczos)."""
+    h, w, _ = image.shape
+    scale = long_side / max(h, w)
+    return resize(image, max(1, round(w * scale)), max(1, round(h * scale)))

@@ -1,0 +1,52 @@
+# gaussvae_ros: set-up, tests, demo and benchmarks on a machine with Python 3.11 and no ROS install.
+#   make demo    the main job (creates .venv, installs pinned dependencies, builds, runs the demo)
+#   make test    the test suite (same set-up first)
+#   make bench   benchmarks; figures go to stdout and out/bench/*.json (see BENCHMARKS.md)
+# Everything is installed into .venv from PyPI with pinned versions (requirements*.txt +
+# constraints.txt). On a robot with an NVIDIA GPU, install the CUDA build of torch==2.13.0 into the
+# venv first: the pins then keep it.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# DDS traffic stays on loopback; each make invocation gets its own domain.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
+ROS_ENV := . build_ros/env.sh
+OUT ?= out
+
+.PHONY: all setup build interfaces test demo bench clean
+
+all: build
+
+$(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip==25.3"
+	$(PY) -m pip install -q torch==2.13.0 -c constraints.txt
+	$(PY) -m pip install -q -c constraints.txt -r requirements.txt -r requirements-ros.txt -r requirements-dev.txt
+	touch $@
+
+setup: $(STAMP)
+
+# The package itself (compiles the rasterizer) and the ROS 2 interfaces in msg/.
+build: $(STAMP)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	scripts/build_interfaces.sh $(VENV) build_ros
+
+interfaces: $(STAMP)
+	scripts/build_interfaces.sh $(VENV) build_ros
+
+test: build
+	$(ROS_ENV) && $(PY) -m pytest test -q -p no:cacheprovider
+
+demo: build
+	$(ROS_ENV) && $(PY) -m gaussvae_ros.demo --out $(OUT)/demo
+
+bench: build
+	mkdir -p $(OUT)/bench
+	$(ROS_ENV) && $(PY) -m gaussvae_ros.cli.main bench --json | tee $(OUT)/bench/core.json
+
+clean:
+	rm -rf build_ros build *.egg-info $(OUT) gaussvae_ros/core/_raster*.so
