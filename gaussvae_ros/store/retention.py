@@ -11,22 +11,25 @@ Algorithm (``apply_retention``), cheap enough to run after every insert batch of
    * *Coverage distance.* Within one stream (camera frame on a topic) the distance between two
      memories is ``sqrt(|p1 - p2|^2 + (v (t1 - t2))^2)`` (metres): position difference plus the
      time difference converted at ``metres_per_second`` = v (time only if either has no pose).
-     A memory's *redundancy* is its distance to the nearest of its two predecessors and two
-     successors in time; as time is one of the axes this is (almost always) its nearest
-     neighbour in (time, position) space. A robot standing still or crawling produces memories
-     with tiny redundancy distances; a fast or rare pass produces large ones.
+     A memory's *redundancy* is the length of the (time, position) path through it from its
+     previous to its next memory in time: small when both neighbours are near, i.e. where the
+     stream is densely sampled (a robot standing still or crawling), large after a fast or rare
+     pass, at a turn-around point or next to a gap. (Its nearest-neighbour distance alone would
+     let the greedy eat a uniform run from one end, since removing a memory does not change its
+     neighbour's nearest-neighbour distance; the path length grows with the gap left behind.)
    * *Candidates.* A round scores a sample of memories: those inserted through this store since
      the last run (where density grows in a live node) plus a uniform random sample of the
      store (random ids, kept when they exist; topped up by the next existing id when too few
      ids survive, which over-samples sparse regions and only costs some efficiency). The
      oldest and newest memory of each stream are never candidates, so every camera keeps its
      time span.
-   * *Dropping.* Candidates are taken in increasing redundancy, skipping any whose scoring
-     neighbours were already taken in this round (their scores are stale), at most a quarter of
-     the scored candidates and no more than the excess, all deleted in one transaction. Rounds
-     repeat until the budget holds. This approximates the greedy "repeatedly drop the memory
-     with the nearest neighbour" and thins the most densely sampled places and times first,
-     keeping the spatial extent and the time span.
+   * *Dropping.* Lazy greedy: candidates are taken in increasing redundancy and deleted at once;
+     a candidate whose scoring neighbour was deleted meanwhile is re-scored first (its
+     redundancy can only grow) and put back in line. A round drops at most half its candidates
+     and no more than the excess, in one transaction; rounds repeat until the budget holds.
+     Within a round this is exactly "repeatedly drop the memory with the nearest neighbour";
+     over rounds it approximates it through sampling. It thins the most densely sampled places
+     and times first and keeps the spatial extent and the time span.
    * If only protected memories are left and the budget still does not hold (a budget below
      two memories per camera), the oldest memories go.
 
@@ -36,6 +39,7 @@ and never scans the store; a store within budget costs one look-up of the per-st
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 import time
@@ -54,8 +58,9 @@ class RetentionPolicy:
         max_records: most memories kept.
         max_payload_bytes: most payload bytes kept (sum of payload sizes).
         max_age_s: memories older than this many seconds before the newest memory are dropped.
-        metres_per_second: time-to-distance scale of the coverage metric (1 s apart counts like
-            this many metres apart).
+        metres_per_second: time-to-distance scale of the coverage metric: 1 s apart counts like
+            this many metres apart. The default 0.1 makes 10 s count like 1 m, so a robot standing
+            still is thinned well before one moving at walking pace.
         candidates: memories scored per thinning round, at least.
         seed: random seed of the candidate sampling (``None``: fresh randomness).
     """
@@ -63,7 +68,7 @@ class RetentionPolicy:
     max_records: int | None = None
     max_payload_bytes: int | None = None
     max_age_s: float | None = None
-    metres_per_second: float = 1.0
+    metres_per_second: float = 0.1
     candidates: int = 512
     seed: int | None = 0
 
@@ -156,48 +161,76 @@ def _sample_ids(conn, rng: random.Random, wanted: int, count: int) -> list[int]:
     return list(found)
 
 
-def _score(conn, candidates: list[int], metres_per_second: float):
-    """``(score, stamp, id, payload size, neighbour ids)`` for each unprotected candidate."""
+_CANDIDATE_SQL = "SELECT id, stream_id, stamp_ns, x, y, z, length(payload) FROM memories WHERE id IN ({})"
+_BEFORE_SQL = "SELECT id, stamp_ns, x, y, z FROM memories WHERE stream_id = ? AND stamp_ns < ? ORDER BY stamp_ns DESC LIMIT 1"
+_AFTER_SQL = "SELECT id, stamp_ns, x, y, z FROM memories WHERE stream_id = ? AND stamp_ns > ? ORDER BY stamp_ns LIMIT 1"
+
+
+def _distance(stamp, x, y, z, other, metres_per_second: float) -> float:
+    _, ostamp, ox, oy, oz = other
+    dt = (ostamp - stamp) * 1e-9 * metres_per_second
+    if x is None or ox is None:
+        return abs(dt)
+    return math.sqrt((ox - x) ** 2 + (oy - y) ** 2 + (oz - z) ** 2 + dt * dt)
+
+
+def _score_one(conn, row, metres_per_second: float):
+    """``(redundancy, stamp, id, payload size, neighbour ids)`` of one memory, ``None`` if protected."""
+    mid, sid, stamp, x, y, z, size = row
+    before = conn.execute(_BEFORE_SQL, (sid, stamp)).fetchone()
+    if before is None:
+        return None  # oldest of its stream
+    after = conn.execute(_AFTER_SQL, (sid, stamp)).fetchone()
+    if after is None:
+        return None  # newest of its stream
+    score = _distance(stamp, x, y, z, before, metres_per_second) + _distance(stamp, x, y, z, after, metres_per_second)
+    return score, stamp, mid, size, (before[0], after[0])
+
+
+def _score(conn, candidates: list[int], metres_per_second: float) -> list[tuple]:
+    """Scores of the unprotected memories among ``candidates`` (see :func:`_score_one`)."""
     scored = []
-    for chunk_start in range(0, len(candidates), 10_000):
-        chunk = candidates[chunk_start:chunk_start + 10_000]
-        rows = conn.execute(f"SELECT id, stream_id, stamp_ns, x, y, z, length(payload) FROM memories "
-                            f"WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        for mid, sid, stamp, x, y, z, size in rows:
-            before = conn.execute("SELECT id, stamp_ns, x, y, z FROM memories WHERE stream_id = ? AND stamp_ns < ? "
-                                  "ORDER BY stamp_ns DESC LIMIT 2", (sid, stamp)).fetchall()
-            if not before:
-                continue
-            after = conn.execute("SELECT id, stamp_ns, x, y, z FROM memories WHERE stream_id = ? AND stamp_ns > ? "
-                                 "ORDER BY stamp_ns LIMIT 2", (sid, stamp)).fetchall()
-            if not after:
-                continue
-            best = math.inf
-            for nid, nstamp, nx, ny, nz in before + after:
-                dt = (nstamp - stamp) * 1e-9 * metres_per_second
-                if x is None or nx is None:
-                    d2 = dt * dt
-                else:
-                    d2 = (nx - x) ** 2 + (ny - y) ** 2 + (nz - z) ** 2 + dt * dt
-                best = min(best, d2)
-            scored.append((math.sqrt(best), stamp, mid, size, [n[0] for n in before + after]))
+    for start in range(0, len(candidates), 10_000):
+        chunk = candidates[start:start + 10_000]
+        for row in conn.execute(_CANDIDATE_SQL.format(",".join("?" * len(chunk))), chunk).fetchall():
+            score = _score_one(conn, row, metres_per_second)
+            if score is not None:
+                scored.append(score)
     return scored
 
 
-def _pick(scored, extra_records: int, extra_bytes: int) -> list[int]:
-    cap = max(1, len(scored) // 4)
-    picked: list[int] = []
-    taken: set[int] = set()
-    freed = 0
-    for _, _, mid, size, neighbours in sorted(scored, key=lambda s: (s[0], s[1], s[2])):
-        if len(picked) >= cap or (len(picked) >= extra_records and freed >= extra_bytes):
-            break
-        if any(n in taken for n in neighbours):
+def _thin(store, conn, scored: list[tuple], extra_records: int, extra_bytes: int, metres_per_second: float) -> int:
+    """Lazy greedy thinning inside the caller's transaction; returns how many memories it dropped.
+
+    Takes candidates by increasing redundancy and deletes each at once. A candidate one of whose
+    scoring neighbours was deleted meanwhile is re-scored first (its redundancy can only have
+    grown) and put back in line. Drops at most half the candidates, and no more than the excess.
+    """
+    heap = list(scored)
+    heapq.heapify(heap)
+    waiting: dict[int, list[int]] = {}  # neighbour id -> candidates whose score used it
+    for _, _, mid, _, neighbours in scored:
+        for n in neighbours:
+            waiting.setdefault(n, []).append(mid)
+    stale: set[int] = set()
+    cap = max(1, len(scored) // 2)
+    dropped = freed = 0
+    while heap and dropped < cap and (dropped < extra_records or freed < extra_bytes):
+        score, stamp, mid, size, neighbours = heapq.heappop(heap)
+        if mid in stale:
+            stale.discard(mid)
+            row = conn.execute(_CANDIDATE_SQL.format("?"), (mid,)).fetchone()
+            fresh = _score_one(conn, row, metres_per_second) if row is not None else None
+            if fresh is not None:
+                heapq.heappush(heap, fresh)
+                for n in fresh[4]:
+                    waiting.setdefault(n, []).append(mid)
             continue
-        picked.append(mid)
-        taken.add(mid)
+        store._delete_existing(conn, [mid])
+        dropped += 1
         freed += size
-    return picked
+        stale.update(waiting.pop(mid, ()))
+    return dropped
 
 
 def _drop_oldest(store, extra_records: int, extra_bytes: int) -> int:
@@ -235,9 +268,9 @@ def apply_retention(store, policy: RetentionPolicy) -> RetentionReport:
                 candidates.update(r[0] for r in conn.execute(
                     "SELECT id FROM memories ORDER BY id LIMIT ? OFFSET ?", (wanted, max(0, start - wanted))))
             scored = _score(conn, sorted(candidates), policy.metres_per_second)
-            picked = _pick(scored, extra_records, extra_bytes)
-            if picked:
-                dropped_budget += store._delete_existing(conn, sorted(picked))
+            dropped = _thin(store, conn, scored, extra_records, extra_bytes, policy.metres_per_second)
+            if dropped:
+                dropped_budget += dropped
                 empty_rounds = 0
                 continue
             empty_rounds += 1
