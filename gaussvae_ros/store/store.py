@@ -182,17 +182,22 @@ class Store:
             if self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL mode")
             schema.migrate(self._conn, label=str(self.path))
-            with self._write() as conn:
-                if segment_extent_m is not None:
-                    conn.execute("REPLACE INTO meta VALUES ('segment_extent_m', ?)", (repr(float(segment_extent_m)),))
-                if segment_max_ids is not None:
-                    conn.execute("REPLACE INTO meta VALUES ('segment_max_ids', ?)", (str(segment_max_ids),))
+            if segment_extent_m is not None or segment_max_ids is not None:
+                with self._write("store settings") as conn:
+                    self._set_segment_options(conn, segment_extent_m, segment_max_ids)
         except sqlite3.Error as exc:
             self._conn.close()
             raise self._error(exc, "open") from exc
         except BaseException:
             self._conn.close()
             raise
+
+    @staticmethod
+    def _set_segment_options(conn, segment_extent_m, segment_max_ids) -> None:
+        if segment_extent_m is not None:
+            conn.execute("REPLACE INTO meta VALUES ('segment_extent_m', ?)", (repr(float(segment_extent_m)),))
+        if segment_max_ids is not None:
+            conn.execute("REPLACE INTO meta VALUES ('segment_max_ids', ?)", (str(segment_max_ids),))
 
     # ----------------------------------------------------------------------------------------
     # connections and transactions
@@ -201,11 +206,13 @@ class Store:
         try:
             conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None,
                                    check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
+            conn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
+            conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.Error as exc:
+            if "conn" in locals():
+                conn.close()
             raise self._error(exc, "open") from exc
-        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
-        conn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
-        conn.execute("PRAGMA temp_store = MEMORY")
         return conn
 
     def _error(self, exc: sqlite3.Error, action: str) -> StoreError:
