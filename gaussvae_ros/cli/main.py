@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "gaussvae_ros.cli.vae_commands",
     "gaussvae_ros.cli.replay_commands",
     "gaussvae_ros.cli.db_commands",
+    "gaussvae_ros.cli.play_commands",
 )
 
 
