@@ -141,7 +141,9 @@ def _drop_for_age(store, policy: RetentionPolicy) -> int:
 
 
 def _sample_ids(conn, rng: random.Random, wanted: int, count: int) -> list[int]:
-    lo, hi = conn.execute("SELECT min(id), max(id) FROM memories").fetchone()
+    # Two statements: SQLite answers a lone min() or max() from the b-tree, both together by a scan.
+    lo = conn.execute("SELECT min(id) FROM memories").fetchone()[0]
+    hi = conn.execute("SELECT max(id) FROM memories").fetchone()[0]
     if lo is None:
         return []
     span = hi - lo + 1

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import sqlite3
+import struct
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -732,8 +733,7 @@ class Store:
     def stats(self) -> StoreStats:
         """Counts, payload bytes, time span, exact pose bounds and per-stream figures.
 
-        Cost: a few index look-ups per stream plus one pass over the pose index (one entry per
-        segment, about a twentieth of the memory count), never a pass over the memories.
+        Cost: a few index look-ups per stream and a few R*Tree searches, never a scan.
         """
         with self._read("compute stats") as conn:
             per_stream = []
@@ -756,27 +756,51 @@ class Store:
             pose_count=pose_count, pose_bounds=bounds, streams=tuple(per_stream), file_bytes=page_size * pages)
 
     @staticmethod
-    def _exact_pose_bounds(conn: sqlite3.Connection):
-        """Exact min/max of stored positions: conservative R*Tree bounds refined on the segments near them."""
-        box = conn.execute("SELECT min(min_x), max(max_x), min(min_y), max(max_y), min(min_z), max(max_z) "
-                           "FROM pose_index").fetchone()
+    def _pose_index_box(conn: sqlite3.Connection) -> tuple[float, ...] | None:
+        """A box ``(min_x, max_x, min_y, max_y, min_z, max_z)`` containing every stored position.
+
+        Read from the R*Tree's root node (node 1 of ``pose_index_node``; format documented in
+        SQLite's rtree.c: 2-byte depth, 2-byte entry count, then entries of an 8-byte id and six
+        big-endian float32 bounds, rounded outwards), so it costs one row, not a scan.
+        """
+        row = conn.execute("SELECT data FROM pose_index_node WHERE nodeno = 1").fetchone()
+        count = int.from_bytes(row[0][2:4], "big") if row else 0
+        if count == 0:
+            return None
+        bounds = [struct.unpack_from(">6f", row[0], 4 + 32 * i + 8) for i in range(count)]
+        return (min(b[0] for b in bounds), max(b[1] for b in bounds), min(b[2] for b in bounds),
+                max(b[3] for b in bounds), min(b[4] for b in bounds), max(b[5] for b in bounds))
+
+    def _exact_pose_bounds(self, conn: sqlite3.Connection):
+        """Exact min/max of the stored positions: a conservative box from the R*Tree, refined on the
+        few segments whose boxes reach near each face."""
+        box = self._pose_index_box(conn)
+        if box is None:
+            return None
         result = []
         for axis, column in enumerate("xyz"):
+            span = max(box[2 * axis + 1] - box[2 * axis], 1.0)
             for want_max in (False, True):
                 bound = box[2 * axis + want_max]
-                tolerance = max(abs(bound), 1.0) * 2.0**-20
-                threshold = bound + tolerance if not want_max else bound - tolerance
+                sign = -1.0 if want_max else 1.0
                 agg, op, box_col = ("max", ">=", f"max_{column}") if want_max else ("min", "<=", f"min_{column}")
                 sql = (f"SELECT {agg}(m.{column}) FROM pose_index AS i CROSS JOIN pose_segments AS s "
                        f"CROSS JOIN memories AS m WHERE i.{box_col} {op} ? AND s.first_id = i.id "
                        f"AND m.id BETWEEN s.first_id AND s.last_id AND m.x IS NOT NULL")
-                value = conn.execute(sql, (threshold,)).fetchone()[0]
-                # Segments left out have their box, hence every position in them, beyond the threshold.
-                # If the best value found is not within the threshold, search up to that value instead.
-                if value is None:
-                    value = conn.execute(sql, (-math.inf if want_max else math.inf,)).fetchone()[0]
-                elif (value < threshold) if want_max else (value > threshold):
-                    value = conn.execute(sql, (value,)).fetchone()[0]
+                # Segments left out have their box, hence every position in them, beyond the threshold:
+                # a value found within the threshold is exact; one beyond it is exact after searching
+                # up to that value; none found means the threshold was too tight.
+                step = max(abs(bound), 1.0) * 2.0**-20
+                while True:
+                    threshold = bound + sign * step if step < 4 * span else sign * math.inf
+                    value = conn.execute(sql, (threshold,)).fetchone()[0]
+                    if value is not None:
+                        if (value - threshold) * sign > 0:
+                            value = conn.execute(sql, (value,)).fetchone()[0]
+                        break
+                    if math.isinf(threshold):
+                        return None  # segments without positions only (rows deleted outside the store)
+                    step *= 64
                 result.append(value)
         return (result[0], result[2], result[4]), (result[1], result[3], result[5])
 
