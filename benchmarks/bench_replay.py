@@ -33,7 +33,8 @@ def run_once(bag: Path, extra: list[str]) -> tuple[float, dict]:
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-m", "gaussvae_ros.cli.main", "replay", str(bag), "--db",
                    str(Path(folder) / "memories.db"), "--json", *extra]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        path = os.environ.get("PYTHONPATH")
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + (os.pathsep + path if path else ""))
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
         wall = time.perf_counter() - start

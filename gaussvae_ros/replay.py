@@ -26,15 +26,15 @@ import math
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .bag.keyframes import KeyframeConfig, KeyframePolicy, image_thumbnail
-from .bag.poses import DEFAULT_MAX_GAP_NS, DEFAULT_TOLERANCE_NS, Pose, PoseTrack
-from .bag.reader import BagReader, Frame, FrameError
+from .bag.poses import DEFAULT_MAX_GAP_NS, DEFAULT_MAX_SAMPLES, DEFAULT_TOLERANCE_NS, Pose, PoseTrack
+from .bag.reader import BagReader, CameraInfoSample, Frame, FrameError, PoseSample
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -271,6 +271,10 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
 
     ``started``: ``time.perf_counter()`` value the report's ``seconds`` counts from (default: now).
     ``database`` may be None only with ``options.dry_run``.
+
+    Raises:
+        ValueError: unknown topics, bad options, an unreadable recording (nothing is written then).
+        FileNotFoundError: no recording at ``bag_path``.
     """
     started = time.perf_counter() if started is None else started
     options = options or ReplayOptions()
@@ -282,21 +286,10 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
         report = ReplayReport(str(bag.path), None if database is None else str(database), [], None)
         topics, pose_topic = _select_topics(bag, options, report)
         report.image_topics, report.pose_topic = topics, pose_topic
-        track_errors: list[str] = []
-        track = bag.read_pose_track(pose_topic, track_errors) if pose_topic else PoseTrack(max_samples=None)
-        report.errors.extend(track_errors[:MAX_REPORTED_ERRORS])
-        report.error_count += len(track_errors)
-        if pose_topic and not len(track):
-            report.warnings.append(f"pose topic {pose_topic} has no readable pose")
-        infos = {}
-        for topic in topics:
-            info_topic = bag.camera_info_topic_for(topic)
-            infos[topic] = _intrinsics(bag.read_camera_info(info_topic)) if info_topic else None
-        total = bag.message_count(topics)
-        t = timer.add("open", t)
+        timer.add("open", t)
         writer = None if options.dry_run else _MemoryWriter(database, options.batch_size, timer)
         try:
-            _replay_frames(bag, topics, track, infos, total, options, report, writer, timer)
+            _Replay(bag, topics, pose_topic, options, report, writer, timer).run()
             if writer is not None:
                 writer.flush()
                 report.memories_stored = writer.inserted  # what the store took (its key skips duplicates)
@@ -353,102 +346,191 @@ class _MemoryWriter:
         self.store.close()
 
 
-def _replay_frames(bag: BagReader, topics, track: PoseTrack, infos: dict, total: int, options: ReplayOptions,
-                   report: ReplayReport, writer: _MemoryWriter | None, timer: _Timer) -> None:
-    from tqdm import tqdm
+#: A frame waits for poses stamped up to ``max_gap_ns`` after it (so that it is interpolated as
+#: well as it can be) and for its camera's calibration, but no longer than this much recording time.
+RELEASE_LAG_NS = 1_000_000_000
 
-    policy = KeyframePolicy(options.keyframes)
-    warm: dict = {}  # camera -> Gaussians of its latest keyframe, or a stored memory id to load them from
-    skipped: Counter = Counter()
-    reasons: Counter = Counter()
-    per_topic = {topic: TopicCounts() for topic in topics}
-    psnrs, ssims, sizes, iterations = [], [], [], []
-    bar = tqdm(total=total, desc="replay", unit="frame", file=sys.stderr, disable=not options.progress,
-               dynamic_ncols=True, leave=False)
-    t = time.perf_counter()
-    try:
-        for item in bag.frames(topics):
-            t = timer.add("read", t)
-            bar.update(1)
-            counts = per_topic[item.topic]
-            counts.frames += 1
-            report.frames_read += 1
-            if isinstance(item, FrameError):
-                counts.errors += 1
-                report.error_count += 1
-                if len(report.errors) < MAX_REPORTED_ERRORS:
-                    report.errors.append(f"{item.topic} at {item.stamp_ns}: {item.error}")
-                continue
-            frame: Frame = item
-            camera = (frame.topic, frame.frame_id)
-            pose = track.lookup(frame.stamp_ns, tolerance_ns=options.pose_tolerance_ns,
-                                max_gap_ns=options.pose_max_gap_ns) if len(track) else None
-            if pose is None and options.no_pose == "skip":
-                skipped["no_pose"] += 1
-                continue
-            image = working_image(frame.image, options.long_side)
-            report.working_size.setdefault(frame.topic, {"width": image.shape[1], "height": image.shape[0]})
-            thumbnail = image_thumbnail(image)
-            t = timer.add("prepare", t)
-            stored_id = None if writer is None else writer.existing(frame.topic).get((frame.frame_id, frame.stamp_ns))
-            if stored_id is not None:  # resumed run: keep it, continue from it
-                policy.mark_stored(camera, frame.stamp_ns, thumbnail, pose)
-                warm[camera] = stored_id
-                counts.already_stored += 1
-                report.already_stored += 1
-                continue
-            decision = policy.decide(camera, frame.stamp_ns, thumbnail, pose)
-            t = timer.add("keyframe", t)
-            if not decision.store:
-                skipped[decision.reason] += 1
-                continue
-            reasons[decision.reason] += 1
-            counts.keyframes += 1
-            if writer is None:  # dry run
-                policy.mark_stored(camera, frame.stamp_ns, thumbnail, pose)
-                continue
-            init = warm.get(camera)
-            if isinstance(init, int):
-                try:
-                    init = writer.load_gaussians(init)
-                except ValueError:
-                    init = None
+
+@dataclass
+class _Pending:
+    """A decoded frame waiting for its pose: the working image and what to record of the original."""
+
+    topic: str
+    stamp_ns: int
+    frame_id: str
+    encoding: str
+    width: int
+    height: int
+    bag_time_ns: int
+    image: np.ndarray
+    thumbnail: np.ndarray
+
+
+class _Replay:
+    """One pass over the recording: frames, poses and calibrations in recording order.
+
+    Frames wait in a short queue until the pose track covers them (see :data:`RELEASE_LAG_NS`), so
+    memory stays bounded however long the recording is; then each goes through pose lookup,
+    keyframe policy, fit and the batched writer.
+    """
+
+    def __init__(self, bag: BagReader, topics: list[str], pose_topic: str | None, options: ReplayOptions,
+                 report: ReplayReport, writer: _MemoryWriter | None, timer: _Timer) -> None:
+        self.bag, self.topics, self.pose_topic = bag, topics, pose_topic
+        self.options, self.report, self.writer, self.timer = options, report, writer, timer
+        self.track = PoseTrack(max_samples=DEFAULT_MAX_SAMPLES)
+        self.info_topic = {t: bag.camera_info_topic_for(t) for t in topics}
+        self.intrinsics: dict[str, object] = {}  # camera_info topic -> latest CameraIntrinsics
+        self.policy = KeyframePolicy(options.keyframes)
+        self.warm: dict = {}  # camera -> Gaussians of its latest keyframe, or the id of a stored memory
+        self.pending: deque[_Pending] = deque()
+        self.per_topic = {topic: TopicCounts() for topic in topics}
+        self.skipped: Counter = Counter()
+        self.reasons: Counter = Counter()
+        self.psnrs: list[float] = []
+        self.ssims: list[float] = []
+        self.sizes: list[int] = []
+        self.iterations: list[int] = []
+
+    def error(self, text: str) -> None:
+        self.report.error_count += 1
+        if len(self.report.errors) < MAX_REPORTED_ERRORS:
+            self.report.errors.append(text)
+
+    def run(self) -> None:
+        from tqdm import tqdm
+
+        info_topics = sorted({t for t in self.info_topic.values() if t})
+        pose_topics = [self.pose_topic] if self.pose_topic else []
+        bar = tqdm(total=self.bag.message_count(self.topics), desc="replay", unit="frame", file=sys.stderr,
+                   disable=not self.options.progress, dynamic_ncols=True, leave=False)
+        t = time.perf_counter()
+        try:
+            for item in self.bag.stream(self.topics, pose_topics, info_topics):
+                t = self.timer.add("read", t)
+                if isinstance(item, PoseSample):
+                    self.add_pose(item)
+                elif isinstance(item, CameraInfoSample):
+                    self.intrinsics[item.topic] = _intrinsics(item.info)
+                elif isinstance(item, FrameError):
+                    if item.topic in self.per_topic:
+                        bar.update(1)
+                        self.report.frames_read += 1
+                        self.per_topic[item.topic].frames += 1
+                        self.per_topic[item.topic].errors += 1
+                    self.error(f"{item.topic} at {item.stamp_ns}: {item.error}")
+                else:
+                    bar.update(1)
+                    self.add_frame(item)
+                t = time.perf_counter()
+                while self.pending and self.ready(self.pending[0], item.bag_time_ns):
+                    self.process(self.pending.popleft())
+                t = time.perf_counter()
+            while self.pending:
+                self.process(self.pending.popleft())
+        finally:
+            bar.close()
+        self.summarize()
+
+    def add_pose(self, sample: PoseSample) -> None:
+        if not self.track.frame_id:
+            self.track.frame_id = sample.frame_id
+        try:
+            self.track.insert(sample.stamp_ns, sample.position, sample.orientation)
+        except ValueError as exc:
+            self.error(f"{sample.topic} at {sample.stamp_ns}: {exc}")
+
+    def add_frame(self, frame: Frame) -> None:
+        t = time.perf_counter()
+        self.report.frames_read += 1
+        self.per_topic[frame.topic].frames += 1
+        image = working_image(frame.image, self.options.long_side)
+        self.report.working_size.setdefault(frame.topic, {"width": image.shape[1], "height": image.shape[0]})
+        self.pending.append(_Pending(frame.topic, frame.stamp_ns, frame.frame_id, frame.encoding, frame.width,
+                                     frame.height, frame.bag_time_ns, image, image_thumbnail(image)))
+        self.timer.add("prepare", t)
+
+    def ready(self, p: _Pending, bag_time_ns: int) -> bool:
+        if bag_time_ns - p.bag_time_ns >= RELEASE_LAG_NS:
+            return True
+        info_topic = self.info_topic.get(p.topic)
+        if info_topic and info_topic not in self.intrinsics:
+            return False
+        if not self.pose_topic:
+            return True
+        span = self.track.span_ns
+        return span is not None and span[1] >= p.stamp_ns + self.options.pose_max_gap_ns
+
+    def process(self, p: _Pending) -> None:
+        t = time.perf_counter()
+        counts = self.per_topic[p.topic]
+        camera = (p.topic, p.frame_id)
+        pose = self.track.lookup(p.stamp_ns, tolerance_ns=self.options.pose_tolerance_ns,
+                                 max_gap_ns=self.options.pose_max_gap_ns)
+        if pose is None and self.options.no_pose == "skip":
+            self.skipped["no_pose"] += 1
+            return
+        stored_id = None if self.writer is None else self.writer.existing(p.topic).get((p.frame_id, p.stamp_ns))
+        if stored_id is not None:  # an earlier run stored it: keep it and continue from it
+            self.policy.mark_stored(camera, p.stamp_ns, p.thumbnail, pose)
+            self.warm[camera] = stored_id
+            counts.already_stored += 1
+            self.report.already_stored += 1
+            return
+        decision = self.policy.decide(camera, p.stamp_ns, p.thumbnail, pose)
+        t = self.timer.add("keyframe", t)
+        if not decision.store:
+            self.skipped[decision.reason] += 1
+            return
+        self.reasons[decision.reason] += 1
+        counts.keyframes += 1
+        if self.writer is None:  # dry run
+            self.policy.mark_stored(camera, p.stamp_ns, p.thumbnail, pose)
+            return
+        init = self.warm.get(camera)
+        if isinstance(init, int):
             try:
-                result, payload = fit_memory(image, options.n_gaussians, init, options.seed, options.max_iters,
-                                             options.threads, **options.fit_overrides)
-            except ValueError as exc:
-                counts.errors += 1
-                report.error_count += 1
-                if len(report.errors) < MAX_REPORTED_ERRORS:
-                    report.errors.append(f"{frame.topic} at {frame.stamp_ns}: cannot fit: {exc}")
-                t = timer.add("fit", t)
-                continue
-            t = timer.add("fit", t)
-            writer.add(_memory(frame, payload, pose, track.frame_id, infos.get(frame.topic), result))
-            policy.mark_stored(camera, frame.stamp_ns, thumbnail, pose)
-            warm[camera] = result.gaussians
-            counts.stored += 1
-            psnrs.append(result.psnr)
-            ssims.append(result.ssim)
-            sizes.append(len(payload))
-            iterations.append(result.iterations)
-            t = time.perf_counter()
-    finally:
-        bar.close()
-    report.memories_stored = sum(c.stored for c in per_topic.values())
-    report.keyframes = sum(c.keyframes for c in per_topic.values())
-    report.skipped = dict(skipped)
-    report.keyframe_reasons = dict(reasons)
-    report.per_topic = {topic: asdict(c) for topic, c in per_topic.items()}
-    finite = [p for p in psnrs if math.isfinite(p)]
-    report.mean_psnr = float(np.mean(finite)) if finite else None
-    finite = [s for s in ssims if math.isfinite(s)]
-    report.mean_ssim = float(np.mean(finite)) if finite else None
-    report.bytes_per_memory = float(np.mean(sizes)) if sizes else None
-    report.fit_iterations_mean = float(np.mean(iterations)) if iterations else None
+                init = self.writer.load_gaussians(init)
+            except ValueError:  # an undecodable stored memory: start cold
+                init = None
+        o = self.options
+        try:
+            result, payload = fit_memory(p.image, o.n_gaussians, init, o.seed, o.max_iters, o.threads,
+                                         **o.fit_overrides)
+        except ValueError as exc:
+            counts.errors += 1
+            self.error(f"{p.topic} at {p.stamp_ns}: cannot fit: {exc}")
+            self.timer.add("fit", t)
+            return
+        self.timer.add("fit", t)
+        self.writer.add(_memory(p, payload, pose, self.track.frame_id, self.intrinsics.get(self.info_topic[p.topic]),
+                                result))
+        self.policy.mark_stored(camera, p.stamp_ns, p.thumbnail, pose)
+        self.warm[camera] = result.gaussians
+        counts.stored += 1
+        self.psnrs.append(result.psnr)
+        self.ssims.append(result.ssim)
+        self.sizes.append(len(payload))
+        self.iterations.append(result.iterations)
+
+    def summarize(self) -> None:
+        report = self.report
+        report.memories_stored = sum(c.stored for c in self.per_topic.values())
+        report.keyframes = sum(c.keyframes for c in self.per_topic.values())
+        report.skipped = dict(self.skipped)
+        report.keyframe_reasons = dict(self.reasons)
+        report.per_topic = {topic: asdict(c) for topic, c in self.per_topic.items()}
+        finite = [p for p in self.psnrs if math.isfinite(p)]
+        report.mean_psnr = float(np.mean(finite)) if finite else None
+        finite = [s for s in self.ssims if math.isfinite(s)]
+        report.mean_ssim = float(np.mean(finite)) if finite else None
+        report.bytes_per_memory = float(np.mean(self.sizes)) if self.sizes else None
+        report.fit_iterations_mean = float(np.mean(self.iterations)) if self.iterations else None
+        if self.pose_topic and not len(self.track):
+            report.warnings.append(f"pose topic {self.pose_topic} has no readable pose")
 
 
-def _memory(frame: Frame, payload: bytes, pose: Pose | None, pose_frame_id: str, intrinsics, result):
+def _memory(frame: _Pending, payload: bytes, pose: Pose | None, pose_frame_id: str, intrinsics, result):
     from .store.records import Memory
 
     return Memory(

@@ -165,3 +165,16 @@ def test_track_from_messages_checks_frame():
         track.append_message(other)
     with pytest.raises(ValueError, match="not a stamped pose"):
         pose_from_message(object())
+
+
+def test_insert_places_late_samples_in_time_order():
+    track = PoseTrack(max_samples=4)
+    for stamp in (0, 200, 100, 300, 250):  # 100 and 250 arrive late
+        track.insert(stamp * MS, [stamp / 100.0, 0, 0], [0, 0, 0, 1])
+    assert track.stamps.tolist() == [100 * MS, 200 * MS, 250 * MS, 300 * MS]  # the oldest dropped: bounded
+    np.testing.assert_allclose(track.lookup(225 * MS).position, [2.25, 0, 0])
+    track.insert(50 * MS, [9, 9, 9], [0, 0, 0, 1])  # older than everything in a full track: dropped
+    assert track.span_ns[0] == 100 * MS
+    track.insert(200 * MS, [7, 0, 0], [0, 0, 0, 1])  # same stamp: replaced
+    np.testing.assert_allclose(track.lookup(200 * MS).position, [7, 0, 0])
+    assert len(track) == 4

@@ -157,3 +157,29 @@ def test_bad_paths_and_topics(tmp_path):
             list(bag.frames(["/odom"]))
         with pytest.raises(ValueError, match="not a pose topic"):
             bag.read_pose_track("/nope")
+
+
+def test_stream_yields_frames_poses_and_calibration_in_recording_order(tmp_path):
+    from gaussvae_ros.bag.reader import CameraInfoSample, PoseSample
+
+    messages = [
+        BagMessage("/cam/camera_info", "sensor_msgs/msg/CameraInfo", 1 * MS,
+                   camera_info_message(1 * MS, "cam", 32, 24, 30.0, 31.0, 16.0, 12.0)),
+        BagMessage("/odom", "nav_msgs/msg/Odometry", 2 * MS, odometry_message(2 * MS, "odom", "base", (1, 2, 3))),
+        BagMessage("/cam/image_raw", "sensor_msgs/msg/Image", 3 * MS, image_message(3 * MS, "cam", scene(0))),
+        BagMessage("/odom", "nav_msgs/msg/Odometry", 4 * MS, b"\x00\x01\x00\x00"),
+        BagMessage("/odom", "nav_msgs/msg/Odometry", 5 * MS,
+                   odometry_message(5 * MS, "odom", "base", (1, 2, 3), (0.0, 0.0, 0.0, 0.0))),
+    ]
+    with BagReader(write_bag(tmp_path / "bag", messages)) as bag:
+        items = list(bag.stream(["/cam/image_raw"], ["/odom"], ["/cam/camera_info"]))
+        with pytest.raises(ValueError, match="not pose topics"):
+            list(bag.stream(["/cam/image_raw"], ["/cam/camera_info"]))
+    kinds = [type(i).__name__ for i in items]
+    assert kinds == ["CameraInfoSample", "PoseSample", "Frame", "FrameError", "FrameError"]
+    info, pose = items[0], items[1]
+    assert isinstance(info, CameraInfoSample) and info.info["k"][:3] == [30.0, 0.0, 16.0]
+    assert isinstance(pose, PoseSample) and pose.frame_id == "odom" and pose.stamp_ns == 2 * MS
+    np.testing.assert_allclose(pose.position, [1, 2, 3])
+    assert "cannot deserialize" in items[3].error and items[3].topic == "/odom"
+    assert "quaternion" in items[4].error and items[4].stamp_ns == 5 * MS

@@ -194,6 +194,32 @@ class PoseTrack:
             drop = min(drop, len(self._stamps) - 2)
             del self._stamps[:drop], self._positions[:drop], self._orientations[:drop]
 
+    def insert(self, stamp_ns: int, position, orientation) -> None:
+        """Add a sample at its place in time, for sources whose stamps arrive slightly out of order.
+
+        Same as :meth:`append` for a sample newer than all others; an equal stamp replaces that sample.
+        Samples older than everything held are dropped when the track is full (bounded memory).
+        """
+        stamp_ns = int(stamp_ns)
+        if not self._stamps or stamp_ns >= self._stamps[-1]:
+            self.append(stamp_ns, position, orientation)
+            return
+        position = np.asarray(position, dtype=np.float64).reshape(3)
+        if not np.all(np.isfinite(position)):
+            raise ValueError(f"non-finite position {position.tolist()}")
+        orientation = _normalized_quaternion(orientation)
+        i = bisect.bisect_left(self._stamps, stamp_ns)
+        if self._stamps[i] == stamp_ns:
+            self._positions[i], self._orientations[i] = position, orientation
+            return
+        if i == 0 and self.max_samples is not None and len(self._stamps) >= self.max_samples:
+            return
+        self._stamps.insert(i, stamp_ns)
+        self._positions.insert(i, position)
+        self._orientations.insert(i, orientation)
+        if self.max_samples is not None and len(self._stamps) > self.max_samples:
+            del self._stamps[0], self._positions[0], self._orientations[0]
+
     def append_message(self, msg) -> None:
         """:meth:`append` the pose of an Odometry / PoseStamped message (see :func:`pose_from_message`)."""
         stamp, position, orientation, frame_id = pose_from_message(msg)

@@ -17,16 +17,18 @@ from typing import Iterator
 
 import numpy as np
 
-from .images import ImageDecodeError, message_to_numpy
+from .images import message_to_numpy
 from .poses import PoseTrack, pose_from_message
 
 __all__ = [
     "BagReader",
     "CAMERA_INFO_TYPES",
+    "CameraInfoSample",
     "Frame",
     "FrameError",
     "IMAGE_TYPES",
     "POSE_TYPES",
+    "PoseSample",
     "TopicInfo",
     "camera_info_to_dict",
     "header_stamp_ns",
@@ -89,13 +91,38 @@ class Frame:
 
 @dataclass
 class FrameError:
-    """An image message that could not be read; ``stamp_ns`` is the header stamp when known, else bag time."""
+    """A message that could not be read (an image, or a pose / calibration in :meth:`BagReader.stream`).
+
+    ``stamp_ns`` is the header stamp when known, else the bag time.
+    """
 
     topic: str
     stamp_ns: int
     bag_time_ns: int
     error: str
     frame_id: str = ""
+
+
+@dataclass
+class PoseSample:
+    """A pose message: ``position`` [3] m and ``orientation`` [4] (x, y, z, w) in ``frame_id`` at ``stamp_ns``."""
+
+    topic: str
+    stamp_ns: int
+    position: np.ndarray
+    orientation: np.ndarray
+    frame_id: str
+    bag_time_ns: int
+
+
+@dataclass
+class CameraInfoSample:
+    """A CameraInfo message as :func:`camera_info_to_dict`."""
+
+    topic: str
+    stamp_ns: int
+    info: dict
+    bag_time_ns: int
 
 
 def header_stamp_ns(msg) -> int:
@@ -277,22 +304,43 @@ class BagReader:
         Yields a :class:`FrameError` instead of a frame for a message that cannot be deserialized or
         decoded, then goes on with the next message.
         """
-        topics = self.image_topics if topics is None else list(topics)
-        not_images = [t for t in topics if t not in self.image_topics]
-        if not_images:
-            raise ValueError(f"not image topics: {', '.join(not_images)}; image topics: {self.image_topics}")
+        yield from self.stream(topics)
+
+    def stream(self, image_topics=None, pose_topics=(), camera_info_topics=()
+               ) -> Iterator[Frame | PoseSample | CameraInfoSample | FrameError]:
+        """Frames, poses and camera calibrations of the given topics in one pass, in recording order.
+
+        ``image_topics`` defaults to every image topic. A message that cannot be read or decoded
+        is yielded as a :class:`FrameError` (whatever its topic), and reading goes on.
+        """
+        image_topics = self.image_topics if image_topics is None else list(image_topics)
+        kinds = {t.name: t.kind for t in self.topics}
+        for wanted, kind in ((image_topics, "image"), (pose_topics, "pose"), (camera_info_topics, "camera_info")):
+            wrong = [t for t in wanted if kinds.get(t) != kind]
+            if wrong:
+                raise ValueError(f"not {kind.replace('_', ' ')} topics: {', '.join(wrong)}; "
+                                 f"{kind.replace('_', ' ')} topics: {self.topics_of_kind(kind)}")
+        topics = [*image_topics, *pose_topics, *camera_info_topics]
         for connection, bag_time, raw in self._open.messages(connections=self._connections(topics)):
-            stamp, frame_id = int(bag_time), ""
+            kind = kinds[connection.topic]
             try:
                 msg = self._open.deserialize(raw, connection.msgtype)
                 stamp, frame_id = header_stamp_ns(msg), str(msg.header.frame_id)
-                image = message_to_numpy(msg)
-            except ImageDecodeError as exc:
+            except Exception as exc:  # rosbags raises several types for malformed payloads
+                yield FrameError(connection.topic, int(bag_time), int(bag_time),
+                                 f"cannot deserialize {connection.msgtype}: {type(exc).__name__}: {exc}")
+                continue
+            try:
+                if kind == "image":
+                    image = message_to_numpy(msg)
+                    encoding = str(getattr(msg, "encoding", None) or getattr(msg, "format", ""))
+                    item = Frame(connection.topic, stamp, frame_id, image, encoding, int(bag_time))
+                elif kind == "pose":
+                    _, position, orientation, _ = pose_from_message(msg)
+                    item = PoseSample(connection.topic, stamp, position, orientation, frame_id, int(bag_time))
+                else:
+                    item = CameraInfoSample(connection.topic, stamp, camera_info_to_dict(msg), int(bag_time))
+            except (ValueError, TypeError) as exc:  # ImageDecodeError included: bad content, clear message
                 yield FrameError(connection.topic, stamp, int(bag_time), str(exc), frame_id)
                 continue
-            except Exception as exc:  # deserialization failures come in several types
-                yield FrameError(connection.topic, stamp, int(bag_time),
-                                 f"cannot deserialize {connection.msgtype}: {type(exc).__name__}: {exc}", frame_id)
-                continue
-            encoding = str(getattr(msg, "encoding", None) or getattr(msg, "format", ""))
-            yield Frame(connection.topic, stamp, frame_id, image, encoding, int(bag_time))
+            yield item
