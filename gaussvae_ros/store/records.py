@@ -33,12 +33,12 @@ def _finite_floats(values, count: int | None, what: str) -> tuple[float, ...]:
     if isinstance(values, (str, bytes)):
         raise ValueError(f"{what} must be a sequence of numbers, got {values!r}")
     try:
-        floats = tuple(float(v) for v in values)
+        floats = tuple(map(float, values))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} must be a sequence of numbers, got {values!r}") from exc
     if count is not None and len(floats) != count:
         raise ValueError(f"{what} needs {count} numbers, got {len(floats)}")
-    if not all(math.isfinite(v) for v in floats):
+    if not all(map(math.isfinite, floats)):
         raise ValueError(f"{what} must be finite, got {floats}")
     return floats
 
@@ -51,7 +51,7 @@ def check_position(position, what: str = "position") -> tuple[float, float, floa
 def check_quaternion(quaternion, what: str = "orientation") -> tuple[float, float, float, float]:
     """``quaternion (x, y, z, w)`` as four finite floats with a non-zero norm, or a ValueError."""
     q = _finite_floats(quaternion, 4, what)
-    if math.fsum(v * v for v in q) < 1e-18:
+    if q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3] < 1e-18:
         raise ValueError(f"{what} quaternion {q} has zero norm")
     return q
 

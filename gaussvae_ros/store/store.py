@@ -539,26 +539,18 @@ class Store:
     # ----------------------------------------------------------------------------------------
     # reading
 
-    def _records(self, conn: sqlite3.Connection, rows, with_payload: bool, with_distance: bool = False
-                 ) -> list[MemoryRecord]:
-        """MemoryRecords from rows of ``_META_COLUMNS`` [+ payload] [+ squared distance]."""
-        out = []
+    def _records(self, conn: sqlite3.Connection, rows) -> list[MemoryRecord]:
+        """MemoryRecords from rows of ``_META_COLUMNS``, payload or NULL, squared distance or NULL."""
         streams, profiles = self._streams, self._profiles
-        for row in rows:
-            mid, sid, stamp, pid, x, y, z, qx, qy, qz, qw, psnr, ssim, size = row[:14]
-            stream = streams.get(sid) or self._stream(conn, sid)
-            profile = profiles.get(pid) or self._profile(conn, pid)
-            pose = None if x is None else _pose_from_row(x, y, z, qx, qy, qz, qw)
-            record = MemoryRecord(mid, stamp, stream, profile, pose, psnr, ssim, size)
-            if with_payload:
-                record.payload = row[14]
-            if with_distance:
-                record.distance_m = math.sqrt(row[-1])
-            out.append(record)
-        return out
+        stream, profile, pose, sqrt = self._stream, self._profile, _pose_from_row, math.sqrt
+        return [MemoryRecord(mid, stamp, streams.get(sid) or stream(conn, sid), profiles.get(pid) or profile(conn, pid),
+                             None if x is None else pose(x, y, z, qx, qy, qz, qw), psnr, ssim, size, payload,
+                             None if d2 is None else sqrt(d2))
+                for mid, sid, stamp, pid, x, y, z, qx, qy, qz, qw, psnr, ssim, size, payload, d2 in rows]
 
-    def _select(self, with_payload: bool) -> str:
-        return f"SELECT {_META_COLUMNS}{', m.payload' if with_payload else ''}"
+    @staticmethod
+    def _select(with_payload: bool, distance: str = "NULL") -> str:
+        return f"SELECT {_META_COLUMNS}, {'m.payload' if with_payload else 'NULL'}, {distance} AS d2"
 
     def get(self, ids: Iterable[int], *, with_payload: bool = False) -> list[MemoryRecord]:
         """The memories with these ids, in the order given. Unknown ids raise ``ValueError``."""
@@ -570,7 +562,7 @@ class Store:
                 chunk = unique[start:start + 10_000]
                 rows = conn.execute(f"{self._select(with_payload)} FROM memories AS m "
                                     f"WHERE m.id IN ({','.join('?' * len(chunk))})", chunk)
-                by_id.update((r.id, r) for r in self._records(conn, rows, with_payload))
+                by_id.update((r.id, r) for r in self._records(conn, rows))
         missing = [i for i in unique if i not in by_id]
         if missing:
             raise ValueError(f"unknown memory ids {missing[:10]}{' ...' if len(missing) > 10 else ''}")
@@ -619,7 +611,7 @@ class Store:
                 rows = list(itertools.islice(merged, limit))
                 for cursor in cursors:
                     cursor.close()
-            return self._records(conn, rows, with_payload)
+            return self._records(conn, rows)
 
     def _spatial_rows(self, conn: sqlite3.Connection, position, radius: float, stream_ids: list[int] | None,
                       orientation_sql: str, orientation_args: tuple, limit: int | None, with_payload: bool):
@@ -628,8 +620,8 @@ class Store:
         streams_sql = ""
         if stream_ids is not None:
             streams_sql = f" AND m.stream_id IN ({','.join(str(int(s)) for s in stream_ids)})"
-        sql = (f"{self._select(with_payload)}, "
-               f"(m.x - ?) * (m.x - ?) + (m.y - ?) * (m.y - ?) + (m.z - ?) * (m.z - ?) AS d2 "
+        distance = "(m.x - ?) * (m.x - ?) + (m.y - ?) * (m.y - ?) + (m.z - ?) * (m.z - ?)"
+        sql = (f"{self._select(with_payload, distance)} "
                f"FROM pose_index AS i CROSS JOIN pose_segments AS s CROSS JOIN memories AS m "
                f"WHERE i.min_x <= ? AND i.max_x >= ? AND i.min_y <= ? AND i.max_y >= ? "
                f"AND i.min_z <= ? AND i.max_z >= ? AND s.first_id = i.id "
@@ -663,7 +655,7 @@ class Store:
             if stream_ids == []:
                 return []
             rows = self._spatial_rows(conn, position, float(radius_m), stream_ids, osql, oargs, limit, with_payload)
-            return self._records(conn, rows, with_payload, with_distance=True)
+            return self._records(conn, rows)
 
     def nearest(self, position, k: int, *, orientation=None, max_angle_rad: float | None = None,
                 topic: str | None = None, camera_frame_id: str | None = None,
@@ -698,7 +690,7 @@ class Store:
                     radius = max_radius
             if len(rows) == k and not osql and stream_ids is None:
                 self._knn_radius_hint[k] = math.sqrt(rows[-1][-1]) * 1.5 + 1e-6
-            return self._records(conn, rows, with_payload, with_distance=True)
+            return self._records(conn, rows)
 
     # ----------------------------------------------------------------------------------------
     # replay support and stats
