@@ -34,11 +34,11 @@ def compile_flags() -> list[str]:
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     f, i, p = ctypes.c_float, ctypes.c_int, ctypes.c_void_p
-    lib.gs_forward.argtypes = [i, i, i, i, p, p, p, f, i, i, p, p]
+    lib.gs_forward.argtypes = [i, i, i, i, p, p, p, f, f, i, i, p, p]
     lib.gs_forward.restype = i
-    lib.gs_backward.argtypes = [i, i, i, i, p, p, p, f, i, i, p, p, p, p, p, p]
+    lib.gs_backward.argtypes = [i, i, i, i, p, p, p, f, f, i, i, p, p, p, p, p, p]
     lib.gs_backward.restype = i
-    lib.gs_count_pairs.argtypes = [i, i, i, p, p, f]
+    lib.gs_count_pairs.argtypes = [i, i, i, p, p, f, f]
     lib.gs_count_pairs.restype = ctypes.c_longlong
     lib.gs_image_loss.argtypes = [i, i, i, p, p, f, p]
     lib.gs_image_loss.restype = ctypes.c_double

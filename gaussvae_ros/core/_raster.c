@@ -12,9 +12,11 @@
  *
  * Each Gaussian only touches the pixels inside its ellipse q <= cutoff (rows clipped to the image,
  * each row's x-range solved exactly), so the cost is the sum of the ellipses' areas, not H*W*N.
+ * With rmin > 0 a thin Gaussian's ellipse is enlarged until it holds a disk of rmin pixels, so that
+ * the normalized blend has no uncovered holes between thin Gaussians (see gs_row_range).
  *
  * Blend modes:
- *   0 normalized: image = sum_i w_i c_i / (sum_i w_i + eps)
+ *   0 normalized: image = sum_i w_i c_i / sum_i w_i  (0 where no Gaussian reaches)
  *   1 sum:        image = sum_i w_i c_i
  *
  * The forward pass splits the rows into bands, one per thread (no write conflicts); the backward
@@ -31,7 +33,6 @@
 #endif
 
 #define GS_MAX_CHANNELS 3
-#define GS_NORM_EPS 1e-7f
 
 /*
  * exp(x) for x in [-87, 0] (weights only ever need that range): 2^(x log2 e) split into an integer
@@ -59,16 +60,31 @@ static inline float gs_exp(float x)
 typedef struct {
     int y0, y1;      /* inclusive row range, clipped to the image; y0 > y1 means empty */
     float mx, my, a, b, c;
+    float cutoff;    /* this Gaussian's support: q <= cutoff */
 } gs_extent;
 
-/* Row range of the ellipse q <= cutoff, clipped to [0, h). Returns 0 if empty or degenerate. */
-static int gs_row_range(const float *mean, const float *conic, float cutoff, int h, gs_extent *e)
+/* Largest q a support may reach: exp(-GS_MAX_CUTOFF / 2) stays a normal float. */
+#define GS_MAX_CUTOFF 150.f
+
+/*
+ * Support of one Gaussian: q <= max(cutoff, rmin^2 * lambda_max(conic)), i.e. the ellipse at
+ * `cutoff` enlarged, for thin Gaussians, until it contains the disk of radius rmin pixels (capped
+ * at GS_MAX_CUTOFF). Row range clipped to [0, h). Returns 0 if empty or degenerate.
+ */
+static int gs_row_range(const float *mean, const float *conic, float cutoff, float rmin, int h, gs_extent *e)
 {
     float a = conic[0], b = conic[1], c = conic[2];
     float det = a * c - b * b;
     e->y0 = 1;
     e->y1 = 0;
     if (!(a > 0.f) || !(c > 0.f) || !(det > 0.f)) return 0;
+    if (rmin > 0.f) {
+        float half = 0.5f * (a - c);
+        float lmax = 0.5f * (a + c) + sqrtf(half * half + b * b);
+        float need = rmin * rmin * lmax;
+        if (need > cutoff) cutoff = need < GS_MAX_CUTOFF ? need : GS_MAX_CUTOFF;
+    }
+    e->cutoff = cutoff;
     float ry = sqrtf(cutoff * a / det);             /* sqrt(cutoff * Sigma_yy) */
     float my = mean[1];
     if (!(ry == ry) || !(my == my)) return 0;
@@ -83,10 +99,10 @@ static int gs_row_range(const float *mean, const float *conic, float cutoff, int
 }
 
 /* Column range of row y inside the ellipse, clipped to [0, w). Returns 0 if empty. */
-static inline int gs_col_range(const gs_extent *e, int y, float cutoff, int w, int *x0, int *x1, float *dy_out)
+static inline int gs_col_range(const gs_extent *e, int y, int w, int *x0, int *x1, float *dy_out)
 {
     float dy = (float)y + 0.5f - e->my;
-    float disc = e->b * e->b * dy * dy - e->a * (e->c * dy * dy - cutoff);
+    float disc = e->b * e->b * dy * dy - e->a * (e->c * dy * dy - e->cutoff);
     if (disc < 0.f) return 0;
     float s = sqrtf(disc);
     float lo = (-e->b * dy - s) / e->a, hi = (-e->b * dy + s) / e->a;
@@ -101,7 +117,7 @@ static inline int gs_col_range(const gs_extent *e, int y, float cutoff, int w, i
 
 /* Scatter Gaussians [0, n) into planar accumulators for rows [row0, row1). */
 static void gs_scatter_band(int n, int ch, int w, const gs_extent *ext, const float *colors,
-                            float cutoff, int row0, int row1, float *const *acc, float *wsum)
+                            int row0, int row1, float *const *acc, float *wsum)
 {
     for (int i = 0; i < n; i++) {
         const gs_extent *e = &ext[i];
@@ -111,7 +127,7 @@ static void gs_scatter_band(int n, int ch, int w, const gs_extent *ext, const fl
         for (int y = ya; y <= yb; y++) {
             int x0, x1;
             float dy;
-            if (!gs_col_range(e, y, cutoff, w, &x0, &x1, &dy)) continue;
+            if (!gs_col_range(e, y, w, &x0, &x1, &dy)) continue;
             /* q(dx) = a dx^2 + 2 b dy dx + c dy^2, with dx = x + 0.5 - mx */
             const float ha = -0.5f * e->a, hb = -e->b * dy, hc = -0.5f * e->c * dy * dy;
             const float dx0 = (float)x0 + 0.5f - e->mx;
@@ -158,7 +174,7 @@ static int gs_threads(int requested)
  * -2 on allocation failure.
  */
 int gs_forward(int n, int ch, int h, int w, const float *means, const float *conics, const float *colors,
-               float cutoff, int mode, int nthreads, float *image, float *wsum)
+               float cutoff, float rmin, int mode, int nthreads, float *image, float *wsum)
 {
     if (n < 0 || h <= 0 || w <= 0 || ch < 1 || ch > GS_MAX_CHANNELS || cutoff <= 0.f) return -1;
     size_t npix = (size_t)h * w;
@@ -168,18 +184,18 @@ int gs_forward(int n, int ch, int h, int w, const float *means, const float *con
     float *acc[GS_MAX_CHANNELS];
     for (int k = 0; k < ch; k++) acc[k] = planes + (size_t)k * npix;
     memset(wsum, 0, npix * sizeof(float));
-    for (int i = 0; i < n; i++) gs_row_range(means + 2 * (size_t)i, conics + 3 * (size_t)i, cutoff, h, &ext[i]);
+    for (int i = 0; i < n; i++) gs_row_range(means + 2 * (size_t)i, conics + 3 * (size_t)i, cutoff, rmin, h, &ext[i]);
 
     int nt = gs_threads(nthreads);
     if (nt > h) nt = h;
 #pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
     for (int t = 0; t < nt; t++) {
         int row0 = (int)((long)h * t / nt), row1 = (int)((long)h * (t + 1) / nt);
-        gs_scatter_band(n, ch, w, ext, colors, cutoff, row0, row1, acc, wsum);
+        gs_scatter_band(n, ch, w, ext, colors, row0, row1, acc, wsum);
     }
 
     for (size_t p = 0; p < npix; p++) {
-        float scale = mode == 0 ? 1.f / (wsum[p] + GS_NORM_EPS) : 1.f;
+        float scale = mode != 0 ? 1.f : (wsum[p] > 0.f ? 1.f / wsum[p] : 0.f);
         for (int k = 0; k < ch; k++) image[p * ch + k] = acc[k][p] * scale;
     }
     free(ext);
@@ -194,7 +210,7 @@ int gs_forward(int n, int ch, int h, int w, const float *means, const float *con
  * differentiated (as in every splatting rasterizer).
  */
 int gs_backward(int n, int ch, int h, int w, const float *means, const float *conics, const float *colors,
-                float cutoff, int mode, int nthreads, const float *grad_image, const float *image,
+                float cutoff, float rmin, int mode, int nthreads, const float *grad_image, const float *image,
                 const float *wsum, float *grad_means, float *grad_conics, float *grad_colors)
 {
     if (n < 0 || h <= 0 || w <= 0 || ch < 1 || ch > GS_MAX_CHANNELS || cutoff <= 0.f) return -1;
@@ -207,7 +223,7 @@ int gs_backward(int n, int ch, int h, int w, const float *means, const float *co
     for (int k = 0; k < ch; k++) gplane[k] = gp + (size_t)k * npix;
     float *gdot = gp + (size_t)ch * npix;
     for (size_t p = 0; p < npix; p++) {
-        float s = mode == 0 ? 1.f / (wsum[p] + GS_NORM_EPS) : 1.f;
+        float s = mode != 0 ? 1.f : (wsum[p] > 0.f ? 1.f / wsum[p] : 0.f);
         float d = 0.f;
         for (int k = 0; k < ch; k++) {
             float gk = grad_image[p * ch + k] * s;
@@ -224,12 +240,12 @@ int gs_backward(int n, int ch, int h, int w, const float *means, const float *co
         float gm0 = 0.f, gm1 = 0.f, ga = 0.f, gb = 0.f, gc = 0.f;
         float gcol[GS_MAX_CHANNELS] = {0.f, 0.f, 0.f};
         const float *col = colors + (size_t)i * ch;
-        if (gs_row_range(means + 2 * (size_t)i, conics + 3 * (size_t)i, cutoff, h, &e)) {
+        if (gs_row_range(means + 2 * (size_t)i, conics + 3 * (size_t)i, cutoff, rmin, h, &e)) {
             const float c0 = col[0], c1 = ch == 3 ? col[1] : 0.f, c2 = ch == 3 ? col[2] : 0.f;
             for (int y = e.y0; y <= e.y1; y++) {
                 int x0, x1;
                 float dy;
-                if (!gs_col_range(&e, y, cutoff, w, &x0, &x1, &dy)) continue;
+                if (!gs_col_range(&e, y, w, &x0, &x1, &dy)) continue;
                 const float ha = -0.5f * e.a, hb = -e.b * dy, hc = -0.5f * e.c * dy * dy;
                 const float dx0 = (float)x0 + 0.5f - e.mx;
                 const size_t row = (size_t)y * w;
@@ -273,16 +289,16 @@ int gs_backward(int n, int ch, int h, int w, const float *means, const float *co
 }
 
 /* Number of (Gaussian, pixel) pairs evaluated by a forward pass: the work measure for benchmarks. */
-long long gs_count_pairs(int n, int h, int w, const float *means, const float *conics, float cutoff)
+long long gs_count_pairs(int n, int h, int w, const float *means, const float *conics, float cutoff, float rmin)
 {
     long long total = 0;
     for (int i = 0; i < n; i++) {
         gs_extent e;
-        if (!gs_row_range(means + 2 * (size_t)i, conics + 3 * (size_t)i, cutoff, h, &e)) continue;
+        if (!gs_row_range(means + 2 * (size_t)i, conics + 3 * (size_t)i, cutoff, rmin, h, &e)) continue;
         for (int y = e.y0; y <= e.y1; y++) {
             int x0, x1;
             float dy;
-            if (gs_col_range(&e, y, cutoff, w, &x0, &x1, &dy)) total += x1 - x0 + 1;
+            if (gs_col_range(&e, y, w, &x0, &x1, &dy)) total += x1 - x0 + 1;
         }
     }
     return total;

@@ -278,11 +278,9 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
 
         if schedule and iteration % config.add_every == 0:
             count = schedule.pop(0)
-            with torch.no_grad():
-                error = (rendered.detach() - target).abs().sum(-1).numpy() + 1e-6
-                current_xy = params.values()[:, 0:2].numpy()
-            new_xy, new_log_scale, new_color = _place(target_np, _sample_pixels(error, count, rng), current_xy, rng,
-                                                      config.blend)
+            error = (rendered.detach() - target).abs().sum(-1).numpy() + 1e-6
+            new_xy, new_log_scale, new_color = _place(target_np, _sample_pixels(error, count, rng),
+                                                      params.values().detach()[:, 0:2].numpy(), rng, config.blend)
             new_rot = rng.uniform(0, math.pi, len(new_xy)).astype(np.float32)
             params.append(new_xy, new_log_scale, new_rot, new_color)
             window_sum, window_count = 0.0, 0  # the loss jumps when Gaussians arrive: restart the window

@@ -18,15 +18,21 @@ Layers, from the bottom:
 
 Blend modes (chosen by measurement, see BENCHMARKS.md):
 
-* ``"normalized"``: ``I(p) = sum_i w_i(p) c_i / (sum_i w_i(p) + 1e-7)``, a weighted average of the
-  colours of the Gaussians covering ``p`` (Image-GS normalizes its top-K weights the same way).
+* ``"normalized"``: ``I(p) = sum_i w_i(p) c_i / sum_i w_i(p)``, a weighted average of the colours of
+  the Gaussians reaching ``p`` (Image-GS normalizes its top-K weights the same way); 0 where none does.
 * ``"sum"``: ``I(p) = sum_i w_i(p) c_i`` (GaussianImage's accumulated sum; colours carry opacity).
 
-with ``w_i(p) = exp(-q_i(p) / 2)`` inside the support ``q_i(p) <= cutoff`` (default 25, i.e. 5 sigma)
-and 0 outside.
+with ``w_i(p) = exp(-q_i(p) / 2)`` inside the support and 0 outside. The support is the ellipse
+``q_i <= cutoff`` (default 25, i.e. 5 sigma), enlarged for thin Gaussians until it holds a disk of
+``rmin`` pixels (capped at q = 150). For the normalized blend :func:`render_params` sets
+``rmin = RMIN_SPACING * sqrt(H W / N)``, a fraction of the mean spacing between Gaussians, so every
+pixel is reached by some Gaussian (no black holes between thin ones) and the rule scales with the
+output size (resolution-free); the sum blend uses ``rmin = 0``.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -38,8 +44,10 @@ from .gaussians import Gaussians
 LOWPASS_VARIANCE = 0.3
 #: Default support: pixels with q = Mahalanobis distance^2 <= CUTOFF (5 standard deviations: with the normalized blend a pixel then takes the colour of nearby Gaussians instead of going black).
 CUTOFF = 25.0
-#: Offset in the normalized blend's denominator; pixels nobody covers render black.
-NORM_EPS = 1e-7
+#: Minimum support radius of the normalized blend, as a fraction of the mean Gaussian spacing.
+RMIN_SPACING = 1.0
+#: Largest support a Gaussian is enlarged to (squared Mahalanobis distance).
+MAX_CUTOFF = 150.0
 
 BLEND_MODES = {"normalized": 0, "sum": 1}
 
@@ -91,24 +99,24 @@ class _RasterizeCPU(torch.autograd.Function):
     """autograd wrapper of the compiled kernels (float32, CPU, contiguous)."""
 
     @staticmethod
-    def forward(ctx, means, conics, colors, height, width, cutoff, mode, threads):
+    def forward(ctx, means, conics, colors, height, width, cutoff, rmin, mode, threads):
         lib = _native.load()
         n, ch = colors.shape
         image = torch.empty(height, width, ch, dtype=torch.float32)
         wsum = torch.empty(height, width, dtype=torch.float32)
         status = lib.gs_forward(n, ch, height, width, means.data_ptr(), conics.data_ptr(), colors.data_ptr(),
-                                float(cutoff), mode, threads, image.data_ptr(), wsum.data_ptr())
+                                float(cutoff), float(rmin), mode, threads, image.data_ptr(), wsum.data_ptr())
         if status != 0:
             raise RuntimeError(f"gs_forward failed with status {status}")
         ctx.save_for_backward(means, conics, colors, image, wsum)
-        ctx.config = (height, width, cutoff, mode, threads)
+        ctx.config = (height, width, cutoff, rmin, mode, threads)
         ctx.mark_non_differentiable(wsum)
         return image, wsum
 
     @staticmethod
     def backward(ctx, grad_image, _grad_wsum):
         means, conics, colors, image, wsum = ctx.saved_tensors
-        height, width, cutoff, mode, threads = ctx.config
+        height, width, cutoff, rmin, mode, threads = ctx.config
         lib = _native.load()
         n, ch = colors.shape
         grad_image = grad_image.to(torch.float32).contiguous()
@@ -116,12 +124,12 @@ class _RasterizeCPU(torch.autograd.Function):
         grad_conics = torch.empty_like(conics)
         grad_colors = torch.empty_like(colors)
         status = lib.gs_backward(n, ch, height, width, means.data_ptr(), conics.data_ptr(), colors.data_ptr(),
-                                 float(cutoff), mode, threads, grad_image.data_ptr(), image.data_ptr(),
+                                 float(cutoff), float(rmin), mode, threads, grad_image.data_ptr(), image.data_ptr(),
                                  wsum.data_ptr(), grad_means.data_ptr(), grad_conics.data_ptr(),
                                  grad_colors.data_ptr())
         if status != 0:
             raise RuntimeError(f"gs_backward failed with status {status}")
-        return grad_means, grad_conics, grad_colors, None, None, None, None, None
+        return grad_means, grad_conics, grad_colors, None, None, None, None, None, None
 
 
 def _check_inputs(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor) -> None:
@@ -132,7 +140,8 @@ def _check_inputs(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tenso
 
 
 def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, height: int, width: int, *,
-              blend: str = "normalized", cutoff: float = CUTOFF, threads: int | None = None) -> torch.Tensor:
+              blend: str = "normalized", cutoff: float = CUTOFF, rmin: float = 0.0,
+              threads: int | None = None) -> torch.Tensor:
     """Render pixel-space Gaussians into an image (differentiable).
 
     Args:
@@ -141,6 +150,7 @@ def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, h
         colors: ``[N, C]`` with C in {1, 3}.
         blend: ``"normalized"`` or ``"sum"`` (module docstring).
         cutoff: support radius as a squared Mahalanobis distance.
+        rmin: minimum support radius in pixels (thin Gaussians' supports are enlarged to hold it).
         threads: CPU threads for the compiled kernel (default: ``torch.get_num_threads()``).
     Returns:
         ``[H, W, C]`` image, same dtype as ``colors`` on the CPU kernel's float32 path.
@@ -151,13 +161,13 @@ def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, h
     if means.device.type == "cpu" and colors.dtype == torch.float32 and _native.load() is not None:
         threads = torch.get_num_threads() if threads is None else int(threads)
         image, _ = _RasterizeCPU.apply(means.float().contiguous(), conics.float().contiguous(),
-                                       colors.contiguous(), height, width, float(cutoff), mode, threads)
+                                       colors.contiguous(), height, width, float(cutoff), float(rmin), mode, threads)
         return image
-    return _rasterize(means, conics, colors, height, width, blend=blend, cutoff=cutoff)
+    return _rasterize(means, conics, colors, height, width, blend=blend, cutoff=cutoff, rmin=rmin)
 
 
 def _rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, height: int, width: int, *,
-               blend: str = "normalized", cutoff: float = CUTOFF, threads: int | None = None,
+               blend: str = "normalized", cutoff: float = CUTOFF, rmin: float = 0.0, threads: int | None = None,
                max_pairs: int = 1 << 23) -> torch.Tensor:
     """PyTorch implementation of :func:`rasterize` (dense per chunk of rows; any device and dtype).
 
@@ -172,15 +182,18 @@ def _rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, 
     rows_per_chunk = max(1, max_pairs // max(1, n * width))
     out = []
     a, b, c = conics[:, 0], conics[:, 1], conics[:, 2]
+    lambda_max = 0.5 * (a + c) + torch.sqrt((0.5 * (a - c)) ** 2 + b * b)
+    support = torch.clamp(rmin * rmin * lambda_max, max=MAX_CUTOFF).clamp(min=cutoff)  # [N]
     for y0 in range(0, height, rows_per_chunk):
         ys = torch.arange(y0, min(height, y0 + rows_per_chunk), device=means.device, dtype=means.dtype) + 0.5
         dx = xs[None, :, None] - means[:, 0]  # [1, W, N]
         dy = ys[:, None, None] - means[:, 1]  # [R, 1, N]
         q = a * dx * dx + 2 * b * dx * dy + c * dy * dy  # [R, W, N]
-        w = torch.where(q <= cutoff, torch.exp(-0.5 * q), torch.zeros((), dtype=q.dtype, device=q.device))
+        w = torch.where(q <= support, torch.exp(-0.5 * q), torch.zeros((), dtype=q.dtype, device=q.device))
         acc = w @ colors  # [R, W, C]
         if mode == 0:
-            acc = acc / (w.sum(-1, keepdim=True) + NORM_EPS)
+            wsum = w.sum(-1, keepdim=True)
+            acc = torch.where(wsum > 0, acc / torch.where(wsum > 0, wsum, torch.ones_like(wsum)), torch.zeros_like(acc))
         out.append(acc)
     return torch.cat(out, dim=0)
 
@@ -195,7 +208,13 @@ def render_params(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, colo
     """
     height, width = _check_size(height, width)
     means, conics = project(xy, scale, rot, height, width)
-    return rasterize(means, conics, color, height, width, blend=blend, cutoff=cutoff, threads=threads)
+    rmin = min_support_px(xy.shape[0], height, width) if blend == "normalized" else 0.0
+    return rasterize(means, conics, color, height, width, blend=blend, cutoff=cutoff, rmin=rmin, threads=threads)
+
+
+def min_support_px(n: int, height: int, width: int) -> float:
+    """Minimum support radius (pixels) of the normalized blend for ``n`` Gaussians at ``height x width``."""
+    return RMIN_SPACING * math.sqrt(height * width / max(n, 1))
 
 
 def render(gaussians: Gaussians, height: int, width: int, *, threads: int | None = None,
@@ -217,4 +236,6 @@ def count_pairs(gaussians: Gaussians, height: int, width: int, cutoff: float = C
         means, conics = project(torch.from_numpy(gaussians.xy), torch.from_numpy(gaussians.scale),
                                 torch.from_numpy(gaussians.rot), height, width)
     means, conics = means.contiguous(), conics.contiguous()
-    return int(lib.gs_count_pairs(len(gaussians), height, width, means.data_ptr(), conics.data_ptr(), float(cutoff)))
+    rmin = min_support_px(len(gaussians), height, width) if gaussians.blend == "normalized" else 0.0
+    return int(lib.gs_count_pairs(len(gaussians), height, width, means.data_ptr(), conics.data_ptr(), float(cutoff),
+                                  float(rmin)))
