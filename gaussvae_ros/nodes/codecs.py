@@ -1,0 +1,151 @@
+"""Payload decoding for recall: one registry keyed by the memory's codec id (ROS-free).
+
+Every stored memory names the format of its payload (``codec_id``) and, when the format needs a
+trained model to decode, the model or checkpoint (``model_id``). Recall goes through
+:func:`decode_payload` only, which looks the codec up here and refuses what it cannot decode
+with a clear error instead of guessing:
+
+* an unknown codec id raises :class:`UnknownCodecError` (listing the codecs this process knows);
+* a model id the codec does not accept raises :class:`ModelMismatchError`;
+* a corrupt payload raises ``ValueError`` from the codec itself.
+
+Built in: ``gaussians-q`` (:data:`gaussvae_ros.store.DEFAULT_CODEC`), quantized Gaussians from
+:func:`gaussvae_ros.core.encode_gaussians`; it needs no model, so its model id must be empty.
+
+Adding a codec (e.g. VAE latents decoded by a checkpoint)::
+
+    from gaussvae_ros.nodes.codecs import register_codec
+
+    def decode_latent(payload: bytes, model_id: str) -> Gaussians:
+        model = load_checkpoint_by_id(model_id)   # raise ModelMismatchError for an unknown id
+        return model.decode(payload)
+
+    register_codec("vae-latent-v1", decode_latent, model_ids=None)  # None: the decoder checks ids
+
+The recall node imports the modules named in its ``codec_modules`` parameter at start-up, so a
+module that calls :func:`register_codec` at import time plugs a codec in without touching the node.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "ModelMismatchError", "PayloadCodec", "UnknownCodecError", "decode_payload", "known_codecs",
+    "register_codec", "render_memory", "unregister_codec",
+]
+
+
+class UnknownCodecError(ValueError):
+    """The payload's codec id is not registered in this process."""
+
+
+class ModelMismatchError(ValueError):
+    """The payload names a model the codec cannot use (missing, unexpected or unknown model id)."""
+
+
+@dataclass(frozen=True)
+class PayloadCodec:
+    """A registered payload format.
+
+    Attributes:
+        codec_id: the id stored with each memory (``MemoryRecord.codec_id``).
+        decode: ``decode(payload, model_id) -> Gaussians``; raises ``ValueError`` on corrupt data.
+        model_ids: model ids accepted; ``frozenset({""})`` for a codec that needs no model; ``None``
+            to let ``decode`` check the id itself (raising :class:`ModelMismatchError`).
+        description: one line for error messages and logs.
+    """
+
+    codec_id: str
+    decode: Callable
+    model_ids: frozenset | None
+    description: str = ""
+
+
+_REGISTRY: dict[str, PayloadCodec] = {}
+_LOCK = threading.Lock()
+
+
+def register_codec(codec_id: str, decode: Callable, *, model_ids: Iterable[str] | None = ("",),
+                   description: str = "", replace: bool = False) -> PayloadCodec:
+    """Register ``decode`` for payloads of ``codec_id`` (see the module docstring).
+
+    Raises:
+        ValueError: empty codec id, or the id is registered already and ``replace`` is false.
+    """
+    if not isinstance(codec_id, str) or not codec_id:
+        raise ValueError(f"codec id must be a non-empty string, got {codec_id!r}")
+    if not callable(decode):
+        raise ValueError(f"decoder of codec {codec_id!r} is not callable")
+    codec = PayloadCodec(codec_id, decode, None if model_ids is None else frozenset(model_ids), description)
+    with _LOCK:
+        if codec_id in _REGISTRY and not replace:
+            raise ValueError(f"codec {codec_id!r} is registered already")
+        _REGISTRY[codec_id] = codec
+    return codec
+
+
+def unregister_codec(codec_id: str) -> None:
+    """Remove a codec (tests; a no-op for an unknown id)."""
+    with _LOCK:
+        _REGISTRY.pop(codec_id, None)
+
+
+def known_codecs() -> list[str]:
+    """Registered codec ids, sorted."""
+    with _LOCK:
+        return sorted(_REGISTRY)
+
+
+def decode_payload(payload: bytes, codec_id: str, model_id: str = ""):
+    """Decode a stored payload into :class:`~gaussvae_ros.core.Gaussians` through its codec.
+
+    Raises:
+        UnknownCodecError: ``codec_id`` is not registered.
+        ModelMismatchError: the codec does not accept ``model_id``.
+        ValueError: the payload is corrupt.
+    """
+    with _LOCK:
+        codec = _REGISTRY.get(codec_id)
+    if codec is None:
+        raise UnknownCodecError(f"unknown codec id {codec_id!r}; this process decodes: "
+                                f"{', '.join(known_codecs()) or 'nothing'}")
+    if codec.model_ids is not None and model_id not in codec.model_ids:
+        if codec.model_ids == frozenset({""}):
+            raise ModelMismatchError(f"codec {codec_id!r} takes no model, but the memory names model {model_id!r}")
+        wanted = ", ".join(repr(m) for m in sorted(codec.model_ids))
+        raise ModelMismatchError(f"codec {codec_id!r} cannot decode with model {model_id!r} (accepts {wanted})")
+    return codec.decode(bytes(payload), model_id)
+
+
+def render_memory(payload: bytes, codec_id: str, model_id: str, width: int, height: int, *,
+                  threads: int | None = None, device: str = "cpu") -> np.ndarray:
+    """Decode a payload and render it at ``width x height`` pixels.
+
+    Returns:
+        uint8 ``[H, W]`` for a gray memory, ``[H, W, 3]`` RGB for a colour one.
+    """
+    from gaussvae_ros.core import render, to_uint8
+
+    gaussians = decode_payload(payload, codec_id, model_id)
+    return to_uint8(render(gaussians, int(height), int(width), threads=threads, device=device))
+
+
+def _decode_quantized_gaussians(payload: bytes, model_id: str):
+    from gaussvae_ros.core import decode_gaussians
+
+    return decode_gaussians(payload)
+
+
+def _register_builtins() -> None:
+    from gaussvae_ros.store.records import DEFAULT_CODEC
+
+    register_codec(DEFAULT_CODEC, _decode_quantized_gaussians, model_ids=("",), replace=True,
+                   description="quantized 2D Gaussians (gaussvae_ros.core.codec), no model")
+
+
+_register_builtins()

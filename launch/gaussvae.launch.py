@@ -1,0 +1,78 @@
+"""Launch the gaussvae_ros memory graph: gaussvae_encoder, gaussvae_memory, gaussvae_recall.
+
+    ros2 launch gaussvae_ros gaussvae.launch.py image_topic:=/camera/image_raw odom_topic:=/odom \
+        camera_info_topic:=/camera/camera_info database:=/data/memories.db
+
+Parameters come from ``params_file`` (default: the package's ``config/gaussvae.yaml``); launch
+arguments override a few of them. Without ``ros2 launch`` (e.g. a pip-only set-up), ``gaussvae
+graph`` starts the same processes with the same parameter file, namespace, remappings and
+overrides (see gaussvae_ros/graph.py).
+
+Topics (relative names, in ``namespace``): encoder ``image_raw`` / ``odom`` / ``camera_info`` ->
+``memories`` -> memory node; services ``query_by_time``, ``query_by_pose``, ``query_by_ids``,
+``get_stats``, ``delete_memories`` (memory node) and ``recall`` (recall node, publishing
+``recalled/image`` and ``recalled/camera_info``); ``/diagnostics``.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "gaussvae_ros"
+
+#: (name, default, description) of every launch argument.
+ARGUMENTS = (
+    ("namespace", "", "namespace of the three nodes"),
+    ("params_file", "", "ROS 2 parameter file (default: the package's config/gaussvae.yaml)"),
+    ("database", "", "memory store file for the memory and recall nodes (default: from params_file)"),
+    ("image_topic", "image_raw", "encoder input sensor_msgs/Image topic (remaps image_raw)"),
+    ("odom_topic", "odom", "encoder pose source nav_msgs/Odometry topic (remaps odom)"),
+    ("camera_info_topic", "camera_info", "encoder sensor_msgs/CameraInfo topic (remaps camera_info)"),
+    ("compressed_image_topics", "", "comma-separated sensor_msgs/CompressedImage topics (default: from params_file)"),
+    ("pose_topics", "", "comma-separated geometry_msgs/PoseStamped topics (default: from params_file)"),
+    ("use_sim_time", "false", "use /clock time (true when replaying a recording)"),
+    ("log_level", "info", "log level of the nodes"),
+)
+
+
+def _topic_list(text):
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _nodes(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    params_file = arg("params_file") or os.path.join(get_package_share_directory(PACKAGE), "config", "gaussvae.yaml")
+    use_sim_time = arg("use_sim_time").strip().lower() in ("true", "1", "yes", "on")
+    log_args = ["--ros-args", "--log-level", arg("log_level")]
+    encoder_overrides = {"use_sim_time": use_sim_time}
+    if _topic_list(arg("compressed_image_topics")):
+        encoder_overrides["compressed_image_topics"] = _topic_list(arg("compressed_image_topics"))
+    if _topic_list(arg("pose_topics")):
+        encoder_overrides["pose_topics"] = _topic_list(arg("pose_topics"))
+    store_overrides = {"use_sim_time": use_sim_time}
+    if arg("database"):
+        store_overrides["database"] = os.path.abspath(os.path.expanduser(arg("database")))
+    remappings = [("image_raw", arg("image_topic")), ("odom", arg("odom_topic")),
+                  ("camera_info", arg("camera_info_topic"))]
+    namespace = arg("namespace")
+    return [
+        Node(package=PACKAGE, executable="gaussvae_encoder", name="gaussvae_encoder", namespace=namespace,
+             parameters=[params_file, encoder_overrides], remappings=remappings, arguments=log_args, output="screen"),
+        Node(package=PACKAGE, executable="gaussvae_memory", name="gaussvae_memory", namespace=namespace,
+             parameters=[params_file, dict(store_overrides)], arguments=log_args, output="screen"),
+        Node(package=PACKAGE, executable="gaussvae_recall", name="gaussvae_recall", namespace=namespace,
+             parameters=[params_file, dict(store_overrides)], arguments=log_args, output="screen"),
+    ]
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=description)
+         for name, default, description in ARGUMENTS]
+        + [OpaqueFunction(function=_nodes)])
