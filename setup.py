@@ -44,6 +44,9 @@ setup(
     entry_points={
         "console_scripts": [
             "gaussvae = gaussvae_ros.cli.main:main",
+            "gaussvae_encoder = gaussvae_ros.nodes.encoder_node:main",
+            "gaussvae_memory = gaussvae_ros.nodes.memory_node:main",
+            "gaussvae_recall = gaussvae_ros.nodes.recall_node:main",
         ],
     },
 )

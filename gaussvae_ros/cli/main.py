@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "gaussvae_ros.cli.replay_commands",
     "gaussvae_ros.cli.db_commands",
     "gaussvae_ros.cli.play_commands",
+    "gaussvae_ros.cli.graph_commands",
 )
 
 
