@@ -95,7 +95,7 @@ def test_normalized_blend_leaves_no_holes_between_thin_gaussians():
     many standard deviations between them: every pixel still gets a colour (minimum support radius)."""
     rng = np.random.default_rng(7)
     grid = (np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + rng.uniform(0.35, 0.65, (64, 2))) / 8
-    g = Gaussians(grid, np.full((64, 2), 0.002), rng.random(64), rng.uniform(0.2, 1.0, (64, 3)))
+    g = Gaussians(grid, np.full((64, 2), 0.012), rng.random(64), rng.uniform(0.2, 1.0, (64, 3)))
     image = render(g, 96, 128)
     assert (image.max(axis=2) > 0.1).all()
 

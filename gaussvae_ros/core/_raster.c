@@ -64,7 +64,7 @@ typedef struct {
 } gs_extent;
 
 /* Largest q a support may reach: exp(-GS_MAX_CUTOFF / 2) stays a normal float. */
-#define GS_MAX_CUTOFF 150.f
+#define GS_MAX_CUTOFF 170.f
 
 /*
  * Support of one Gaussian: q <= max(cutoff, rmin^2 * lambda_max(conic)), i.e. the ellipse at

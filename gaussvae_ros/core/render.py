@@ -24,7 +24,7 @@ Blend modes (chosen by measurement, see BENCHMARKS.md):
 
 with ``w_i(p) = exp(-q_i(p) / 2)`` inside the support and 0 outside. The support is the ellipse
 ``q_i <= cutoff`` (default 25, i.e. 5 sigma), enlarged for thin Gaussians until it holds a disk of
-``rmin`` pixels (capped at q = 150). For the normalized blend :func:`render_params` sets
+``rmin`` pixels (capped at q = 170, where exp(-q/2) is still a normal float: so the rule holds for Gaussians no thinner than rmin / 13). For the normalized blend :func:`render_params` sets
 ``rmin = RMIN_SPACING * sqrt(H W / N)``, a fraction of the mean spacing between Gaussians, so every
 pixel is reached by some Gaussian (no black holes between thin ones) and the rule scales with the
 output size (resolution-free); the sum blend uses ``rmin = 0``.
@@ -47,7 +47,7 @@ CUTOFF = 25.0
 #: Minimum support radius of the normalized blend, as a fraction of the mean Gaussian spacing.
 RMIN_SPACING = 1.0
 #: Largest support a Gaussian is enlarged to (squared Mahalanobis distance).
-MAX_CUTOFF = 150.0
+MAX_CUTOFF = 170.0
 
 BLEND_MODES = {"normalized": 0, "sum": 1}
 
