@@ -12,10 +12,10 @@ Usage::
 Durability and concurrency: the file is in WAL mode with ``synchronous=NORMAL`` (a power cut can
 lose the last transactions, never corrupt the file). Writes go through one writer connection per
 :class:`Store`, serialized by a lock, each in a ``BEGIN IMMEDIATE`` transaction; reads go through
-one connection per thread (created on first use) inside a read transaction, so readers see a
-consistent snapshot and never block the writer, in this process or others. Several processes may
-open the same file; writers wait up to ``timeout_s`` for each other and then raise
-:class:`StoreError`.
+one connection per thread (created on first use), each query reading one consistent snapshot (a
+single statement, or several inside one read transaction), so readers never block the writer nor
+see half a transaction, in this process or others. Several processes may open the same file;
+writers wait up to ``timeout_s`` for each other and then raise :class:`StoreError`.
 
 Thread safety: a :class:`Store` may be shared by threads (a ROS node's writer thread and its
 service callbacks): every public method is safe to call concurrently. ``close()`` must be called
@@ -679,13 +679,17 @@ class Store:
             # Beyond this radius the ball holds every stored position: the search is complete.
             max_radius = math.sqrt(sum(max(abs(p - a), abs(p - b)) ** 2 for p, a, b in zip(position, lo, hi)))
             max_radius = max_radius * (1 + 1e-9) + 1e-9
-            radius = self._knn_radius_hint.get(k) or float(self._meta(conn, "segment_extent_m")) / 2
+            # Start from the k-th distance of the last such query (data are usually alike nearby), but
+            # no wider than a segment, so that a query in a dense place never starts out reading
+            # thousands of memories because the previous one was in a sparse place.
+            extent = float(self._meta(conn, "segment_extent_m"))
+            radius = min(self._knn_radius_hint.get(k, extent), extent)
             while True:
                 radius = min(radius, max_radius)
                 rows = self._spatial_rows(conn, position, radius, stream_ids, osql, oargs, k, with_payload)
                 if len(rows) == k or radius >= max_radius:
                     break
-                radius *= 2.0 if len(rows) == 0 else max(1.5, min(4.0, math.sqrt(k / len(rows)) * 1.2))
+                radius *= 4.0 if len(rows) == 0 else max(1.5, min(4.0, math.sqrt(k / len(rows)) * 1.2))
                 if radius > max_radius / 1.5:  # close to everything: take everything in one go
                     radius = max_radius
             if len(rows) == k and not osql and stream_ids is None:
