@@ -191,3 +191,656 @@ def write_recording(path: Path, frames: list[CameraFrame], storage: str = "sqlit
         messages.append(BagMessage(IMAGE_TOPIC, "sensor_msgs/msg/Image", s + 2,
                                    image_message(s, CAMERA_FRAME, f.image, "rgb8")))
     return write_bag(path, messages, storage=storage)
+
+
+# --- the node graph and a client of its services ------------------------------------------------
+
+class DemoError(RuntimeError):
+    """A stage of the demo failed; the message says which and why."""
+
+
+def dds_environment(env: dict | None = None) -> dict:
+    """``env`` (default: this process's) with DDS on loopback and a domain id (a random one unless set)."""
+    import os
+    import random
+
+    env = dict(os.environ if env is None else env)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    if not env.get("ROS_DOMAIN_ID"):
+        env["ROS_DOMAIN_ID"] = str(random.randint(1, 100))
+    return env
+
+
+class GraphProcess:
+    """``gaussvae graph --params FILE`` as a child process (its own process group), output to ``log``.
+
+    :meth:`stop` interrupts it like Ctrl-C and waits; it escalates to SIGTERM, then SIGKILL, so the
+    graph never outlives the caller.
+    """
+
+    def __init__(self, params: Path, log: Path, env: dict, extra_args: tuple = (), command: tuple | None = None) -> None:
+        self.params, self.log_path, self.env, self.extra_args = Path(params), Path(log), env, tuple(extra_args)
+        self.command = command  # instead of gaussvae graph (``{params}`` is replaced by the parameter file)
+        self.process = None
+        self._log = None
+
+    def start(self) -> "GraphProcess":
+        import subprocess
+
+        self._log = open(self.log_path, "wb")
+        cmd = [sys.executable, "-m", "gaussvae_ros.cli.main", "graph", "--params", str(self.params), *self.extra_args]
+        if self.command:
+            cmd = [part.replace("{params}", str(self.params)) for part in self.command]
+        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=self.env, start_new_session=True)
+        return self
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise DemoError(f"the node graph exited with status {self.process.returncode}; "
+                            f"its log {self.log_path}:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        import os
+        import signal
+        import subprocess
+
+        if self.process is None:
+            return None
+        try:
+            for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                if self.process.poll() is not None:
+                    break
+                try:
+                    os.killpg(self.process.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.process.wait(timeout=wait)
+                except subprocess.TimeoutExpired:
+                    continue
+            # children left in the group (a node whose parent went first)
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            return self.process.returncode
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def __enter__(self) -> "GraphProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class GraphClient:
+    """An rclpy node of its own (own context) that calls the memory and recall services by their
+    name's last part (whatever namespace the graph runs in) and follows the encoder's diagnostics."""
+
+    def __init__(self, name: str = "gaussvae_demo") -> None:
+        import threading
+
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.encoder: dict = {}
+        self.encoder_updates = 0
+        self._clients: dict = {}
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True, name="demo-client")
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._executor.spin_once(timeout_sec=0.05)
+        except Exception:  # context shut down
+            pass
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.endswith(": encoder"):
+                self.encoder = {kv.key: kv.value for kv in status.values}
+                self.encoder["_level"] = int.from_bytes(status.level, "little") if isinstance(status.level, bytes) \
+                    else int(status.level)
+                self.encoder["_message"] = status.message
+                self.encoder_updates += 1
+
+    def encoder_count(self, key: str) -> int:
+        try:
+            return int(float(self.encoder.get(key, "0")))
+        except ValueError:
+            return 0
+
+    def service_name(self, suffix: str, timeout: float = 60.0, check=None) -> str:
+        """The full name of the one service whose name ends with ``/suffix`` (waits for it to appear)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            names = [n for n, _ in self.node.get_service_names_and_types() if n.rsplit("/", 1)[-1] == suffix]
+            if len(names) == 1:
+                return names[0]
+            if len(names) > 1:
+                raise DemoError(f"several {suffix} services: {', '.join(sorted(names))}")
+            if check is not None:
+                check()
+            if time.monotonic() > deadline:
+                raise DemoError(f"no {suffix} service appeared within {timeout:g} s")
+            time.sleep(0.2)
+
+    def call(self, suffix: str, srv_type, request, timeout: float = 60.0):
+        """Call the service ``.../suffix`` and return its response; raises DemoError on timeout."""
+        import time
+
+        client = self._clients.get(suffix)
+        if client is None:
+            client = self.node.create_client(srv_type, self.service_name(suffix))
+            if not client.wait_for_service(timeout_sec=30.0):
+                raise DemoError(f"service {suffix} is not answering")
+            self._clients[suffix] = client
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                client.remove_pending_request(future)
+                raise DemoError(f"service {suffix} did not answer within {timeout:g} s")
+            time.sleep(0.002)
+        if future.exception() is not None:
+            raise DemoError(f"service {suffix} failed: {future.exception()}")
+        return future.result()
+
+    def close(self) -> None:
+        import rclpy
+
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self._executor.shutdown(timeout_sec=1)
+            self.node.destroy_node()
+            rclpy.shutdown(context=self.context)
+        except Exception:  # already down
+            pass
+
+    def __enter__(self) -> "GraphClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --- the demo -----------------------------------------------------------------------------------
+
+@dataclass
+class DemoConfig:
+    """Sizes and pace of a demo run (defaults: ``make demo``)."""
+
+    photos: tuple = PHOTOS
+    frames_per_photo: int = 10
+    width: int = 320
+    height: int = 240
+    fps: float = 2.0
+    rate: float = 1.0
+    long_side: int = 256
+    n_gaussians: int = 512
+    max_iters: int = 0
+    threads: int = 2
+    min_translation_m: float = 1.0
+    pixels_per_m: float = 250.0
+    min_psnr: float = 18.0
+    storage: str = "sqlite3"
+    startup_timeout_s: float = 120.0
+    drain_timeout_s: float = 600.0
+    recall_latency_repeats: int = 20
+    graph_command: tuple | None = None  # instead of gaussvae graph (see GraphProcess)
+
+
+class _Stages:
+    """Runs named stages, timing each; a failure names its stage."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.seconds: dict[str, float] = {}
+        self.quiet = quiet
+
+    def __call__(self, name: str):
+        import contextlib
+        import time
+
+        @contextlib.contextmanager
+        def stage():
+            if not self.quiet:
+                print(f"[demo] {name}...", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            try:
+                yield
+            except DemoError as exc:
+                raise DemoError(f"{name}: {exc}") from exc
+            except Exception as exc:
+                raise DemoError(f"{name}: {type(exc).__name__}: {exc}") from exc
+            self.seconds[name] = round(time.perf_counter() - start, 2)
+
+        return stage()
+
+
+def _find_default_params() -> Path | None:
+    candidates = [Path(__file__).resolve().parents[1] / "config" / "gaussvae.yaml"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("gaussvae_ros")) / "config" / "gaussvae.yaml")
+    except Exception:  # not installed through ament
+        pass
+    return next((p for p in candidates if p.exists()), None)
+
+
+def write_params(path: Path, base: Path | None, overrides: dict) -> Path:
+    """A ROS 2 parameter file: ``base`` (the graph's default configuration) with ``overrides``.
+
+    ``overrides`` maps a part of a node name (``encoder``, ``memory``, ``recall``) to parameters;
+    they are set in every section of ``base`` whose node name contains that part (a section is
+    added, as ``gaussvae_<part>``, when none does).
+    """
+    import yaml
+
+    data = {}
+    if base is not None:
+        data = yaml.safe_load(Path(base).read_text()) or {}
+
+    def sections(tree: dict, prefix: str = ""):
+        for key, value in tree.items():
+            if not isinstance(value, dict):
+                continue
+            if "ros__parameters" in value:
+                yield f"{prefix}/{key}", value["ros__parameters"]
+            else:
+                yield from sections(value, f"{prefix}/{key}")
+
+    for part, params in overrides.items():
+        found = [p for name, p in sections(data) if part in name.rsplit("/", 1)[-1]]
+        if not found:
+            data[f"gaussvae_{part}"] = {"ros__parameters": {}}
+            found = [data[f"gaussvae_{part}"]["ros__parameters"]]
+        for p in found:
+            p.update(params)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _image_from_msg(msg) -> np.ndarray:
+    from .bag.images import image_message_to_numpy
+
+    return image_message_to_numpy(msg)
+
+
+def _stamp_of(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+class _RecordView:
+    """What :func:`gaussvae_ros.cli.db_commands.pose_map` reads of a stored record, from a MemoryInfo."""
+
+    def __init__(self, info) -> None:
+        from types import SimpleNamespace
+
+        p = info.pose.position
+        self.stamp_ns = _stamp_of(info.header)
+        self.pose = SimpleNamespace(position=(p.x, p.y, p.z)) if info.has_pose else None
+        self.pose_frame_id = info.pose_frame_id
+
+
+def wait_until_encoded(client: GraphClient, graph: GraphProcess, images_published: int, timeout: float,
+                       quiet: bool = True) -> dict:
+    """Wait until the encoder has taken every published image off its queue and the memory node
+    holds every keyframe; returns the encoder's last diagnostics values."""
+    import time
+
+    from gaussvae_ros_interfaces.srv import GetStats
+
+    deadline = time.monotonic() + timeout
+    last_seen, stable, shown = None, 0, None
+    while True:
+        graph.check_alive()
+        updates = client.encoder_updates
+        time.sleep(0.5)
+        if client.encoder_updates == updates:
+            if time.monotonic() > deadline:
+                raise DemoError(f"no encoder diagnostics for a while (timeout {timeout:g} s)")
+            continue
+        enc = client.encoder
+        received = client.encoder_count("frames_received")
+        busy = enc.get("encoding_now", "False") == "True" or client.encoder_count("queue_depth") > 0
+        state = (received, client.encoder_count("frames_processed"), client.encoder_count("frames_dropped"),
+                 client.encoder_count("keyframes"))
+        stable = stable + 1 if state == last_seen and not busy else 0
+        last_seen = state
+        done_frames = received >= images_published or stable >= 3  # best-effort input may lose a frame
+        if done_frames and not busy and stable >= 1:
+            stats = client.call("get_stats", GetStats, GetStats.Request())
+            if stats.success and int(stats.count) >= client.encoder_count("keyframes") - client.encoder_count(
+                    "fit_errors"):
+                return dict(enc)
+        if time.monotonic() > deadline:
+            raise DemoError(f"the graph did not finish encoding within {timeout:g} s (encoder: {enc})")
+        if not quiet and state != shown:
+            shown = state
+            print(f"[demo]   encoder: {received}/{images_published} frames received, {state[1]} processed, "
+                  f"{state[2]} dropped, {state[3]} keyframes", file=sys.stderr, flush=True)
+
+
+def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -> dict:
+    """The whole demo into ``out``; returns the summary. Raises :class:`DemoError` when a stage fails."""
+    import shutil
+    import statistics
+    import time
+
+    from PIL import Image
+
+    from .cli.db_commands import contact_sheet, pose_map
+    from .player import PlayOptions, Player
+
+    c = config or DemoConfig()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = _Stages(quiet)
+    summary: dict = {"out": str(out)}
+    started = time.perf_counter()
+
+    with stage("recording"):
+        gallery = Gallery(tuple(c.photos), pixels_per_m=c.pixels_per_m)
+        frames = camera_path(gallery, c.frames_per_photo, c.width, c.height, fps=c.fps)
+        bag = out / "recording"
+        if bag.exists():
+            shutil.rmtree(bag)
+        write_recording(bag, frames, storage=c.storage)
+        originals = {f.stamp_ns: f for f in frames}
+        summary["recording"] = {"path": str(bag), "frames": len(frames), "size": f"{c.width}x{c.height}",
+                                "seconds": round((frames[-1].stamp_ns - frames[0].stamp_ns) * 1e-9, 2),
+                                "photos": list(c.photos)}
+
+    database = out / "memories.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    params = write_params(out / "params.yaml", _find_default_params(), {
+        "encoder": {"image_topics": [IMAGE_TOPIC], "compressed_image_topics": [""], "odometry_topics": [""],
+                    "pose_topics": [POSE_TOPIC], "camera_info_topics": [CAMERA_INFO_TOPIC],
+                    "long_side": int(c.long_side), "n_gaussians": int(c.n_gaussians), "max_iters": int(c.max_iters),
+                    "threads": int(c.threads), "keyframe.min_translation_m": float(c.min_translation_m)},
+        "memory": {"database": str(database)},
+        "recall": {"database": str(database)},
+    })
+    env = dds_environment()
+    graph = GraphProcess(params, out / "graph.log", env, command=c.graph_command)
+    client = None
+    import os
+
+    saved_env = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")}
+    os.environ.update({k: env[k] for k in saved_env})
+    try:
+        with stage("graph start"):
+            graph.start()
+            client = GraphClient()
+            for name in ("query_by_time", "query_by_pose", "get_stats", "recall"):
+                client.service_name(name, timeout=c.startup_timeout_s, check=graph.check_alive)
+        summary["ros_domain_id"] = int(env["ROS_DOMAIN_ID"])
+
+        with stage("live replay"):
+            options = PlayOptions(rate=c.rate, wait_for=[IMAGE_TOPIC, POSE_TOPIC, CAMERA_INFO_TOPIC],
+                                  wait_timeout_s=c.startup_timeout_s, progress=not quiet)
+            report = Player(bag, options).run()
+            images_published = report.topics[IMAGE_TOPIC]["published"]
+            if images_published != len(frames):
+                raise DemoError(f"published {images_published} of {len(frames)} images")
+            summary["replay"] = {"messages": report.messages_published, "images": images_published,
+                                 "rate": c.rate, "achieved_rate": report.achieved_rate,
+                                 "max_lag_ms": report.max_lag_ms, "wall_seconds": report.wall_seconds}
+
+        with stage("encoding"):
+            enc = wait_until_encoded(client, graph, images_published, c.drain_timeout_s, quiet)
+            summary["encoder"] = {k: client.encoder_count(k) for k in (
+                "frames_received", "frames_processed", "frames_dropped", "keyframes", "decode_errors", "fit_errors")}
+            summary["encoder"]["fit_ms_mean"] = enc.get("fit_ms_mean")
+
+        from gaussvae_ros_interfaces.msg import PoseQuery, TimeQuery
+        from gaussvae_ros_interfaces.srv import GetStats, QueryByPose, QueryByTime, Recall
+
+        with stage("queries"):
+            stats = client.call("get_stats", GetStats, GetStats.Request())
+            if not stats.success:
+                raise DemoError(f"get_stats: {stats.message}")
+            if stats.count < 1:
+                raise DemoError("the memory store is empty after the replay")
+            every = client.call("query_by_time", QueryByTime, QueryByTime.Request(query=TimeQuery()))
+            if not every.success:
+                raise DemoError(f"query_by_time: {every.message}")
+            infos = list(every.memories)
+            if len(infos) != stats.count:
+                raise DemoError(f"query_by_time returned {len(infos)} memories, get_stats says {stats.count}")
+            stamps = [_stamp_of(i.header) for i in infos]
+            if stamps != sorted(stamps) or not set(stamps) <= set(originals):
+                raise DemoError("query_by_time: memories out of order or with stamps not in the recording")
+            # time window: while the camera was in front of the second photo (or the first)
+            target = min(1, len(gallery.centres) - 1)
+            window = [f.stamp_ns for f in frames if abs(f.position[0] - gallery.centres[target]) <= gallery.pitch / 2]
+            from .nodes.convert import ns_to_time
+
+            in_window = client.call("query_by_time", QueryByTime, QueryByTime.Request(
+                query=TimeQuery(start=ns_to_time(window[0]), end=ns_to_time(window[-1]))))
+            expected = [s for s in stamps if window[0] <= s <= window[-1]]
+            got = [_stamp_of(i.header) for i in in_window.memories]
+            if not in_window.success or got != expected:
+                raise DemoError(f"query_by_time window: expected {len(expected)} memories, got {len(got)} "
+                                f"({in_window.message})")
+            # by pose: the memory nearest to a spot in front of each photo
+            by_pose = []
+            for name, cx in zip(gallery.photos, gallery.centres):
+                q = PoseQuery(frame_id=MAP_FRAME, k=1)
+                q.position.x, q.position.y, q.position.z = float(cx), float(gallery.wall_y - 1.45), float(gallery.height)
+                answer = client.call("query_by_pose", QueryByPose, QueryByPose.Request(query=q))
+                if not answer.success or not answer.memories:
+                    raise DemoError(f"query_by_pose near {name}: {answer.message or 'no memory'}")
+                m = answer.memories[0]
+                by_pose.append({"photo": name, "query_position": [round(cx, 3), round(gallery.wall_y - 1.45, 3),
+                                                                    gallery.height],
+                                "id": int(m.id), "distance_m": round(float(answer.distances[0]), 3),
+                                "memory_position": [round(m.pose.position.x, 3), round(m.pose.position.y, 3),
+                                                    round(m.pose.position.z, 3)]})
+                # must be the nearest of all memories (brute force over the time query's answer)
+                here = np.array(by_pose[-1]["query_position"])
+                dists = {int(i.id): float(np.linalg.norm(np.array([i.pose.position.x, i.pose.position.y,
+                                                                   i.pose.position.z]) - here))
+                         for i in infos if i.has_pose}
+                best = min(dists.values())
+                if abs(dists.get(int(m.id), math.inf) - best) > 1e-6 or abs(answer.distances[0] - best) > 1e-6:
+                    raise DemoError(f"query_by_pose near {name}: memory #{m.id} at {answer.distances[0]:.3f} m is "
+                                    f"not the nearest ({best:.3f} m)")
+            q = PoseQuery(frame_id=MAP_FRAME, radius=1.0)
+            q.position.x, q.position.y, q.position.z = float(gallery.centres[0]), float(gallery.wall_y - 1.45), \
+                float(gallery.height)
+            near_first = client.call("query_by_pose", QueryByPose, QueryByPose.Request(query=q))
+            if not near_first.success:
+                raise DemoError(f"query_by_pose radius: {near_first.message}")
+            here = np.array([gallery.centres[0], gallery.wall_y - 1.45, gallery.height])
+            expected_ids = sorted(int(i.id) for i in infos if i.has_pose and np.linalg.norm(
+                np.array([i.pose.position.x, i.pose.position.y, i.pose.position.z]) - here) <= 1.0)
+            if sorted(int(m.id) for m in near_first.memories) != expected_ids:
+                raise DemoError(f"query_by_pose radius 1 m: got {len(near_first.memories)} memories, "
+                                f"expected {len(expected_ids)}")
+            summary["queries"] = {
+                "all_by_time": len(infos),
+                "time_window": {"photo": gallery.photos[target], "start_s": round((window[0] - START_NS) * 1e-9, 2),
+                                "end_s": round((window[-1] - START_NS) * 1e-9, 2), "memories": len(got)},
+                "nearest_by_pose": by_pose,
+                "within_1m_of_first_photo": len(near_first.memories),
+            }
+
+        with stage("recall"):
+            recalled_dir = out / "recalled"
+            if recalled_dir.exists():
+                shutil.rmtree(recalled_dir)
+            recalled_dir.mkdir()
+            ids = [int(i.id) for i in infos]
+            answer = client.call("recall", Recall, Recall.Request(select=Recall.Request.SELECT_IDS, ids=ids),
+                                 timeout=300)
+            if not answer.success or list(answer.ids) != ids:
+                raise DemoError(f"recall by ids: {answer.message or 'wrong ids'}")
+            rows, tiles, labels = [], [], []
+            for info, msg in zip(infos, answer.images):
+                image = _image_from_msg(msg)
+                stamp = _stamp_of(msg.header)
+                original = originals.get(stamp)
+                if original is None or image.shape != original.image.shape:
+                    raise DemoError(f"recalled memory {info.id}: size {image.shape} or stamp {stamp} does not match "
+                                    f"its original frame")
+                t = (stamp - START_NS) * 1e-9
+                Image.fromarray(image).save(recalled_dir / f"{int(info.id):04d}_t{t:05.2f}s.png")
+                value = _psnr_u8(original.image, image)
+                rows.append({"id": int(info.id), "t_s": round(t, 2), "psnr_db": round(value, 2),
+                             "payload_bytes": int(info.payload_size),
+                             "fit_psnr_db": round(float(info.psnr_db), 2) if info.has_fit_quality else None,
+                             "position": [round(info.pose.position.x, 3), round(info.pose.position.y, 3),
+                                          round(info.pose.position.z, 3)] if info.has_pose else None})
+                tiles.append(np.concatenate([original.image, np.full((4, c.width, 3), 255, np.uint8), image], axis=0))
+                labels.append(f"#{info.id} t={t:.1f}s {value:.1f} dB, {info.payload_size} B")
+            sheet = contact_sheet(tiles, labels, columns=min(6, len(tiles)), tile_width=min(c.width, 240))
+            sheet.save(out / "contact_sheet.png")
+            pose_map([_RecordView(i) for i in infos], out / "pose_map.png",
+                     title=f"{len(infos)} memories along the gallery wall (map frame, top view)")
+            # recall by pose: the memory seen nearest to the spot in front of each photo, at twice the size
+            for entry, cx in zip(summary["queries"]["nearest_by_pose"], gallery.centres):
+                q = PoseQuery(frame_id=MAP_FRAME, k=1)
+                q.position.x, q.position.y, q.position.z = (float(v) for v in entry["query_position"])
+                by_pose = client.call("recall", Recall, Recall.Request(select=Recall.Request.SELECT_POSE, pose_query=q,
+                                                                       width=2 * c.width, height=0))
+                if not by_pose.success or len(by_pose.images) != 1:
+                    raise DemoError(f"recall by pose near {entry['photo']}: {by_pose.message or 'no image'}")
+                big = _image_from_msg(by_pose.images[0])
+                if big.shape[:2] != (2 * c.height, 2 * c.width):
+                    raise DemoError(f"recall at {2 * c.width}x0 returned {big.shape[1]}x{big.shape[0]}")
+                Image.fromarray(big).save(out / f"recalled_near_{entry['photo']}_{2 * c.width}x{2 * c.height}.png")
+            # latency of one recall at 256x256
+            times = []
+            for _ in range(c.recall_latency_repeats):
+                t0 = time.perf_counter()
+                one = client.call("recall", Recall, Recall.Request(select=Recall.Request.SELECT_IDS, ids=ids[:1],
+                                                                   width=256, height=256))
+                times.append(time.perf_counter() - t0)
+                if not one.success:
+                    raise DemoError(f"recall latency: {one.message}")
+            psnrs = [r["psnr_db"] for r in rows]
+            summary["memories"] = rows
+            summary["store"] = {
+                "memories": int(stats.count), "payload_bytes": int(stats.payload_bytes),
+                "bytes_per_memory": round(stats.payload_bytes / stats.count, 1),
+                "raw_bytes": int(stats.raw_bytes),
+                "compression_ratio": round(stats.raw_bytes / stats.payload_bytes, 1) if stats.payload_bytes else None,
+                "database": str(database), "database_bytes": int(stats.storage_bytes)}
+            summary["psnr_db"] = {"mean": round(statistics.fmean(psnrs), 2), "min": round(min(psnrs), 2),
+                                  "max": round(max(psnrs), 2), "at": f"{c.width}x{c.height} (original size)"}
+            summary["recall_ms_256x256_median"] = round(statistics.median(times) * 1e3, 1)
+            if summary["psnr_db"]["mean"] < c.min_psnr:
+                raise DemoError(f"mean PSNR {summary['psnr_db']['mean']} dB is below {c.min_psnr} dB")
+            summary["outputs"] = {"recalled": str(recalled_dir), "contact_sheet": str(out / "contact_sheet.png"),
+                                  "pose_map": str(out / "pose_map.png"), "summary": str(out / "summary.json"),
+                                  "graph_log": str(graph.log_path)}
+    finally:
+        if client is not None:
+            client.close()
+        status = graph.stop()
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    summary["graph_exit_status"] = status
+    summary["seconds"] = dict(stage.seconds, total=round(time.perf_counter() - started, 1))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def print_summary(s: dict) -> None:
+    rec, st, q = s["recording"], s["store"], s["queries"]
+    enc = s["encoder"]
+    print(f"gaussvae_ros demo -> {s['out']}")
+    print(f"  recording: {rec['frames']} frames {rec['size']} rgb8 over {rec['seconds']} s, camera walking past "
+          f"{', '.join(rec['photos'])}")
+    print(f"  live replay at rate {s['replay']['rate']:g}: {s['replay']['messages']} messages, achieved rate "
+          f"{s['replay']['achieved_rate']}, max lag {s['replay']['max_lag_ms']:.0f} ms")
+    print(f"  encoder: {enc['frames_received']} frames received, {enc['frames_processed']} processed, "
+          f"{enc['frames_dropped']} dropped (busy), {enc['keyframes']} keyframes")
+    print(f"  store: {st['memories']} memories, {st['bytes_per_memory']:.0f} bytes per memory "
+          f"({st['compression_ratio']}x smaller than the raw frames)")
+    print(f"  query_by_time: {q['all_by_time']} memories; {q['time_window']['memories']} while facing "
+          f"{q['time_window']['photo']} ({q['time_window']['start_s']}-{q['time_window']['end_s']} s)")
+    for e in q["nearest_by_pose"]:
+        print(f"  query_by_pose: nearest to the spot in front of {e['photo']}: memory #{e['id']}, "
+              f"{e['distance_m']:.2f} m away")
+    p = s["psnr_db"]
+    print(f"  recall at {p['at']}: PSNR mean {p['mean']:.2f} dB (min {p['min']:.2f}, max {p['max']:.2f}); "
+          f"one memory at 256x256 in {s['recall_ms_256x256_median']:.1f} ms (median)")
+    o = s["outputs"]
+    print(f"  wrote {o['recalled']}/*.png, {o['contact_sheet']}, {o['pose_map']}, {o['summary']}")
+    print(f"  stages (s): {', '.join(f'{k} {v}' for k, v in s['seconds'].items())}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    parser.add_argument("--photos", nargs="+", default=list(PHOTOS), help="scikit-image photographs on the wall")
+    parser.add_argument("--frames-per-photo", type=int, default=DemoConfig.frames_per_photo)
+    parser.add_argument("--size", default=f"{DemoConfig.width}x{DemoConfig.height}", help="frame size WxH")
+    parser.add_argument("--fps", type=float, default=DemoConfig.fps, help="camera frame rate of the recording")
+    parser.add_argument("--rate", type=float, default=DemoConfig.rate, help="replay speed factor")
+    parser.add_argument("--long-side", type=int, default=DemoConfig.long_side, help="encoder working size, px")
+    parser.add_argument("--gaussians", type=int, default=DemoConfig.n_gaussians, help="Gaussians per memory")
+    parser.add_argument("--max-iters", type=int, default=DemoConfig.max_iters, help="fit iteration cap (0 = default)")
+    parser.add_argument("--min-translation", type=float, default=DemoConfig.min_translation_m,
+                        help="encoder keyframe distance, m")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--size must look like 320x240, got {args.size!r}")
+    config = DemoConfig(photos=tuple(args.photos), frames_per_photo=args.frames_per_photo, width=width, height=height,
+                        fps=args.fps, rate=args.rate, long_side=args.long_side, n_gaussians=args.gaussians,
+                        max_iters=args.max_iters, min_translation_m=args.min_translation)
+    try:
+        summary = run_demo(Path(args.out), config, quiet=args.quiet)
+    except DemoError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
