@@ -132,7 +132,8 @@ class ReplayReport:
     in the database (an earlier or interrupted run), ``skipped`` frames not kept by reason
     (``no_pose``, ``too_soon``, ``duplicate``, ``no_change``), ``error_count`` unreadable or unfittable
     messages (``errors`` describes the first :data:`MAX_REPORTED_ERRORS`). ``per_topic`` splits the
-    counts per image topic. Quality: mean PSNR (dB) / SSIM of the fits at the working size
+    counts per image topic. ``cold_restarts`` counts warm-started fits that failed and were redone
+    from scratch. Quality: mean PSNR (dB) / SSIM of the fits at the working size
     (``working_size`` per topic). ``seconds`` is the wall time from ``started`` (the CLI passes the
     process start); ``seconds_by_stage`` splits the work: ``open`` (topics, poses, camera info),
     ``read`` (read + decode), ``prepare`` (resize, thumbnail, pose lookup), ``keyframe``, ``fit``
@@ -156,6 +157,7 @@ class ReplayReport:
     mean_ssim: float | None = None
     bytes_per_memory: float | None = None
     fit_iterations_mean: float | None = None
+    cold_restarts: int = 0
     working_size: dict = field(default_factory=dict)
     seconds: float = 0.0
     seconds_by_stage: dict = field(default_factory=dict)
@@ -197,10 +199,23 @@ def working_image(image: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.n
 
 def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, max_iters: int | None = None,
                threads: int | None = None, **fit_overrides):
-    """Fit a working-resolution image (warm start from ``init`` when its channels match).
+    """Fit a working-resolution image, warm-started from ``init`` when its channels match.
 
-    Returns ``(FitResult, payload bytes)``.
+    When the warm-started fit fails (its result cannot be encoded, e.g. it diverged), the frame is
+    fitted again from scratch: a bad previous keyframe never costs the next one.
+
+    Returns:
+        ``(FitResult, payload bytes)``.
+
+    Raises:
+        ValueError: the image cannot be fitted or encoded even from scratch.
     """
+    result, payload, _ = _fit_memory(image, n_gaussians, init, seed, max_iters, threads, **fit_overrides)
+    return result, payload
+
+
+def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, **fit_overrides):
+    """:func:`fit_memory`, also saying whether the warm start was used (False after a cold restart)."""
     from .core import encode_gaussians, fit_image
 
     channels = 1 if image.ndim == 2 else image.shape[2]
@@ -210,8 +225,14 @@ def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, ma
         fit_overrides = dict(fit_overrides, max_iters=int(max_iters))
     if threads is not None:
         fit_overrides = dict(fit_overrides, threads=int(threads))
-    result = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
-    return result, encode_gaussians(result.gaussians)
+    if init is not None:
+        try:
+            result = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
+            return result, encode_gaussians(result.gaussians), True
+        except (ValueError, RuntimeError):  # diverged (non-finite) parameters fail in either way
+            pass  # fall through to a cold start
+    result = fit_image(image, n_gaussians=n_gaussians, seed=seed, **fit_overrides)
+    return result, encode_gaussians(result.gaussians), False
 
 
 def _store_pose(pose: Pose | None):
@@ -495,14 +516,16 @@ class _Replay:
                 init = None
         o = self.options
         try:
-            result, payload = fit_memory(p.image, o.n_gaussians, init, o.seed, o.max_iters, o.threads,
-                                         **o.fit_overrides)
+            result, payload, warm = _fit_memory(p.image, o.n_gaussians, init, o.seed, o.max_iters, o.threads,
+                                               **o.fit_overrides)
         except ValueError as exc:
             counts.errors += 1
             self.error(f"{p.topic} at {p.stamp_ns}: cannot fit: {exc}")
             self.timer.add("fit", t)
             return
         self.timer.add("fit", t)
+        if init is not None and not warm:
+            self.report.cold_restarts += 1
         self.writer.add(_memory(p, payload, pose, self.track.frame_id, self.intrinsics.get(self.info_topic[p.topic]),
                                 result))
         self.policy.mark_stored(camera, p.stamp_ns, p.thumbnail, pose)

@@ -279,11 +279,11 @@ def test_synthetic_fixtures_via_cli_json(tmp_path):
 # --- a killed run -------------------------------------------------------------------------------
 
 def test_replay_killed_mid_way_resumes_without_duplicates(tmp_path):
-    frames, batch = 40, 4
+    frames, batch = 24, 4
     bag = synthetic_recording(tmp_path / "bag", frames=frames, storage="sqlite3")
     db = tmp_path / "m.db"
     args = ["replay", str(bag), "--db", str(db), "--image-topic", "/front/image_raw", "--size", "48",
-            "--gaussians", "48", "--iterations", "60", "--batch-size", str(batch), "--quiet", "--threads", "1",
+            "--gaussians", "48", "--iterations", "40", "--batch-size", str(batch), "--quiet", "--threads", "1",
             "--min-image-change", "0.05", "--duplicate-image-change", "0.01"]
     env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "gaussvae_ros.cli.main", *args], env=env, cwd=ROOT,
@@ -317,8 +317,23 @@ def test_replay_killed_mid_way_resumes_without_duplicates(tmp_path):
     done = run_cli(*args, "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["already_stored"] == len(survived)
+    assert report["error_count"] == 0, report["errors"]
+    assert report["already_stored"] == len(survived), report
+    assert report["memories_stored"] == frames - len(survived), report
     assert report["memories_stored"] == frames - len(survived)
     with open_store(db) as store:
         assert store.stamps("/front/image_raw") == expected
         assert store.integrity_check() == []
+
+
+def test_a_diverged_warm_start_falls_back_to_a_cold_fit():
+    from gaussvae_ros.core import Gaussians, decode_gaussians
+    from gaussvae_ros.replay import fit_memory
+
+    image = working_image(blocks(3, color=True), 32)
+    n = 16
+    broken = Gaussians(np.full((n, 2), 0.5), np.full((n, 2), 0.1), np.zeros(n), np.full((n, 3), np.nan))
+    result, payload = fit_memory(image, n, init=broken, max_iters=10, threads=1)
+    decoded = decode_gaussians(payload)
+    assert 0 < len(decoded) <= n and np.isfinite(decoded.color).all()
+    assert np.isfinite(result.psnr)
