@@ -490,7 +490,8 @@ class Store:
         if old is not None:
             old = json.loads(old)
             bounds = [min(a, b) for a, b in zip(bounds[:3], old[:3])] + [max(a, b) for a, b in zip(bounds[3:], old[3:])]
-        conn.execute("REPLACE INTO meta VALUES ('pose_bounds_hint', ?)", (json.dumps(bounds),))
+        if bounds != old:  # usually unchanged: the robot is inside the area it knows (one page less to write)
+            conn.execute("REPLACE INTO meta VALUES ('pose_bounds_hint', ?)", (json.dumps(bounds),))
 
     def delete(self, ids: Iterable[int]) -> int:
         """Delete the memories with these ids in one transaction; returns how many were deleted.
