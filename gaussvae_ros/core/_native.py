@@ -40,7 +40,11 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.gs_backward.restype = i
     lib.gs_count_pairs.argtypes = [i, i, i, p, p, f, f]
     lib.gs_count_pairs.restype = ctypes.c_longlong
-    lib.gs_image_loss.argtypes = [i, i, i, p, p, f, p]
+    lib.gs_project.argtypes = [i, i, i, f, p, p, p, p, p]
+    lib.gs_project.restype = None
+    lib.gs_project_backward.argtypes = [i, i, i, f, p, p, p, p, p, p, p, p]
+    lib.gs_project_backward.restype = None
+    lib.gs_image_loss.argtypes = [i, i, i, p, p, f, i, p]
     lib.gs_image_loss.restype = ctypes.c_double
     return lib
 

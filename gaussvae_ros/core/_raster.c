@@ -305,6 +305,60 @@ long long gs_count_pairs(int n, int h, int w, const float *means, const float *c
 }
 
 /*
+ * Projection of normalized Gaussians to pixel space (see gaussvae_ros/core/render.py `project`):
+ *   xy [N, 2] normalized means, scale [N, 2] normalized standard deviations, rot [N] radians
+ *   -> means [N, 2] pixels, conics [N, 3] = inverse of D R diag(scale^2) R^T D + lowpass I,
+ *   D = diag(w, h).
+ */
+void gs_project(int n, int h, int w, float lowpass, const float *xy, const float *scale, const float *rot,
+                float *means, float *conics)
+{
+    const float fw = (float)w, fh = (float)h;
+    for (int i = 0; i < n; i++) {
+        float c = cosf(rot[i]), s = sinf(rot[i]);
+        float v1 = scale[2 * i] * scale[2 * i], v2 = scale[2 * i + 1] * scale[2 * i + 1];
+        float pxx = (v1 * c * c + v2 * s * s) * fw * fw + lowpass;
+        float pxy = (v1 - v2) * c * s * fw * fh;
+        float pyy = (v1 * s * s + v2 * c * c) * fh * fh + lowpass;
+        float det = pxx * pyy - pxy * pxy;
+        conics[3 * i] = pyy / det;
+        conics[3 * i + 1] = -pxy / det;
+        conics[3 * i + 2] = pxx / det;
+        means[2 * i] = xy[2 * i] * fw;
+        means[2 * i + 1] = xy[2 * i + 1] * fh;
+    }
+}
+
+/* Backward of gs_project: gradients w.r.t. xy, scale and rot from those w.r.t. means and conics. */
+void gs_project_backward(int n, int h, int w, float lowpass, const float *scale, const float *rot,
+                         const float *conics, const float *grad_means, const float *grad_conics, float *grad_xy,
+                         float *grad_scale, float *grad_rot)
+{
+    const float fw = (float)w, fh = (float)h;
+    for (int i = 0; i < n; i++) {
+        float a = conics[3 * i], b = conics[3 * i + 1], cc = conics[3 * i + 2];
+        /* K = [[a, b], [b, cc]] = P^-1; dL/dP = -K G K with G the symmetric gradient of K (b counted
+         * once per off-diagonal entry). */
+        float ga = grad_conics[3 * i], gb = 0.5f * grad_conics[3 * i + 1], gc = grad_conics[3 * i + 2];
+        /* M = G K */
+        float m00 = ga * a + gb * b, m01 = ga * b + gb * cc, m10 = gb * a + gc * b, m11 = gb * b + gc * cc;
+        float gp00 = -(a * m00 + b * m10), gp01 = -(a * m01 + b * m11), gp11 = -(b * m01 + cc * m11);
+        float g_sxx = gp00 * fw * fw, g_syy = gp11 * fh * fh, g_sxy = 2.f * gp01 * fw * fh;
+        float c = cosf(rot[i]), s = sinf(rot[i]);
+        float s1 = scale[2 * i], s2 = scale[2 * i + 1];
+        float v1 = s1 * s1, v2 = s2 * s2;
+        float g_v1 = g_sxx * c * c + g_sxy * c * s + g_syy * s * s;
+        float g_v2 = g_sxx * s * s - g_sxy * c * s + g_syy * c * c;
+        grad_scale[2 * i] = 2.f * s1 * g_v1;
+        grad_scale[2 * i + 1] = 2.f * s2 * g_v2;
+        grad_rot[i] = (v1 - v2) * (2.f * c * s * (g_syy - g_sxx) + g_sxy * (c * c - s * s));
+        grad_xy[2 * i] = grad_means[2 * i] * fw;
+        grad_xy[2 * i + 1] = grad_means[2 * i + 1] * fh;
+    }
+    (void)lowpass;
+}
+
+/*
  * Image loss for fitting: L = (1 - lam) * mean|x - y| + lam * (1 - mean SSIM(x, y)), images [H, W, C]
  * (interleaved), SSIM with an 11-tap Gaussian window (sigma 1.5) applied separably with clamped
  * (replicated) borders, constants C1 = 0.01^2, C2 = 0.03^2 (data range 1). Writes dL/dx to grad
@@ -381,7 +435,7 @@ static void gs_blur_plane_any(const float *src, float *tmp, float *pad, float *d
     for (int y = 0; y < h; y++) gs_blur_row_adjoint(tmp + (size_t)y * w, pad, dst + (size_t)y * w, w, g);
 }
 
-double gs_image_loss(int h, int w, int ch, const float *x, const float *y, float lam, float *grad)
+double gs_image_loss(int h, int w, int ch, const float *x, const float *y, float lam, int nthreads, float *grad)
 {
     if (h <= 0 || w <= 0 || ch < 1) return NAN;
     const size_t np = (size_t)h * w;
@@ -403,15 +457,21 @@ double gs_image_loss(int h, int w, int ch, const float *x, const float *y, float
     }
     if (lam == 0.f) return (1.0 - lam) * l1 * inv_n;
 
-    /* planes: xs ys xx yy xy | mu_x mu_y e_xx e_yy e_xy | tmp ; reused for the backward maps */
-    float *buf = (float *)malloc(sizeof(float) * (np * 11 + (size_t)w + GS_SSIM_TAPS));
+    /* per channel: planes xs ys xx yy xy | mu_x mu_y e_xx e_yy e_xy | tmp | pad row; the input planes
+     * are reused for the backward maps. Channels run in parallel. */
+    const size_t per_channel = np * 11 + (size_t)w + GS_SSIM_TAPS;
+    float *buf = (float *)malloc(sizeof(float) * per_channel * (size_t)ch);
     if (!buf) return NAN;
-    float *px = buf, *py = buf + np, *pxx = buf + 2 * np, *pyy = buf + 3 * np, *pxy = buf + 4 * np;
-    float *mx = buf + 5 * np, *my = buf + 6 * np, *exx = buf + 7 * np, *eyy = buf + 8 * np, *exy = buf + 9 * np;
-    float *tmp = buf + 10 * np, *pad = buf + 11 * np;
     const float c1 = 0.01f * 0.01f, c2 = 0.03f * 0.03f;
     double ssim_total = 0.0;
+    int nt = gs_threads(nthreads);
+    if (nt > ch) nt = ch;
+#pragma omp parallel for num_threads(nt) schedule(static, 1) reduction(+ : ssim_total) if (nt > 1)
     for (int k = 0; k < ch; k++) {
+        float *base = buf + per_channel * (size_t)k;
+        float *px = base, *py = base + np, *pxx = base + 2 * np, *pyy = base + 3 * np, *pxy = base + 4 * np;
+        float *mx = base + 5 * np, *my = base + 6 * np, *exx = base + 7 * np, *eyy = base + 8 * np;
+        float *exy = base + 9 * np, *tmp = base + 10 * np, *pad = base + 11 * np;
         for (size_t i = 0; i < np; i++) {
             float a = x[i * ch + k], b = y[i * ch + k];
             px[i] = a; py[i] = b; pxx[i] = a * a; pyy[i] = b * b; pxy[i] = a * b;
@@ -422,16 +482,22 @@ double gs_image_loss(int h, int w, int ch, const float *x, const float *y, float
         gs_blur_plane_any(pyy, tmp, pad, eyy, h, w, g, 0);
         gs_blur_plane_any(pxy, tmp, pad, exy, h, w, g, 0);
         /* S and its partial derivatives, written over the input planes px (dS/dmu_x), pxx (dS/de_xx),
-         * pxy (dS/de_xy) */
-        for (size_t i = 0; i < np; i++) {
-            float ux = mx[i], uy = my[i];
-            float a1 = 2.f * ux * uy + c1, a2 = 2.f * (exy[i] - ux * uy) + c2;
-            float b1 = ux * ux + uy * uy + c1, b2 = (exx[i] - ux * ux) + (eyy[i] - uy * uy) + c2;
-            float s = (a1 * a2) / (b1 * b2);
-            ssim_total += s;
-            px[i] = s * (2.f * uy / a1 - 2.f * uy / a2 - 2.f * ux / b1 + 2.f * ux / b2);
-            pxx[i] = -s / b2;
-            pxy[i] = 2.f * s / a2;
+         * pxy (dS/de_xy); sums per row in float, across rows in double */
+        for (int row = 0; row < h; row++) {
+            float row_sum = 0.f;
+            const size_t i0 = (size_t)row * w;
+#pragma omp simd reduction(+ : row_sum)
+            for (size_t i = i0; i < i0 + (size_t)w; i++) {
+                float ux = mx[i], uy = my[i];
+                float a1 = 2.f * ux * uy + c1, a2 = 2.f * (exy[i] - ux * uy) + c2;
+                float b1 = ux * ux + uy * uy + c1, b2 = (exx[i] - ux * ux) + (eyy[i] - uy * uy) + c2;
+                float s_ = (a1 * a2) / (b1 * b2);
+                row_sum += s_;
+                px[i] = s_ * (2.f * uy / a1 - 2.f * uy / a2 - 2.f * ux / b1 + 2.f * ux / b2);
+                pxx[i] = -s_ / b2;
+                pxy[i] = 2.f * s_ / a2;
+            }
+            ssim_total += row_sum;
         }
         if (grad) {
             gs_blur_plane_any(px, tmp, pad, mx, h, w, g, 1);

@@ -133,11 +133,11 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor | None = No
 
 class _ImageLossCPU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, rendered, target, ssim_weight):
+    def forward(ctx, rendered, target, ssim_weight, threads):
         h, w, c = rendered.shape
         grad = torch.empty_like(rendered)
         value = _native.load().gs_image_loss(h, w, c, rendered.data_ptr(), target.data_ptr(), float(ssim_weight),
-                                             grad.data_ptr())
+                                             threads, grad.data_ptr())
         if not math.isfinite(value):
             raise RuntimeError("image loss failed (allocation)")
         ctx.save_for_backward(grad)
@@ -146,14 +146,16 @@ class _ImageLossCPU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (grad,) = ctx.saved_tensors
-        return grad * grad_output, None, None
+        return grad * grad_output, None, None, None
 
 
-def image_loss(rendered: torch.Tensor, target: torch.Tensor, ssim_weight: float) -> torch.Tensor:
+def image_loss(rendered: torch.Tensor, target: torch.Tensor, ssim_weight: float,
+               threads: int | None = None) -> torch.Tensor:
     """``(1 - l) * mean|rendered - target| + l * (1 - SSIM)`` for ``[H, W, C]`` images (differentiable
     w.r.t. ``rendered``). Compiled on the CPU; :func:`ssim_loss` in PyTorch elsewhere."""
     if rendered.device.type == "cpu" and rendered.dtype == torch.float32 and _native.load() is not None:
-        return _ImageLossCPU.apply(rendered.contiguous(), target.contiguous(), ssim_weight)
+        threads = torch.get_num_threads() if threads is None else int(threads)
+        return _ImageLossCPU.apply(rendered.contiguous(), target.contiguous(), ssim_weight, threads)
     l1 = (rendered - target).abs().mean()
     if ssim_weight == 0:
         return l1
@@ -265,7 +267,7 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
                 if float(((rendered.clamp(0, 1) - target) ** 2).mean()) <= target_mse:
                     iteration -= 1  # reached before this step's update
                     break
-        loss = image_loss(rendered, target, config.ssim_weight)
+        loss = image_loss(rendered, target, config.ssim_weight, config.threads)
         params.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params.optimizer.step()

@@ -81,6 +81,16 @@ def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, height: in
         means ``[N, 2]`` in pixels (x, y) and conics ``[N, 3]`` = (a, b, c) of the inverse pixel-space
         covariance ``[[a, b], [b, c]]``.
     """
+    if (xy.device.type == "cpu" and all(t.dtype == torch.float32 for t in (xy, scale, rot))
+            and _native.load() is not None):
+        return _ProjectCPU.apply(xy.contiguous(), scale.contiguous(), rot.contiguous(), int(height), int(width),
+                                 float(lowpass))
+    return _project(xy, scale, rot, height, width, lowpass)
+
+
+def _project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, height: int, width: int,
+             lowpass: float = LOWPASS_VARIANCE) -> tuple[torch.Tensor, torch.Tensor]:
+    """PyTorch implementation of :func:`project` (any device and dtype)."""
     cos, sin = torch.cos(rot), torch.sin(rot)
     v1, v2 = scale[:, 0] ** 2, scale[:, 1] ** 2
     sxx = v1 * cos * cos + v2 * sin * sin
@@ -93,6 +103,34 @@ def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, height: in
     conics = torch.stack([pyy / det, -pxy / det, pxx / det], dim=-1)
     means = xy * xy.new_tensor([width, height])
     return means, conics
+
+
+class _ProjectCPU(torch.autograd.Function):
+    """autograd wrapper of the compiled projection (float32, CPU, contiguous)."""
+
+    @staticmethod
+    def forward(ctx, xy, scale, rot, height, width, lowpass):
+        n = xy.shape[0]
+        means = torch.empty(n, 2, dtype=torch.float32)
+        conics = torch.empty(n, 3, dtype=torch.float32)
+        _native.load().gs_project(n, height, width, lowpass, xy.data_ptr(), scale.data_ptr(), rot.data_ptr(),
+                                  means.data_ptr(), conics.data_ptr())
+        ctx.save_for_backward(scale, rot, conics)
+        ctx.config = (height, width, lowpass)
+        return means, conics
+
+    @staticmethod
+    def backward(ctx, grad_means, grad_conics):
+        scale, rot, conics = ctx.saved_tensors
+        height, width, lowpass = ctx.config
+        n = scale.shape[0]
+        grad_means = torch.zeros(n, 2) if grad_means is None else grad_means.float().contiguous()
+        grad_conics = torch.zeros(n, 3) if grad_conics is None else grad_conics.float().contiguous()
+        grad_xy, grad_scale, grad_rot = torch.empty(n, 2), torch.empty(n, 2), torch.empty(n)
+        _native.load().gs_project_backward(n, height, width, lowpass, scale.data_ptr(), rot.data_ptr(),
+                                           conics.data_ptr(), grad_means.data_ptr(), grad_conics.data_ptr(),
+                                           grad_xy.data_ptr(), grad_scale.data_ptr(), grad_rot.data_ptr())
+        return grad_xy, grad_scale, grad_rot, None, None, None
 
 
 class _RasterizeCPU(torch.autograd.Function):
