@@ -478,7 +478,12 @@ def write_params(path: Path, base: Path | None, overrides: dict) -> Path:
             data[f"gaussvae_{part}"] = {"ros__parameters": {}}
             found = [data[f"gaussvae_{part}"]["ros__parameters"]]
         for p in found:
-            p.update(params)
+            for key, value in params.items():  # dotted names go into nested maps, as in the base file
+                *parents, leaf = key.split(".")
+                target = p
+                for parent in parents:
+                    target = target.setdefault(parent, {})
+                target[leaf] = value
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -508,6 +513,57 @@ class _RecordView:
         self.stamp_ns = _stamp_of(info.header)
         self.pose = SimpleNamespace(position=(p.x, p.y, p.z)) if info.has_pose else None
         self.pose_frame_id = info.pose_frame_id
+
+
+def gallery_map(gallery: Gallery, frames: list[CameraFrame], infos: list, path: Path) -> None:
+    """Top view (map x-y) of the wall and its photographs, the camera's whole path, and where each
+    stored memory was seen from (dot coloured by time, a short line along its viewing direction)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.spatial.transform import Rotation
+
+    fig, ax = plt.subplots(figsize=(10, 4.6), dpi=110)
+    try:
+        x_lo = gallery.centres[0] - gallery.pitch * 0.75
+        x_hi = gallery.centres[-1] + gallery.pitch * 0.75
+        ax.plot([x_lo, x_hi], [gallery.wall_y, gallery.wall_y], color="0.55", linewidth=6, solid_capstyle="butt",
+                zorder=1)
+        for name, cx in zip(gallery.photos, gallery.centres):
+            half = gallery.photo_width / 2
+            ax.plot([cx - half, cx + half], [gallery.wall_y, gallery.wall_y], color="tab:red", linewidth=6,
+                    solid_capstyle="butt", zorder=2)
+            ax.text(cx, gallery.wall_y + 0.18, name, ha="center", va="bottom", fontsize=10)
+        path_xy = np.array([f.position[:2] for f in frames])
+        ax.plot(path_xy[:, 0], path_xy[:, 1], color="0.6", linestyle="--", linewidth=1, zorder=1,
+                label=f"camera path ({len(frames)} frames)")
+        ax.scatter(path_xy[:, 0], path_xy[:, 1], color="0.6", s=6, zorder=1)
+        posed = [i for i in infos if i.has_pose]
+        if posed:
+            xy = np.array([[i.pose.position.x, i.pose.position.y] for i in posed])
+            t = np.array([(_stamp_of(i.header) - frames[0].stamp_ns) * 1e-9 for i in posed])
+            for i, (x, y) in zip(posed, xy):
+                q = i.pose.orientation
+                forward = Rotation.from_quat([q.x, q.y, q.z, q.w]).apply([0.0, 0.0, 1.0])  # optical z
+                ax.plot([x, x + 0.6 * forward[0]], [y, y + 0.6 * forward[1]], color="0.25", linewidth=1, zorder=2)
+                ax.annotate(f"#{i.id}", (x, y), textcoords="offset points", xytext=(0, -13), ha="center",
+                            fontsize=8)
+            points = ax.scatter(xy[:, 0], xy[:, 1], c=t, cmap="viridis", s=60, zorder=3, edgecolors="black",
+                                linewidths=0.5, label=f"stored memories ({len(posed)})")
+            fig.colorbar(points, ax=ax, label="time (s)", fraction=0.03, pad=0.02, shrink=0.75)
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("y (m)")
+        ax.set_aspect("equal")
+        ax.set_ylim(min(path_xy[:, 1].min(), gallery.wall_y - 3.2) - 0.4, gallery.wall_y + 0.8)
+        ax.set_xlim(x_lo - 0.2, x_hi + 0.2)
+        ax.set_title("Where the memories were seen from: gallery wall, camera path, stored poses (map frame)")
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
 
 
 def wait_until_encoded(client: GraphClient, graph: GraphProcess, images_published: int, timeout: float,
@@ -726,7 +782,8 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
             sheet = contact_sheet(tiles, labels, columns=min(6, len(tiles)), tile_width=min(c.width, 240))
             sheet.save(out / "contact_sheet.png")
             pose_map([_RecordView(i) for i in infos], out / "pose_map.png",
-                     title=f"{len(infos)} memories along the gallery wall (map frame, top view)")
+                     title=f"{len(infos)} stored poses coloured by time (map frame)")
+            gallery_map(gallery, frames, infos, out / "gallery_map.png")
             # recall by pose: the memory seen nearest to the spot in front of each photo, at twice the size
             for entry, cx in zip(summary["queries"]["nearest_by_pose"], gallery.centres):
                 q = PoseQuery(frame_id=MAP_FRAME, k=1)
@@ -762,7 +819,8 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
             if summary["psnr_db"]["mean"] < c.min_psnr:
                 raise DemoError(f"mean PSNR {summary['psnr_db']['mean']} dB is below {c.min_psnr} dB")
             summary["outputs"] = {"recalled": str(recalled_dir), "contact_sheet": str(out / "contact_sheet.png"),
-                                  "pose_map": str(out / "pose_map.png"), "summary": str(out / "summary.json"),
+                                  "pose_map": str(out / "pose_map.png"), "gallery_map": str(out / "gallery_map.png"),
+                                  "summary": str(out / "summary.json"),
                                   "graph_log": str(graph.log_path)}
     finally:
         if client is not None:
@@ -800,7 +858,8 @@ def print_summary(s: dict) -> None:
     print(f"  recall at {p['at']}: PSNR mean {p['mean']:.2f} dB (min {p['min']:.2f}, max {p['max']:.2f}); "
           f"one memory at 256x256 in {s['recall_ms_256x256_median']:.1f} ms (median)")
     o = s["outputs"]
-    print(f"  wrote {o['recalled']}/*.png, {o['contact_sheet']}, {o['pose_map']}, {o['summary']}")
+    print(f"  wrote {o['recalled']}/*.png, {o['contact_sheet']}, {o['pose_map']}, {o['gallery_map']}, "
+          f"{o['summary']}")
     print(f"  stages (s): {', '.join(f'{k} {v}' for k, v in s['seconds'].items())}")
 
 

@@ -91,6 +91,9 @@ class PlayOptions:
         delay_s: wait this long after creating the publishers before playing (discovery).
         wait_for: topics that must have at least one matched subscriber before playing starts.
         wait_timeout_s: give up (error) when ``wait_for`` is not satisfied within this time.
+        settle_s: once ``wait_for`` is satisfied, wait this long more. A publisher sees a subscriber
+            a moment before that subscriber has matched the publisher, and a best-effort
+            subscriber drops what arrives in between (the first frames of a replay).
         start_offset_s: skip this much of the start of the recording (bag time, seconds).
         check: deserialize each message before publishing it; malformed ones are skipped.
         ack_timeout_s: at the end, wait up to this long for reliable subscribers to acknowledge.
@@ -111,6 +114,7 @@ class PlayOptions:
     delay_s: float = 0.0
     wait_for: list[str] = field(default_factory=list)
     wait_timeout_s: float = 10.0
+    settle_s: float = 0.5
     start_offset_s: float = 0.0
     check: bool = True
     ack_timeout_s: float = 5.0
@@ -129,7 +133,7 @@ class PlayOptions:
             raise ValueError(f"depth must be at least 1, got {self.depth}")
         if self.max_loops is not None and int(self.max_loops) < 1:
             raise ValueError(f"max_loops must be at least 1, got {self.max_loops}")
-        for name in ("delay_s", "wait_timeout_s", "start_offset_s", "ack_timeout_s"):
+        for name in ("delay_s", "wait_timeout_s", "settle_s", "start_offset_s", "ack_timeout_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value}")
@@ -409,6 +413,7 @@ class Player:
         while not self._stop.is_set():
             waiting = [n for n, p in pubs.items() if p.get_subscription_count() < 1]
             if not waiting:
+                self._stop.wait(o.settle_s)
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no subscriber on {', '.join(waiting)} after {o.wait_timeout_s:g} s")

@@ -92,7 +92,8 @@ def register(subparsers) -> None:
     p.add_argument("-d", "--delay", type=float, default=0.0, metavar="S",
                    help="wait S seconds after creating the publishers (discovery)")
     p.add_argument("--wait-for", nargs="+", metavar="TOPIC",
-                   help="wait until each of these topics has a subscriber before playing")
+                   help="wait until each of these topics has a subscriber (then 0.5 s more, for the "
+                        "subscriber to match back) before playing")
     p.add_argument("--wait-timeout", type=float, default=10.0, metavar="S",
                    help="give up waiting for --wait-for after S seconds (exit 3)")
     p.add_argument("--start-offset", type=float, default=0.0, metavar="S", help="skip the first S seconds")
