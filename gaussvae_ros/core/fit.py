@@ -10,8 +10,9 @@
 * Stops when the loss has plateaued (relative improvement of the windowed mean loss below
   :attr:`FitConfig.plateau_tol` over :attr:`FitConfig.plateau_window` steps) or at
   :attr:`FitConfig.max_iters`.
-* Warm start: pass the previous frame's Gaussians as ``init``; they are optimized directly (all the
-  budget present from step 0), which is what makes video frames cheap.
+* Warm start: pass the previous frame's Gaussians as ``init``: shifted by the global image motion,
+  their least useful tenth re-placed where the error is largest, then optimized with the whole
+  budget present from step 0, which is what makes video frames cheap.
 
 Deterministic for a given seed (single process; the compiled kernels reduce in a fixed order).
 """
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from . import _native
 from .gaussians import DEFAULT_NUM_GAUSSIANS, Gaussians
 from .image import psnr, ssim, to_float_image
-from .render import render_params
+from .render import render, render_params
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class FitConfig:
     min_scale_px: float = 0.3  # smallest standard deviation, in pixels of the fitted image
     target_psnr: float | None = None  # also stop as soon as the fit reaches this PSNR (dB)
     warm_lr_scale: float = 1.0  # learning rates are multiplied by this when warm-starting
+    warm_align: bool = True  # shift a warm start by the image motion found by phase correlation
+    warm_reseed_fraction: float = 0.0  # share of a warm start's least useful Gaussians moved to the worst pixels
     threads: int | None = None  # CPU threads for the compiled kernels (default: torch's)
     seed: int = 0
 
@@ -196,6 +199,59 @@ class _PackedParams:
             self.optimizer.state[self.raw] = state
 
 
+def estimate_shift(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]:
+    """Translation ``(dx, dy)`` in pixels that moves ``reference`` onto ``image`` (``[H, W, C]``), by
+    phase correlation of their grey levels (whole pixels; wrap-around ignored)."""
+    a = reference.mean(axis=2) - reference.mean()
+    b = image.mean(axis=2) - image.mean()
+    window = np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1])) if min(a.shape) > 2 else 1.0
+    cross = np.fft.fft2(b * window) * np.conj(np.fft.fft2(a * window))
+    corr = np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)).real
+    dy, dx = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    h, w = corr.shape
+    return float(dx - w if dx > w // 2 else dx), float(dy - h if dy > h // 2 else dy)
+
+
+def _prepare_warm_start(warm: Gaussians, target: np.ndarray, config: FitConfig,
+                        rng: np.random.Generator) -> Gaussians:
+    """Adapt the previous frame's Gaussians to this frame before optimizing: shift them by the global
+    image motion (phase correlation of their rendering with the new frame), then move the ones that
+    left the image and the least useful ones (smallest share of the blended image, as in
+    :func:`_contribution`) to where the shifted rendering is worst, as a cold fit's error-guided
+    addition would."""
+    h, w, _ = target.shape
+    warm = warm.copy()
+    if config.warm_align and h >= 8 and w >= 8:
+        dx, dy = estimate_shift(render(warm, h, w, threads=config.threads), target)
+        warm.xy += np.array([dx / w, dy / h], dtype=np.float32)
+    outside = ((warm.xy < 0) | (warm.xy > 1)).any(axis=1)
+    warm.xy = np.clip(warm.xy, 0.0, 1.0)
+    count = max(int(outside.sum()), int(config.warm_reseed_fraction * len(warm)))
+    if count == 0:
+        return warm
+    contribution = _contribution(warm, h, w, config)
+    contribution[outside] = -1.0
+    weakest = np.argsort(contribution, kind="stable")[:count]
+    rendered = render(warm, h, w, threads=config.threads)
+    error = np.abs(rendered - target).sum(axis=2) + 1e-6
+    keep = np.setdiff1d(np.arange(len(warm)), weakest)
+    xy, log_scale, color = _place(target, _sample_pixels(error, count, rng), warm.xy[keep], rng, config.blend)
+    weakest = weakest[:len(xy)]
+    warm.xy[weakest], warm.scale[weakest], warm.color[weakest] = xy, np.exp(log_scale), color
+    warm.rot[weakest] = rng.uniform(0, math.pi, len(xy))
+    return warm
+
+
+def _contribution(g: Gaussians, h: int, w: int, config: FitConfig) -> np.ndarray:
+    """Each Gaussian's share of the rendered image, ``sum_p w_i(p) / sum_j w_j(p)`` (normalized blend)
+    or ``sum_p w_i(p)`` (sum blend): the colour gradient of the image's sum, one backward pass."""
+    tensors = [torch.from_numpy(a) for a in (g.xy, g.scale, g.rot)]
+    color = torch.from_numpy(g.color.copy()).requires_grad_()
+    image = render_params(*tensors, color, h, w, blend=g.blend, threads=config.threads)
+    (grad,) = torch.autograd.grad(image.sum(), color)
+    return grad[:, 0].numpy().copy()
+
+
 def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians | None = None, seed: int | None = None,
               config: FitConfig | None = None, progress=None, **overrides) -> FitResult:
     """Fit ``image`` with 2D Gaussians.
@@ -235,7 +291,7 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
     lrs = (config.lr_xy, config.lr_scale, config.lr_rot, config.lr_color)
 
     if init is not None:
-        warm = init.take(np.arange(min(len(init), n_total)))
+        warm = _prepare_warm_start(init.take(np.arange(min(len(init), n_total))), target_np, config, rng)
         params = _PackedParams(warm.xy, np.log(np.maximum(warm.scale, 1e-8)), warm.rot, warm.color, lrs)
         schedule: list[int] = []
     else:
