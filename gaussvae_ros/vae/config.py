@@ -30,6 +30,7 @@ class ModelConfig:
     decoder_channels: list[int] = field(default_factory=lambda: [64, 32, 16])  #: filters per decoder layer/block
     decoder_strides: list[int] = field(default_factory=lambda: [4, 4, 4])  #: upsampling per decoder layer/block
     kernel_size: int = 8  #: convolution kernel length (slots)
+    upsampling: str = "transposed"  #: decoder upsampling: transposed (ConvTranspose1d) | nearest (repeat + conv)
     norm_groups: int = 0  #: GroupNorm groups inside residual blocks (0 = no normalization layers)
 
 

@@ -100,8 +100,12 @@ def random_delaunay_art(seed: int, height: int = 256, width: int = 256, min_poin
     return DelaunayArt(image=image, vertices=points, triangles=triangles, colors=colors, seed=int(seed))
 
 
-def _area(v: np.ndarray) -> float:
-    return 0.5 * abs((v[1, 0] - v[0, 0]) * (v[2, 1] - v[0, 1]) - (v[2, 0] - v[0, 0]) * (v[1, 1] - v[0, 1]))
+def _area(p: tuple, q: tuple, r: tuple) -> float:
+    return 0.5 * abs((q[0] - p[0]) * (r[1] - p[1]) - (r[0] - p[0]) * (q[1] - p[1]))
+
+
+def _dist2(p: tuple, q: tuple) -> float:
+    return (q[0] - p[0]) ** 2 + (q[1] - p[1]) ** 2
 
 
 def subdivide_triangles(vertices: np.ndarray, triangles: np.ndarray, colors: np.ndarray,
@@ -114,26 +118,26 @@ def subdivide_triangles(vertices: np.ndarray, triangles: np.ndarray, colors: np.
     if count < len(triangles):
         raise ValueError(f"cannot subdivide {len(triangles)} triangles into fewer ({count}); "
                          f"use fewer points or more Gaussians")
-    verts = [tuple(p) for p in np.asarray(vertices, dtype=np.float64)]
+    verts = [(float(x), float(y)) for x, y in np.asarray(vertices, dtype=np.float64)]
     tris = [tuple(int(i) for i in t) for t in triangles]
-    cols = list(np.asarray(colors))
-    heap = [(-_area(np.asarray([verts[i] for i in t])), k) for k, t in enumerate(tris)]
+    parent = list(range(len(tris)))  # index into the original colours
+    heap = [(-_area(verts[a], verts[b], verts[c]), k) for k, (a, b, c) in enumerate(tris)]
     heapq.heapify(heap)
     while len(tris) < count:
         _, k = heapq.heappop(heap)
         a, b, c = tris[k]
-        pa, pb, pc = (np.asarray(verts[i]) for i in (a, b, c))
-        lengths = [np.sum((pb - pa) ** 2), np.sum((pc - pb) ** 2), np.sum((pa - pc) ** 2)]
-        edge = int(np.argmax(lengths))
-        a, b, c = [(a, b, c), (b, c, a), (c, a, b)][edge]  # longest edge is (a, b)
-        verts.append(tuple((np.asarray(verts[a]) + np.asarray(verts[b])) / 2))
+        lengths = (_dist2(verts[a], verts[b]), _dist2(verts[b], verts[c]), _dist2(verts[c], verts[a]))
+        a, b, c = ((a, b, c), (b, c, a), (c, a, b))[lengths.index(max(lengths))]  # longest edge is (a, b)
+        verts.append(((verts[a][0] + verts[b][0]) / 2, (verts[a][1] + verts[b][1]) / 2))
         m = len(verts) - 1
         tris[k] = (a, m, c)
         tris.append((m, b, c))
-        cols.append(cols[k])
+        parent.append(parent[k])
         for idx in (k, len(tris) - 1):
-            heapq.heappush(heap, (-_area(np.asarray([verts[i] for i in tris[idx]])), idx))
-    return np.asarray(verts), np.asarray(tris, dtype=np.int64), np.asarray(cols, dtype=np.float32)
+            p, q, r = tris[idx]
+            heapq.heappush(heap, (-_area(verts[p], verts[q], verts[r]), idx))
+    return (np.asarray(verts), np.asarray(tris, dtype=np.int64),
+            np.asarray(colors, dtype=np.float32)[np.asarray(parent, dtype=np.int64)])
 
 
 def triangle_gaussians(vertices: np.ndarray, triangles: np.ndarray, colors: np.ndarray,

@@ -31,6 +31,8 @@ from .config import ModelConfig
 #: Registered model classes by name (see :func:`register_model`).
 MODEL_REGISTRY: dict[str, type[nn.Module]] = {}
 
+UPSAMPLING_MODES = ("transposed", "nearest")
+
 
 def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: make a model buildable by ``name`` from a :class:`ModelConfig`."""
@@ -64,6 +66,22 @@ def _strided_conv(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequent
     total = kernel - stride
     return nn.Sequential(nn.ConstantPad1d((total // 2, total - total // 2), 0.0),
                          nn.Conv1d(c_in, c_out, kernel, stride))
+
+
+def _upsampling_conv(c_in: int, c_out: int, kernel: int, stride: int, mode: str) -> nn.Module:
+    """Conv mapping length L to L * stride: a transposed convolution (``transposed``: every output
+    phase has its own weights) or nearest-neighbour repetition + stride-1 convolution (``nearest``)."""
+    if mode not in UPSAMPLING_MODES:
+        raise ValueError(f"unknown upsampling {mode!r}; choose one of {UPSAMPLING_MODES}")
+    if stride == 1:
+        return _strided_conv(c_in, c_out, kernel, 1)
+    if mode == "nearest":
+        return nn.Sequential(nn.Upsample(scale_factor=stride, mode="nearest"), _strided_conv(c_in, c_out, kernel, 1))
+    if kernel < stride:
+        raise ValueError(f"kernel_size {kernel} must be >= stride {stride}")
+    padding = (kernel - stride + 1) // 2
+    return nn.ConvTranspose1d(c_in, c_out, kernel, stride, padding=padding,
+                              output_padding=2 * padding - (kernel - stride))
 
 
 def _norm(groups: int, channels: int) -> nn.Module:
@@ -151,9 +169,7 @@ class Conv1dVAE(_Conv1dVAEBase):
         self.encoder_body = nn.Sequential(*layers)
         layers = []
         for c_out, stride in zip(config.decoder_channels, config.decoder_strides):
-            if stride > 1:
-                layers.append(nn.Upsample(scale_factor=stride, mode="nearest"))
-            layers += [_strided_conv(c_in, c_out, k, 1), nn.ReLU()]
+            layers += [_upsampling_conv(c_in, c_out, k, stride, config.upsampling), nn.ReLU()]
             c_in = c_out
         self.decoder_body = nn.Sequential(*layers)
 
