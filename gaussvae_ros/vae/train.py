@@ -244,8 +244,9 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
                 for k, v in zip(keys, values.tolist()):
                     writer.add_scalar(f"train_step/{k}", v, step)
             if step >= stop_at:
-                checkpoint(b + 1)
-                stopped = True
+                if b + 1 < len(batches):  # mid-epoch; at the epoch's last batch the epoch end still runs
+                    checkpoint(b + 1)
+                    stopped = True
                 break
             if tc.checkpoint_every and step % tc.checkpoint_every == 0 and b + 1 < len(batches):
                 checkpoint(b + 1)
