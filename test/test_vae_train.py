@@ -180,6 +180,10 @@ def test_cli_dataset_train_and_eval(tmp_path, capsys):
     assert main(["train", "--output", str(out), "--resume", "--max-steps", "5"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 5
     slots = tmp_path / "slots.npz"
-    assert main(["vae-eval", "--model", str(out / "model.pt"), "--data", str(data), "--per-slot", str(slots)]) == 0
+    assert main(["vae-eval", "--model", str(out / "model.pt"), "--data", str(data), "--per-slot", str(slots),
+                 "--pca", "3"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["samples"] == 4 and np.load(slots)["model_rot"].shape == (512,)
+    assert report["pca_components"] == 3
+    assert all(row["pca"] <= row["slot_mean"] * 1.5 for row in report["groups"].values())
+    assert main(["vae-eval", "--model", str(out / "model.pt"), "--data", str(data), "--split", "all", "--pca"]) == 2

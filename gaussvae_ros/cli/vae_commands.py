@@ -63,15 +63,22 @@ def _dataset(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from gaussvae_ros.vae.checkpoint import load_model
     from gaussvae_ros.vae.data import load_param_set, split_indices
-    from gaussvae_ros.vae.evaluate import evaluate_against_mean
+    from gaussvae_ros.vae.evaluate import evaluate_against_mean, features_of, pca_errors
 
     model, config, transform, slot_mean = load_model(args.model)
     params = load_param_set(args.data)
-    if args.split != "all":
-        splits = split_indices(len(params), config.data.val_fraction, config.data.test_fraction,
-                               config.data.split_seed)
-        params = params[splits[args.split]]
-    report = evaluate_against_mean(model, transform, slot_mean, params, per_slot=bool(args.per_slot))
+    splits = split_indices(len(params), config.data.val_fraction, config.data.test_fraction, config.data.split_seed)
+    heldout = params if args.split == "all" else params[splits[args.split]]
+    if args.pca is not None and args.split in ("train", "all"):
+        raise ValueError("--pca fits on the training split, so evaluate a held-out split (--split val or test)")
+    report = evaluate_against_mean(model, transform, slot_mean, heldout, per_slot=bool(args.per_slot))
+    if args.pca is not None:
+        components = config.model.latent_dim if args.pca == 0 else args.pca
+        errors = pca_errors(features_of(params[splits["train"]], transform), features_of(heldout, transform),
+                            components, transform.groups)
+        for group, value in errors.items():
+            report["groups"][group]["pca"] = value
+        report["pca_components"] = components
     if args.per_slot:
         per_slot = report.pop("per_slot")
         np.savez(args.per_slot, **{f"{who}_{g}": v for who, rows in per_slot.items() for g, v in rows.items()})
@@ -110,5 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("val", "test", "train", "all"), default="test",
                    help="evaluate this split of DATA (as split for training) or all of it")
     p.add_argument("--per-slot", metavar="FILE.npz", help="write per-slot errors (model_<group>, slot_mean_<group>)")
+    p.add_argument("--pca", type=int, nargs="?", const=0, default=None, metavar="K",
+                   help="also report a K-component PCA code fitted on DATA's training split (K: latent size)")
     p.set_defaults(func=_evaluate)
 

@@ -6,7 +6,11 @@ data, group by group and slot by slot (slot k = the k-th Gaussian in Morton orde
 
 * ``slot_mean``: predict every slot's training-set mean feature vector (after Morton sorting a
   slot's position is partly known from its index alone, so this is the honest baseline);
-* ``global_mean``: predict the mean over all slots (standardized: ~1.0 per group).
+* ``global_mean``: predict the mean over all slots (standardized: ~1.0 per group);
+* optionally ``pca``: the best *linear* code of the same size (:func:`pca_errors`: PCA fitted on
+  the training features, held-out samples projected on the top-k components). A VAE that does
+  not beat it has learned nothing a linear 8:1 code could not; if PCA itself barely beats the
+  slot mean, the parameters hold little shared structure to compress.
 
 Errors are reported in two spaces:
 
@@ -115,3 +119,19 @@ def evaluate_against_mean(model: nn.Module, transform: ParamTransform, slot_mean
     if per_slot:
         report["per_slot"] = {"model": model_slots, "slot_mean": slot_slots}
     return report
+
+
+def pca_errors(train_features: torch.Tensor, heldout_features: torch.Tensor, components: int,
+               groups: dict[str, slice]) -> dict[str, float]:
+    """Per-group MSE of reconstructing ``heldout_features [M, F, N]`` from its projection on the
+    top ``components`` principal components of ``train_features [M', F, N]`` (flattened to F * N)."""
+    if components < 0:
+        raise ValueError(f"components must be >= 0, got {components}")
+    a = train_features.double().flatten(1)
+    b = heldout_features.double().flatten(1)
+    mean = a.mean(0)
+    _, _, vh = torch.linalg.svd(a - mean, full_matrices=False)
+    basis = vh[:components]
+    centred = b - mean
+    residual = (centred - (centred @ basis.T) @ basis).view_as(heldout_features)
+    return {g: float(residual[:, sl].pow(2).mean()) for g, sl in groups.items()}
