@@ -122,12 +122,12 @@ def wait_until(predicate, timeout: float = 10.0, what: str = "condition", interv
 # --- images -----------------------------------------------------------------------------------
 
 def pattern_image(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
-    """uint8 RGB [H, W, 3]: red left half, blue right half, green bar at the bottom, some noise."""
+    """uint8 RGB [H, W, 3]: red left half, blue right half, bright green bar at the bottom, some noise."""
     rng = np.random.default_rng(seed)
     image = np.zeros((height, width, 3), np.uint8)
-    image[:, : width // 2, 0] = 220
-    image[:, width // 2:, 2] = 220
-    image[height * 3 // 4:, :, :] = (0, 200, 0)
+    image[:, : width // 2] = (230, 30, 30)
+    image[:, width // 2:] = (30, 30, 200)
+    image[height * 3 // 4:, :, :] = (100, 250, 100)
     image = np.clip(image.astype(int) + rng.integers(-10, 10, image.shape), 0, 255).astype(np.uint8)
     return image
 

@@ -45,7 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--image-topic", help="encoder input: remaps image_raw to this topic")
     p.add_argument("--odom-topic", help="encoder pose source: remaps odom to this topic")
     p.add_argument("--camera-info-topic", help="encoder intrinsics: remaps camera_info to this topic")
-    p.add_argument("--use-sim-time", action="store_true", help="every node on /clock time (and the player publishes it)")
+    p.add_argument("--use-sim-time", action="store_true",
+                   help="every node on /clock time (and the player publishes it)")
     p.add_argument("--nodes", nargs="+", default=list(NODE_NAMES), choices=list(NODE_NAMES),
                    help="nodes to start (default: all three)")
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error", "fatal"), help="log level of the nodes")

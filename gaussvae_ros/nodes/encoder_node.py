@@ -18,7 +18,8 @@ Poses are looked up by the worker: when a pose source's newest sample is older t
 (odometry often lags the camera), it waits up to ``pose_wait_s`` for the sample after it, then
 interpolates or takes the nearest sample as replay does.
 
-Subscriptions (sensor-data QoS, best effort, matching reliable and best-effort publishers):
+Subscriptions (best effort, matching reliable and best-effort publishers; sensor-data QoS for
+images and camera info, depth 100 for poses):
     ``image_topics``                sensor_msgs/Image (mono8, mono16, rgb8, bgr8, rgba8, bgra8, ...)
     ``compressed_image_topics``     sensor_msgs/CompressedImage (PNG, JPEG)
     ``odometry_topics``             nav_msgs/Odometry      } pose sources, first with a pose at the
@@ -50,7 +51,7 @@ from dataclasses import dataclass, field
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
@@ -112,6 +113,10 @@ PARAMETERS = (
               "never store a frame that changed less than this (0..1, <= min_image_change)"),
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, s (> 0)", True),
 )
+
+#: Pose inputs: best effort like sensor data (matches every publisher) but a deep history, so a
+#: burst of high-rate odometry is not cut down to the last 5 samples before the executor takes them.
+POSE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 #: Time jump (ns) backwards in a camera's or pose source's stamps that restarts its state (a bag
 #: played again, a simulator reset): keyframe policy, warm start or pose track start over.
@@ -204,7 +209,8 @@ class EncoderNode(Node):
         requested = self._values["device"]
         self._device = device_for(requested, self.get_logger())
         if self._device != "cpu":
-            self.get_logger().warning(f"device {self._device!r}: the core fitter has no GPU path yet, fitting on the CPU")
+            self.get_logger().warning(f"device {self._device!r}: the core fitter has no GPU path yet, "
+                                      "fitting on the CPU")
         if self._settings.threads:
             import torch
 
@@ -235,8 +241,8 @@ class EncoderNode(Node):
         pose_kinds += [(PoseStamped, t) for t in real_list(self._values["pose_topics"])]
         self._pose_subs = []
         for index, (msg_type, topic) in enumerate(pose_kinds):
-            sub = self.create_subscription(msg_type, topic, lambda msg, i=index: self._on_pose(msg, i),
-                                           qos_profile_sensor_data, callback_group=inputs)
+            sub = self.create_subscription(msg_type, topic, lambda msg, i=index: self._on_pose(msg, i), POSE_QOS,
+                                           callback_group=inputs)
             self._pose_subs.append(sub)
             self._pose_sources.append([sub.topic_name, PoseTrack()])
         self._info_subs = []

@@ -27,7 +27,6 @@ Parameters: see :data:`PARAMETERS` (and ``config/gaussvae.yaml``).
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 from pathlib import Path
@@ -183,7 +182,9 @@ class MemoryNode(Node):
             response.missing_ids = missing
             response.success = True
             verb = "would delete" if request.dry_run else "deleted"
-            response.message = f"{verb} {len(selected)} memories" + (f"; {len(missing)} ids not found" if missing else "")
+            response.message = f"{verb} {len(selected)} memories"
+            if missing:
+                response.message += f"; {len(missing)} ids not found"
         except (RequestError, ValueError, StoreError) as exc:
             response.success, response.message = False, str(exc)
         return response

@@ -149,8 +149,8 @@ class RecallNode(Node):
                     pixels = render_memory(record.payload, record.codec, record.model_id, w, h, threads=threads,
                                            device=self._device)
                 except ValueError as exc:
-                    raise RequestError(f"cannot decode memory {record.id} (codec {record.codec!r}"
-                                       f"{', model ' + repr(record.model_id) if record.model_id else ''}): {exc}") from None
+                    model = f", model {record.model_id!r}" if record.model_id else ""
+                    raise RequestError(f"cannot decode memory {record.id} (codec {record.codec!r}{model}): {exc}") from None
                 header = _header(record)
                 images.append(image_message(pixels, header))
                 infos.append(camera_info_from_intrinsics(record.intrinsics, record.width, record.height, header, w, h))
@@ -162,7 +162,8 @@ class RecallNode(Node):
                     self._info_pub.publish(info)
             response.success = True
             seconds = time.perf_counter() - started
-            response.message = (f"recalled {len(images)} image{'s' if len(images) != 1 else ''} in {seconds * 1e3:.1f} ms"
+            plural = "s" if len(images) != 1 else ""
+            response.message = (f"recalled {len(images)} image{plural} in {seconds * 1e3:.1f} ms"
                                 + (f" ({note})" if note else "") + ("; published" if request.publish and images else ""))
         except (RequestError, ValueError, StoreError) as exc:
             response.success, response.message = False, str(exc)

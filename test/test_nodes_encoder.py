@@ -1,0 +1,255 @@
+"""gaussvae_encoder over DDS: every input encoding in and recalled out, pose and camera-info
+matching, bounded queue with counted drops under a burst, diagnostics, parameter validation."""
+
+import array
+import time
+
+import pytest
+
+from test_nodes_support import (FAST_ENCODER, RosGraph, compressed_msg, image_msg, image_pixels, pattern_image,
+                                wait_until)
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from gaussvae_ros_interfaces.msg import MemoryRecord  # noqa: E402
+from gaussvae_ros_interfaces.srv import Recall  # noqa: E402
+
+from gaussvae_ros.nodes.convert import MEMORY_QOS  # noqa: E402
+from gaussvae_ros.nodes.encoder_node import EncoderNode  # noqa: E402
+from gaussvae_ros.nodes.memory_node import MemoryNode  # noqa: E402
+from gaussvae_ros.nodes.recall_node import RecallNode  # noqa: E402
+
+S = 1_000_000_000
+
+
+class Setup:
+    def __init__(self, graph, database):
+        self.graph = graph
+        graph.add(MemoryNode, {"database": str(database)})
+        graph.add(RecallNode, {"database": str(database)})
+        self.encoder = graph.add(EncoderNode, dict(FAST_ENCODER, compressed_image_topics=["image_raw/compressed"],
+                                                   pose_topics=["pose"], pose_wait_s=0.5))
+        self.records = graph.collect(MemoryRecord, "memories", MEMORY_QOS.get())
+        self.images = graph.publisher(Image, "image_raw", qos_profile_sensor_data)
+        self.compressed = graph.publisher(CompressedImage, "image_raw/compressed", qos_profile_sensor_data)
+        self.odom = graph.publisher(Odometry, "odom", 10)
+        self.pose = graph.publisher(PoseStamped, "pose", 10)
+        self.info = graph.publisher(CameraInfo, "camera_info", 10)
+        for pub in (self.images, self.compressed, self.odom, self.pose, self.info):
+            graph.wait_for_subscribers(pub)
+        self.recall = graph.client(Recall, "recall")
+
+    def record_at(self, stamp_ns: int, frame_id: str, timeout: float = 30.0):
+        def find():
+            for r in list(self.records):
+                if r.header.stamp.sec * S + r.header.stamp.nanosec == stamp_ns and r.header.frame_id == frame_id:
+                    return r
+            return None
+        return wait_until(find, timeout, f"a record at {stamp_ns} ns from {frame_id}")
+
+    def stored_id(self, stamp_ns: int) -> int:
+        from gaussvae_ros_interfaces.srv import QueryByTime
+
+        client = self.graph.client(QueryByTime, "query_by_time")
+        request = QueryByTime.Request()
+        request.query.start.sec, request.query.start.nanosec = divmod(stamp_ns, S)
+        request.query.end = request.query.start
+
+        def find():
+            response = self.graph.call(client, request)
+            return response.memories[0].id if response.memories else None
+        return wait_until(find, 15.0, f"memory at {stamp_ns} ns stored")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    with RosGraph() as graph:
+        yield Setup(graph, tmp_path_factory.mktemp("encoder") / "memories.db")
+
+
+ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "png", "jpeg"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_every_encoding_in_and_out(setup, encoding):
+    stamp = (10 + ENCODINGS.index(encoding)) * S
+    frame = f"cam_{encoding}"
+    pixels = pattern_image(48, 64, seed=ENCODINGS.index(encoding))
+    if encoding in ("png", "jpeg"):
+        setup.compressed.publish(compressed_msg(pixels, encoding, stamp, frame))
+        topic = "/image_raw/compressed"
+    else:
+        setup.images.publish(image_msg(pixels, encoding, stamp, frame))
+        topic = "/image_raw"
+    record = setup.record_at(stamp, frame)
+    assert (record.width, record.height, record.encoding) == (64, 48, encoding)
+    assert record.source_topic == topic and record.codec_id == "gaussians-q" and record.model_id == ""
+    assert record.payload_size == len(record.payload) > 0 and record.has_fit_quality and record.psnr_db > 12
+
+    memory_id = setup.stored_id(stamp)
+    response = setup.graph.call(setup.recall, Recall.Request(select=Recall.Request.SELECT_IDS, ids=[memory_id]))
+    assert response.success, response.message
+    image = response.images[0]
+    assert (image.width, image.height, image.header.frame_id) == (64, 48, frame)
+    assert image.header.stamp.sec * S + image.header.stamp.nanosec == stamp
+    out = image_pixels(image)
+    if encoding.startswith("mono"):
+        assert image.encoding == "mono8"
+        gray = pixels.mean(axis=2)
+        assert abs(float(out.mean()) - float(gray.mean())) < 12  # same brightness
+        assert out[40:, :].mean() > out[:30, :].mean() + 30  # the bright bar stays at the bottom
+    else:
+        assert image.encoding == "rgb8"
+        left, right = out[:36, :28].reshape(-1, 3).mean(0), out[:36, 36:].reshape(-1, 3).mean(0)
+        assert left[0] > left[2] + 80 and right[2] > right[0] + 80, (left, right)  # red left, blue right: RGB order
+
+
+def _odom(stamp_ns: int, x: float, frame: str = "odom") -> Odometry:
+    msg = Odometry()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, S)
+    msg.header.frame_id = frame
+    msg.pose.pose.position.x = x
+    msg.pose.pose.orientation.w = 1.0
+    return msg
+
+
+def test_poses_and_camera_info(setup):
+    info = CameraInfo(width=64, height=48, distortion_model="plumb_bob")
+    info.header.frame_id = "cam_pose"
+    info.k = [50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0]
+    info.d = [0.1, 0.0, 0.0, 0.0, 0.0]
+    setup.info.publish(info)
+    for i in range(11):  # odometry at 10 Hz from 100 s, x = 10 * t
+        setup.odom.publish(_odom(100 * S + i * 100_000_000, 1000.0 + i))
+    time.sleep(0.3)
+    pixels = pattern_image()
+    setup.images.publish(image_msg(pixels, "rgb8", 100 * S + 550_000_000, "cam_pose"))
+    record = setup.record_at(100 * S + 550_000_000, "cam_pose")
+    assert record.has_pose and record.pose_frame_id == "odom"
+    assert record.pose.position.x == pytest.approx(1005.5)  # interpolated between 1005 and 1006
+    assert record.has_camera_info and list(record.camera_info.k) == list(info.k)
+
+    # The image arrives before the odometry sample after it: the worker waits for it.
+    setup.odom.publish(_odom(102 * S, 2000.0))
+    time.sleep(0.2)
+    setup.images.publish(image_msg(pixels, "rgb8", 102 * S + 100_000_000, "cam_pose"))
+    time.sleep(0.15)
+    setup.odom.publish(_odom(102 * S + 200_000_000, 2002.0))
+    record = setup.record_at(102 * S + 100_000_000, "cam_pose")
+    assert record.has_pose and record.pose.position.x == pytest.approx(2001.0)
+
+    # PoseStamped source, used when odometry has no pose at the stamp.
+    for i in range(3):
+        msg = PoseStamped()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = 201, i * 100_000_000
+        msg.header.frame_id = "map"
+        msg.pose.position.y = float(i)
+        msg.pose.orientation.w = 1.0
+        setup.pose.publish(msg)
+    time.sleep(0.3)
+    setup.images.publish(image_msg(pixels, "rgb8", 201 * S + 150_000_000, "cam_pose_stamped"))
+    record = setup.record_at(201 * S + 150_000_000, "cam_pose_stamped")
+    assert record.has_pose and record.pose_frame_id == "map" and record.pose.position.y == pytest.approx(1.5)
+
+    # No pose anywhere near the stamp: stored without one (no_pose = store).
+    setup.images.publish(image_msg(pixels, "rgb8", 500 * S, "cam_pose"))
+    record = setup.record_at(500 * S, "cam_pose")
+    assert not record.has_pose
+
+
+def test_bad_frames_are_counted(setup):
+    before = setup.encoder.counters()["decode_errors"]
+    bad = image_msg(pattern_image(), "rgb8", 300 * S, "cam_bad")
+    bad.data = array.array("B", bytes(100))  # far shorter than height x step
+    setup.images.publish(bad)
+    unknown = image_msg(pattern_image(), "rgb8", 301 * S, "cam_bad")
+    unknown.encoding = "yuv422_weird"
+    setup.images.publish(unknown)
+    broken_png = CompressedImage(format="png")
+    broken_png.header.stamp.sec = 302
+    broken_png.data = array.array("B", b"\x89PNG\r\n\x1a\n" + bytes(20))
+    setup.compressed.publish(broken_png)
+    wait_until(lambda: setup.encoder.counters()["decode_errors"] == before + 3, 10.0, "3 decode errors")
+    setup.images.publish(image_msg(pattern_image(), "rgb8", 303 * S, "cam_bad"))
+    setup.record_at(303 * S, "cam_bad")  # still encoding
+
+
+def test_diagnostics(setup):
+    arrays = setup.graph.collect(DiagnosticArray, "/diagnostics")
+
+    def encoder_status():
+        for a in list(arrays):
+            for status in a.status:
+                if status.name == "/gaussvae_encoder: encoder":
+                    return status
+        return None
+    status = wait_until(encoder_status, 5.0, "encoder diagnostics")
+    values = {kv.key: kv.value for kv in status.values}
+    for key in ("frames_received", "frames_dropped", "keyframes", "queue_depth", "queue_size", "queue_high_water",
+                "encode_latency_ms_mean", "fit_ms_mean", "decode_errors"):
+        assert key in values, key
+    assert int(values["queue_size"]) == 2 and int(values["keyframes"]) >= 1
+    wait_until(lambda: any(s.name == "/gaussvae_memory: memory store" for a in list(arrays) for s in a.status), 5.0,
+               "memory node diagnostics")
+
+
+def test_burst_drops_oldest_frames_and_stays_bounded():
+    with RosGraph() as graph:
+        encoder = graph.add(EncoderNode, dict(FAST_ENCODER, queue_size=3, n_gaussians=96, max_iters=60, long_side=64))
+        arrays = graph.collect(DiagnosticArray, "/diagnostics")
+        records = graph.collect(MemoryRecord, "memories", MEMORY_QOS.get())
+        pub = graph.publisher(Image, "image_raw", qos_profile_sensor_data)
+        graph.wait_for_subscribers(pub)
+        frames = 40
+        depths = []
+        for i in range(frames):
+            pub.publish(image_msg(pattern_image(seed=i), "rgb8", (1000 + i) * S // 10, "burst"))
+            depths.append(encoder.queue_depth)
+            time.sleep(0.005)
+        wait_until(lambda: encoder.counters()["received"] >= frames - 2, 10.0, "the burst received")
+        wait_until(lambda: encoder.queue_depth == 0 and not encoder._busy, 30.0, "the queue drained")
+        counts = encoder.counters()
+        assert counts["dropped"] > 0 and counts["high_water"] <= 3 and max(depths) <= 3
+        assert counts["processed"] + counts["dropped"] == counts["received"]
+        assert counts["keyframes"] == counts["processed"]
+        wait_until(lambda: len(records) == counts["keyframes"], 5.0, "every keyframe published")
+        stamps = [r.header.stamp.sec * S + r.header.stamp.nanosec for r in records]
+        assert stamps == sorted(stamps) and stamps[-1] == (1000 + frames - 1) * S // 10  # the newest survives
+
+        def dropped_status():
+            for a in list(arrays):
+                for status in a.status:
+                    values = {kv.key: kv.value for kv in status.values}
+                    if status.name.endswith("encoder") and int(values.get("frames_dropped", 0)) > 0:
+                        return status, values
+            return None
+        status, values = wait_until(dropped_status, 5.0, "diagnostics reporting drops")
+        assert int(values["queue_high_water"]) <= int(values["queue_size"]) == 3
+
+
+def test_parameters_are_validated():
+    with RosGraph() as graph:
+        with pytest.raises(ValueError, match="n_gaussians must be"):
+            graph.add(EncoderNode, {"n_gaussians": 0})
+        with pytest.raises(ValueError, match="duplicate_image_change"):
+            graph.add(EncoderNode, {"keyframe.duplicate_image_change": 0.5, "keyframe.min_image_change": 0.1})
+        with pytest.raises(ValueError, match="no image topic"):
+            graph.add(EncoderNode, {"image_topics": [""]})
+        encoder = graph.add(EncoderNode, {"device": "cuda", "threads": 1})
+        import torch
+        assert encoder._device == ("cuda" if torch.cuda.is_available() else "cpu")  # falls back with a warning
+        results = encoder.set_parameters([Parameter("n_gaussians", value=-5)])
+        assert not results[0].successful and "n_gaussians" in results[0].reason
+        results = encoder.set_parameters([Parameter("device", value="tpu")])
+        assert not results[0].successful
+        results = encoder.set_parameters([Parameter("queue_size", value=10)])  # read-only
+        assert not results[0].successful
+        results = encoder.set_parameters([Parameter("keyframe.min_translation_m", value=1.0),
+                                          Parameter("n_gaussians", value=64)])
+        assert all(r.successful for r in results)
+        assert encoder._settings.keyframes.min_translation_m == 1.0 and encoder._settings.n_gaussians == 64
+        assert encoder.get_parameter("n_gaussians").value == 64
