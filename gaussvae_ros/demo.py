@@ -298,6 +298,7 @@ class GraphClient:
         rclpy.init(context=self.context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
         self.node = rclpy.create_node(name, context=self.context)
         self.encoder: dict = {}
+        self.encoder_history: list[dict] = []  # every encoder status received, oldest first
         self.encoder_updates = 0
         self._clients: dict = {}
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
@@ -315,12 +316,16 @@ class GraphClient:
             pass
 
     def _on_diagnostics(self, msg) -> None:
+        import time
+
         for status in msg.status:
             if status.name.endswith(": encoder"):
                 self.encoder = {kv.key: kv.value for kv in status.values}
                 self.encoder["_level"] = int.from_bytes(status.level, "little") if isinstance(status.level, bytes) \
                     else int(status.level)
                 self.encoder["_message"] = status.message
+                self.encoder["_t"] = time.perf_counter()
+                self.encoder_history.append(dict(self.encoder))
                 self.encoder_updates += 1
 
     def encoder_count(self, key: str) -> int:
@@ -561,9 +566,19 @@ def gallery_map(gallery: Gallery, frames: list[CameraFrame], infos: list, path: 
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        fig.savefig(path, format="png")
+        fig.savefig(path, format="png", bbox_inches="tight", pad_inches=0.15)
     finally:
         plt.close(fig)
+
+
+def _with_header(sheet, text: str):
+    """``sheet`` (a Pillow image) with a line of ``text`` above it."""
+    from PIL import Image, ImageDraw
+
+    out = Image.new("RGB", (sheet.width, sheet.height + 22), "white")
+    out.paste(sheet, (0, 22))
+    ImageDraw.Draw(out).text((6, 5), text, fill="black")
+    return out
 
 
 def wait_until_encoded(client: GraphClient, graph: GraphProcess, images_published: int, timeout: float,
@@ -663,7 +678,8 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
 
         with stage("live replay"):
             options = PlayOptions(rate=c.rate, wait_for=[IMAGE_TOPIC, POSE_TOPIC, CAMERA_INFO_TOPIC],
-                                  wait_timeout_s=c.startup_timeout_s, progress=not quiet)
+                                  wait_timeout_s=c.startup_timeout_s, settle_s=2.0,
+                                  progress=not quiet)
             report = Player(bag, options).run()
             images_published = report.topics[IMAGE_TOPIC]["published"]
             if images_published != len(frames):
@@ -779,7 +795,10 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
                                           round(info.pose.position.z, 3)] if info.has_pose else None})
                 tiles.append(np.concatenate([original.image, np.full((4, c.width, 3), 255, np.uint8), image], axis=0))
                 labels.append(f"#{info.id} t={t:.1f}s {value:.1f} dB, {info.payload_size} B")
-            sheet = contact_sheet(tiles, labels, columns=min(6, len(tiles)), tile_width=min(c.width, 240))
+            sheet = _with_header(
+                contact_sheet(tiles, labels, columns=min(6, len(tiles)), tile_width=min(c.width, 240)),
+                f"Each pair: the camera frame (top) and its memory recalled through the recall service at "
+                f"{c.width}x{c.height} (bottom); label: memory id, capture time, PSNR, payload size")
             sheet.save(out / "contact_sheet.png")
             pose_map([_RecordView(i) for i in infos], out / "pose_map.png",
                      title=f"{len(infos)} stored poses coloured by time (map frame)")
@@ -845,7 +864,7 @@ def print_summary(s: dict) -> None:
           f"{', '.join(rec['photos'])}")
     print(f"  live replay at rate {s['replay']['rate']:g}: {s['replay']['messages']} messages, achieved rate "
           f"{s['replay']['achieved_rate']}, max lag {s['replay']['max_lag_ms']:.0f} ms")
-    print(f"  encoder: {enc['frames_received']} frames received, {enc['frames_processed']} processed, "
+    print(f"  encoder: {enc['frames_received']}/{s['replay']['images']} frames received, {enc['frames_processed']} processed, "
           f"{enc['frames_dropped']} dropped (busy), {enc['keyframes']} keyframes")
     print(f"  store: {st['memories']} memories, {st['bytes_per_memory']:.0f} bytes per memory "
           f"({st['compression_ratio']}x smaller than the raw frames)")
