@@ -13,6 +13,8 @@ Process handling:
   ``PR_SET_PDEATHSIG``), so no orphan keeps the database open.
 * A node exiting on its own (crash, invalid parameters) stops the whole graph; the graph's exit
   status is that node's (or 1 if it died by a signal).
+* The player waits until the encoder subscribes to the recording's image topics it is configured
+  for (``gaussvae play --wait-for``), as node start-up takes seconds.
 * The player exiting is normal: with ``stop_after_play_s`` the graph stops that many seconds
   later (time for the encoder to drain its queue), otherwise the nodes keep running.
 * Exit status 0 after a requested stop when every node exited cleanly.
@@ -37,7 +39,7 @@ from pathlib import Path
 
 from .nodes import EXECUTABLES
 
-__all__ = ["GraphOptions", "default_params_file", "graph_commands", "run_graph"]
+__all__ = ["GraphOptions", "default_params_file", "encoder_inputs", "graph_commands", "run_graph"]
 
 #: Short node names accepted by ``--nodes`` -> executable names.
 NODE_NAMES = {"encoder": "gaussvae_encoder", "memory": "gaussvae_memory", "recall": "gaussvae_recall"}
@@ -114,12 +116,45 @@ def graph_commands(options: GraphOptions) -> list[tuple[str, list[str]]]:
                 "--quiet"]
         if options.use_sim_time:
             argv += ["--clock"]
-        if "encoder" in options.nodes and options.image_topic and options.image_topic.startswith("/"):
-            argv += ["--wait-for", options.image_topic]
+        wait_for = _played_inputs(options) if "encoder" in options.nodes else []
+        if wait_for:  # start playing once the encoder listens (node start-up takes seconds)
+            argv += ["--wait-for", *wait_for, "--wait-timeout", "120"]
         else:
             argv += ["--delay", "2"]
         commands.append(("player", argv))
     return commands
+
+
+def encoder_inputs(options: GraphOptions) -> list[str]:
+    """The encoder's image topics after namespacing and remapping, read from the parameter file."""
+    import yaml
+
+    data = yaml.safe_load(options.params_file.read_text()) or {}
+    params = {}
+    for key, section in data.items():
+        if str(key).rstrip("/").split("/")[-1] == "gaussvae_encoder" and isinstance(section, dict):
+            params.update(section.get("ros__parameters") or {})
+    topics = list(params.get("image_topics", ["image_raw"])) + list(params.get("compressed_image_topics", []))
+    remaps = {name: getattr(options, option) for option, name in TOPIC_REMAPS.items() if getattr(options, option)}
+    resolved = []
+    for topic in (str(t) for t in topics if t):
+        topic = remaps.get(topic, topic)
+        if not topic.startswith("/"):
+            topic = f"{options.namespace.rstrip('/')}/{topic}"
+        resolved.append(topic)
+    return resolved
+
+
+def _played_inputs(options: GraphOptions) -> list[str]:
+    """Encoder inputs that the recording holds (what the player should wait for)."""
+    try:
+        from .bag.reader import BagReader
+
+        with BagReader(options.bag) as bag:
+            recorded = set(bag.image_topics)
+    except Exception:  # unreadable here: the player reports it
+        return []
+    return [t for t in encoder_inputs(options) if t in recorded]
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

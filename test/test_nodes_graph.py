@@ -90,3 +90,41 @@ def test_a_failing_node_stops_the_graph(tmp_path):
         pytest.fail("the graph did not stop after its encoder failed")
     assert proc.returncode == 2, output
     assert "n_gaussians must be" in output and "gaussvae_encoder exited on its own with status 2" in output
+
+
+def test_live_graph_on_a_recording_matches_offline_replay(tmp_path, bag_path):
+    """Play a real recording (PNG CompressedImage + PoseStamped) into the graph with /clock: the live
+    encoder keeps the same keyframes, with the same poses, as offline replay of the same bag."""
+    from gaussvae_ros.graph import GraphOptions, graph_commands
+    from gaussvae_ros.replay import ReplayOptions, replay_bag
+    from gaussvae_ros.store import Store
+
+    bag = bag_path("kitti07_compressed_sqlite3")
+    fast = dict(n_gaussians=16, max_iters=5)
+    params = _params(tmp_path, image_topics=[""], compressed_image_topics=["/camera/image_raw/compressed"],
+                     pose_topics=["/pose"], odometry_topics=[""], queue_size=64, long_side=256,
+                     pose_wait_s=0.5, **fast, **{f"keyframe.{k}": v for k, v in (
+                         ("min_interval_s", 0.2), ("duplicate_image_change", 0.02), ("min_image_change", 0.25))})
+    live_db = tmp_path / "live.db"
+    proc = _start(params, random.randint(1, 100), "--database", str(live_db), "--use-sim-time", "--bag", str(bag),
+                  "--rate", "2", "--stop-after-play", "3", "--nodes", "encoder", "memory")
+    try:
+        output, _ = proc.communicate(timeout=120.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        pytest.fail(f"the graph did not stop after playback:\n{output}")
+    assert proc.returncode == 0, output
+    player = dict(graph_commands(GraphOptions(params_file=params, bag=str(bag), use_sim_time=True)))["player"]
+    assert player[player.index("--wait-for") + 1] == "/camera/image_raw/compressed"  # waits for the encoder
+
+    offline_db = tmp_path / "offline.db"
+    replay_bag(bag, offline_db, ReplayOptions(max_iters=fast["max_iters"], n_gaussians=fast["n_gaussians"]))
+    with Store(live_db) as live, Store(offline_db) as offline:
+        live_records, offline_records = live.by_time(), offline.by_time()
+        assert [r.stamp_ns for r in live_records] == [r.stamp_ns for r in offline_records]
+        assert len(live_records) == 5
+        for a, b in zip(live_records, offline_records):
+            assert (a.topic, a.camera_frame_id, a.width, a.height, a.encoding, a.pose_frame_id) == \
+                (b.topic, b.camera_frame_id, b.width, b.height, b.encoding, b.pose_frame_id)
+            assert a.pose is not None and a.pose.position == pytest.approx(b.pose.position)
