@@ -2,6 +2,7 @@
 persistence across a restart."""
 
 import math
+import time
 
 import pytest
 
@@ -245,3 +246,20 @@ def test_persistence_across_restart(graph, tmp_path):
     assert [m.id for m in memory.by_pose((5.0, 0.0, 0.0), k=2).memories] == [5, 4]
     memory.publish([record_msg(6 * S, (6.0, 0.0, 0.0))], expect_count=6)
     assert memory.stats().max_id == 6
+
+
+def test_unexpected_errors_become_error_responses(graph, tmp_path, monkeypatch):
+    memory = Memory(graph, tmp_path / "m.db")
+    memory.publish([record_msg(1 * S)], expect_count=1)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(memory.node._store, "by_time", broken)
+    r = memory.by_time()
+    assert not r.success and "internal error: RuntimeError: disk on fire" in r.message
+    monkeypatch.setattr(memory.node._store, "insert", broken)
+    memory.publish([record_msg(2 * S)])
+    time.sleep(0.5)
+    monkeypatch.undo()
+    assert memory.by_time().success and memory.stats().count == 1  # the node lived through both

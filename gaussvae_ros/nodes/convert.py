@@ -224,3 +224,37 @@ def _format_value(value) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.3f}"
     return str(value)
+
+
+def guarded_service(method):
+    """Wrap a service callback ``method(self, request, response)`` so that an unexpected exception
+    becomes ``success = false`` with the error in ``message`` (logged) instead of ending the
+    executor's spin: a bad request or a bug in one answer must never take the node down."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, request, response):
+        try:
+            return method(self, request, response)
+        except Exception as exc:  # last line of defence; expected errors are handled inside
+            self.get_logger().error(f"{method.__name__}: {type(exc).__name__}: {exc}")
+            response.success, response.message = False, f"internal error: {type(exc).__name__}: {exc}"
+            return response
+
+    return wrapper
+
+
+def guarded_callback(method):
+    """Wrap a subscription callback so that an unexpected exception is logged, not raised into the
+    executor (which would stop the node)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        try:
+            return method(self, *args)
+        except Exception as exc:
+            self.get_logger().error(f"{method.__name__}: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            return None
+
+    return wrapper

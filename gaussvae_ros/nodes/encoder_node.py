@@ -67,7 +67,7 @@ from gaussvae_ros.bag.reader import _camera_namespace, header_stamp_ns
 from gaussvae_ros.replay import DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, fit_memory, working_image
 from gaussvae_ros.store.records import DEFAULT_CODEC
 
-from .convert import MEMORY_QOS, device_for, diagnostic_status
+from .convert import MEMORY_QOS, device_for, diagnostic_status, guarded_callback
 from .runner import run_node
 from .params import ParamSpec, check_choice, check_range, declare_parameters, install_validator, real_list
 
@@ -297,6 +297,7 @@ class EncoderNode(Node):
         holder["topic"] = sub.topic_name  # after remapping and namespacing
         return sub
 
+    @guarded_callback
     def _enqueue(self, msg, topic: str) -> None:
         item = _Item(msg, topic, time.monotonic())
         with self._queue_cond:
@@ -308,6 +309,7 @@ class EncoderNode(Node):
             self._stats.high_water = max(self._stats.high_water, len(self._queue))
             self._queue_cond.notify()
 
+    @guarded_callback
     def _on_pose(self, msg, index: int) -> None:
         with self._pose_cond:
             source = self._pose_sources[index]
@@ -329,6 +331,7 @@ class EncoderNode(Node):
                     self.get_logger().debug(f"{source[0]}: pose ignored: {exc}")
             self._pose_cond.notify_all()
 
+    @guarded_callback
     def _on_camera_info(self, msg: CameraInfo, topic: str) -> None:
         with self._info_lock:
             if topic not in self._infos:

@@ -41,7 +41,8 @@ from gaussvae_ros_interfaces.srv import DeleteMemories, GetStats, QueryByIds, Qu
 
 from gaussvae_ros.store import RetentionPolicy, Store, StoreError
 
-from .convert import MEMORY_QOS, diagnostic_status, info_from_record, memory_from_record_msg, ns_to_time, time_to_ns
+from .convert import (MEMORY_QOS, diagnostic_status, guarded_callback, guarded_service, info_from_record,
+                      memory_from_record_msg, ns_to_time, time_to_ns)
 from .params import ParamSpec, check_range, declare_parameters, install_validator, nonempty
 from .queries import RequestError, StoreInspector, check_ids, pose_query, time_query
 from .runner import run_node
@@ -125,6 +126,7 @@ class MemoryNode(Node):
 
     # --- writes -----------------------------------------------------------------------------
 
+    @guarded_callback
     def _on_record(self, msg: MemoryRecord) -> None:
         try:
             memory = memory_from_record_msg(msg)
@@ -160,6 +162,7 @@ class MemoryNode(Node):
             self._count("retention_dropped", report.dropped)
             self.get_logger().debug(f"retention dropped {report.dropped} memories, {report.records} left")
 
+    @guarded_service
     def _delete(self, request: DeleteMemories.Request, response: DeleteMemories.Response):
         try:
             ids = [int(i) for i in request.ids]
@@ -191,6 +194,7 @@ class MemoryNode(Node):
 
     # --- queries ------------------------------------------------------------------------------
 
+    @guarded_service
     def _query_by_time(self, request: QueryByTime.Request, response: QueryByTime.Response):
         try:
             records, note = time_query(self._store, request.query, self._max_results)
@@ -200,6 +204,7 @@ class MemoryNode(Node):
             response.success, response.message = False, str(exc)
         return response
 
+    @guarded_service
     def _query_by_pose(self, request: QueryByPose.Request, response: QueryByPose.Response):
         try:
             records, note = pose_query(self._store, request.query, self._max_results)
@@ -210,6 +215,7 @@ class MemoryNode(Node):
             response.success, response.message = False, str(exc)
         return response
 
+    @guarded_service
     def _query_by_ids(self, request: QueryByIds.Request, response: QueryByIds.Response):
         try:
             ids = check_ids(request.ids, self._max_results)
@@ -229,6 +235,7 @@ class MemoryNode(Node):
             response.success, response.message = False, str(exc)
         return response
 
+    @guarded_service
     def _get_stats(self, request: GetStats.Request, response: GetStats.Response):
         try:
             stats = self._store.stats()

@@ -43,7 +43,8 @@ from gaussvae_ros_interfaces.srv import Recall
 from gaussvae_ros.store import Store, StoreError
 
 from .codecs import known_codecs, render_memory
-from .convert import camera_info_from_intrinsics, device_for, image_message, ns_to_time, output_size
+from .convert import (camera_info_from_intrinsics, device_for, guarded_service, image_message, ns_to_time,
+                      output_size)
 from .params import (ParamSpec, check_choice, check_range, declare_parameters, install_validator, nonempty,
                      real_list)
 from .queries import RequestError, check_ids, pose_query, time_query
@@ -125,6 +126,7 @@ class RecallNode(Node):
         loaded = {r.id: r for r in store.get([r.id for r in records], with_payload=True)}
         return [loaded[r.id] for r in records], note
 
+    @guarded_service
     def _recall(self, request: Recall.Request, response: Recall.Response):
         started = time.perf_counter()
         try:
