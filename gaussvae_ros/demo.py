@@ -8,8 +8,11 @@
 2. **Graph.** The node graph (``gaussvae graph``: encoder, memory store, recall) is started as
    processes on a DDS domain of its own, on loopback.
 3. **Live replay.** The recording is played into the graph with ``gaussvae play`` (the player in
-   :mod:`gaussvae_ros.player`); the encoder picks keyframes, fits them with 2D Gaussians and the
-   memory node stores them.
+   :mod:`gaussvae_ros.player`) at its real pace; the encoder picks keyframes, fits them with 2D
+   Gaussians and the memory node stores them. The demo gives the encoder a queue as long as the
+   recording, so on a busy machine it catches up after the replay instead of dropping frames, and
+   the memories are the same whatever the load (``--queue-size 2``: the graph's default, which
+   drops the oldest waiting frame while fitting; ``benchmarks/bench_live.py`` measures that).
 4. **Queries.** Memories are looked up through the ROS services by time and by pose, and recalled
    as images through the recall service at the original camera size.
 5. **Outputs.** The recalled images, a contact sheet (original above, recalled below), a map of the
@@ -408,6 +411,7 @@ class DemoConfig:
     max_iters: int = 0
     threads: int = 2
     min_translation_m: float = 1.0
+    queue_size: int = 0  # encoder queue; 0 = one slot per frame of the recording (nothing dropped)
     pixels_per_m: float = 250.0
     min_psnr: float = 18.0
     storage: str = "sqlite3"
@@ -657,7 +661,8 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
         "encoder": {"image_topics": [IMAGE_TOPIC], "compressed_image_topics": [""], "odometry_topics": [""],
                     "pose_topics": [POSE_TOPIC], "camera_info_topics": [CAMERA_INFO_TOPIC],
                     "long_side": int(c.long_side), "n_gaussians": int(c.n_gaussians), "max_iters": int(c.max_iters),
-                    "threads": int(c.threads), "keyframe.min_translation_m": float(c.min_translation_m)},
+                    "threads": int(c.threads), "keyframe.min_translation_m": float(c.min_translation_m),
+                    "queue_size": int(c.queue_size) or len(frames)},
         "memory": {"database": str(database)},
         "recall": {"database": str(database)},
     })
@@ -895,6 +900,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-iters", type=int, default=DemoConfig.max_iters, help="fit iteration cap (0 = default)")
     parser.add_argument("--min-translation", type=float, default=DemoConfig.min_translation_m,
                         help="encoder keyframe distance, m")
+    parser.add_argument("--queue-size", type=int, default=DemoConfig.queue_size,
+                        help="encoder queue (default 0: one slot per frame, so the encoder sees every frame "
+                             "however busy the machine; 2 = the graph's default, dropping frames while fitting)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
@@ -904,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--size must look like 320x240, got {args.size!r}")
     config = DemoConfig(photos=tuple(args.photos), frames_per_photo=args.frames_per_photo, width=width, height=height,
                         fps=args.fps, rate=args.rate, long_side=args.long_side, n_gaussians=args.gaussians,
-                        max_iters=args.max_iters, min_translation_m=args.min_translation)
+                        max_iters=args.max_iters, min_translation_m=args.min_translation, queue_size=args.queue_size)
     try:
         summary = run_demo(Path(args.out), config, quiet=args.quiet)
     except DemoError as exc:
