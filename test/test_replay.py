@@ -56,14 +56,21 @@ def blocks(seed: int, height: int = 48, width: int = 64, color: bool = False) ->
     return image.astype(np.uint8)
 
 
+def drifting(k: int) -> np.ndarray:
+    """One scene panning slowly: frame ``k`` is frame 0 shifted by ``3 k`` pixels (small changes)."""
+    return np.roll(blocks(0, color=True), 3 * k, axis=1)
+
+
 def synthetic_recording(path: Path, frames: int = 6, period_ms: int = 500, first_pose_ms: int = 0,
-                        broken: tuple[int, ...] = (), storage: str = "mcap") -> Path:
+                        broken: tuple[int, ...] = (), storage: str = "mcap", front=None) -> Path:
     """Two cameras (RGB raw + mono PNG), 20 Hz odometry from ``first_pose_ms`` moving 1 m/s along x,
-    camera info for the raw camera, and truncated payloads for the frame indices in ``broken``."""
+    camera info for the raw camera, and truncated payloads for the frame indices in ``broken``.
+    ``front(k)`` draws the RGB camera's frames (default: a new picture every frame)."""
     messages = []
+    front_picture = front or (lambda k: blocks(k, color=True))
     for k in range(frames):
         stamp = T0 + k * period_ms * MS
-        front = image_message(stamp, "front_optical", blocks(k, color=True))
+        front = image_message(stamp, "front_optical", front_picture(k))
         if k in broken:
             front.data = front.data[: len(front.data) // 3]
         messages.append(BagMessage("/front/image_raw", "sensor_msgs/msg/Image", stamp + 2 * MS, front))
@@ -326,6 +333,7 @@ def test_replay_killed_mid_way_resumes_without_duplicates(tmp_path):
         assert store.integrity_check() == []
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_a_diverged_warm_start_falls_back_to_a_cold_fit():
     from gaussvae_ros.core import Gaussians, decode_gaussians
     from gaussvae_ros.replay import fit_memory
@@ -337,3 +345,21 @@ def test_a_diverged_warm_start_falls_back_to_a_cold_fit():
     decoded = decode_gaussians(payload)
     assert 0 < len(decoded) <= n and np.isfinite(decoded.color).all()
     assert np.isfinite(result.psnr)
+
+
+def test_similar_keyframes_are_warm_started_also_after_a_resume(tmp_path):
+    bag = synthetic_recording(tmp_path / "bag", frames=6, front=drifting)
+    every = KeyframeConfig(min_image_change=0.03, duplicate_image_change=0.01)  # frames differ by 0.04
+    options = ReplayOptions(**FAST, keyframes=every, image_topics=["/front/image_raw"])
+    full = replay_bag(bag, tmp_path / "full.db", options)
+    assert full.memories_stored == 6 and full.warm_starts == 5 and full.cold_restarts == 0
+    never = replay_bag(bag, tmp_path / "never.db", ReplayOptions(**FAST, keyframes=every, warm_start_max_change=0,
+                                                                 image_topics=["/front/image_raw"]))
+    assert never.memories_stored == 6 and never.warm_starts == 0
+    # keep the first three memories only, as if the run had been killed: the rerun warm-starts
+    # the fourth frame from the third one as stored in the database
+    with open_store(tmp_path / "full.db") as store:
+        ids = [r.id for r in store.by_time()]
+        store.delete(ids[3:])
+    resumed = replay_bag(bag, tmp_path / "full.db", options)
+    assert resumed.already_stored == 3 and resumed.memories_stored == 3 and resumed.warm_starts == 3

@@ -22,7 +22,8 @@ def _replay(args: argparse.Namespace) -> int:
         image_topics=args.image_topic or None,
         pose_topic="" if args.no_pose_topic else args.pose_topic,
         long_side=args.size, n_gaussians=args.gaussians, no_pose=args.no_pose, keyframes=keyframes,
-        batch_size=args.batch_size, max_iters=args.iterations, threads=args.threads, progress=not args.quiet and not args.json,
+        batch_size=args.batch_size, max_iters=args.iterations or None,
+        warm_start_max_change=args.warm_start_max_change, threads=args.threads, progress=not args.quiet and not args.json,
         dry_run=args.dry_run, seed=args.seed)
     if args.db is None and not args.dry_run:
         raise ValueError("--db FILE is required (or --dry-run)")
@@ -54,7 +55,8 @@ def _print_summary(data: dict) -> None:
 
 def register(subparsers) -> None:
     from gaussvae_ros.bag.keyframes import KeyframeConfig
-    from gaussvae_ros.replay import DEFAULT_BATCH_SIZE, DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE
+    from gaussvae_ros.replay import (DEFAULT_BATCH_SIZE, DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS,
+                                     DEFAULT_WARM_START_MAX_CHANGE)
 
     k = KeyframeConfig()
     p = subparsers.add_parser(
@@ -73,7 +75,11 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=DEFAULT_LONG_SIDE, metavar="LONG_SIDE",
                    help=f"working resolution, pixels of the long side (default {DEFAULT_LONG_SIDE})")
     p.add_argument("--gaussians", type=int, default=DEFAULT_GAUSSIANS, help=f"per memory (default {DEFAULT_GAUSSIANS})")
-    p.add_argument("--iterations", type=int, metavar="N", help="cap on fitting iterations per frame")
+    p.add_argument("--iterations", type=int, default=DEFAULT_MAX_ITERS, metavar="N",
+                   help=f"fitting iterations per memory (default {DEFAULT_MAX_ITERS}; 0: the fitter's own budget)")
+    p.add_argument("--warm-start-max-change", type=float, default=DEFAULT_WARM_START_MAX_CHANGE, metavar="D",
+                   help="warm-start from the previous keyframe only when the frames differ by less than this "
+                        f"(thumbnail mean absolute difference; default {DEFAULT_WARM_START_MAX_CHANGE}, 0: never)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"memories per transaction (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--threads", type=int, metavar="N", help="fitting threads (default: torch's)")
