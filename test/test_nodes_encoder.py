@@ -81,10 +81,10 @@ def test_every_encoding_in_and_out(setup, encoding):
     pixels = pattern_image(48, 64, seed=ENCODINGS.index(encoding))
     if encoding in ("png", "jpeg"):
         setup.compressed.publish(compressed_msg(pixels, encoding, stamp, frame))
-        topic = "/image_raw/compressed"
+        topic = f"{setup.graph.ns}/image_raw/compressed"
     else:
         setup.images.publish(image_msg(pixels, encoding, stamp, frame))
-        topic = "/image_raw"
+        topic = f"{setup.graph.ns}/image_raw"
     record = setup.record_at(stamp, frame)
     assert (record.width, record.height, record.encoding) == (64, 48, encoding)
     assert record.source_topic == topic and record.codec_id == "gaussians-q" and record.model_id == ""
@@ -184,7 +184,7 @@ def test_diagnostics(setup):
     def encoder_status():
         for a in list(arrays):
             for status in a.status:
-                if status.name == "/gaussvae_encoder: encoder":
+                if status.name == f"{setup.graph.ns}/gaussvae_encoder: encoder":
                     return status
         return None
     status = wait_until(encoder_status, 5.0, "encoder diagnostics")
@@ -193,8 +193,8 @@ def test_diagnostics(setup):
                 "encode_latency_ms_mean", "fit_ms_mean", "decode_errors"):
         assert key in values, key
     assert int(values["queue_size"]) == 2 and int(values["keyframes"]) >= 1
-    wait_until(lambda: any(s.name == "/gaussvae_memory: memory store" for a in list(arrays) for s in a.status), 5.0,
-               "memory node diagnostics")
+    name = f"{setup.graph.ns}/gaussvae_memory: memory store"
+    wait_until(lambda: any(s.name == name for a in list(arrays) for s in a.status), 5.0, "memory node diagnostics")
 
 
 def test_burst_drops_oldest_frames_and_stays_bounded():
@@ -224,7 +224,7 @@ def test_burst_drops_oldest_frames_and_stays_bounded():
             for a in list(arrays):
                 for status in a.status:
                     values = {kv.key: kv.value for kv in status.values}
-                    if status.name.endswith("encoder") and int(values.get("frames_dropped", 0)) > 0:
+                    if status.name.startswith(graph.ns) and int(values.get("frames_dropped", 0)) > 0:
                         return status, values
             return None
         status, values = wait_until(dropped_status, 5.0, "diagnostics reporting drops")

@@ -52,12 +52,13 @@ def _children(pid: int) -> list[int]:
 def test_graph_runs_and_stops_cleanly(tmp_path):
     database = tmp_path / "store" / "memories.db"
     with RosGraph() as graph:
-        proc = _start(_params(tmp_path), graph.domain_id, "--namespace", "robot", "--database", str(database),
-                      "--image-topic", "/cam/image_raw")
+        ns = graph.ns + "/robot"  # a private namespace: no other graph on this domain id answers
+        proc = _start(_params(tmp_path), graph.domain_id, "--namespace", ns, "--database", str(database),
+                      "--image-topic", f"{ns}/cam/image_raw")
         try:
-            pub = graph.publisher(Image, "/cam/image_raw", qos_profile_sensor_data)
-            stats = graph.client(GetStats, "/robot/get_stats", timeout=60.0)
-            recall = graph.client(Recall, "/robot/recall", timeout=60.0)
+            pub = graph.publisher(Image, f"{ns}/cam/image_raw", qos_profile_sensor_data)
+            stats = graph.client(GetStats, f"{ns}/get_stats", timeout=60.0)
+            recall = graph.client(Recall, f"{ns}/recall", timeout=60.0)
             graph.wait_for_subscribers(pub, timeout=60.0)
             children = _children(proc.pid)
             for i in range(3):

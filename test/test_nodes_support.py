@@ -3,6 +3,8 @@
 Each :class:`RosGraph` has its own rclpy context on a random domain id (1..100) with discovery
 limited to localhost, and spins its nodes on a MultiThreadedExecutor in a background thread, so
 a test drives real nodes over DDS from the test thread (publishers, subscriptions, service calls).
+Its nodes and its client live in a random namespace (``graph.ns``), so that another graph that
+happens to use the same domain id (other test runs on this machine) cannot answer its requests.
 The modules need ``build_ros/env.sh`` sourced before Python starts (``make test`` does it); without
 the generated interfaces the node tests skip.
 """
@@ -43,10 +45,11 @@ class RosGraph:
 
     def __init__(self, domain_id: int | None = None, threads: int = 4) -> None:
         self.domain_id = domain_id or random.randint(1, 100)
+        self.ns = f"/t{random.randrange(16**8):08x}"
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=self.domain_id)
         self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
-        self.client_node = Node("test_client", context=self.context)
+        self.client_node = Node("test_client", namespace=self.ns, context=self.context)
         self.executor.add_node(self.client_node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -59,6 +62,7 @@ class RosGraph:
             pass
 
     def add(self, node_class, params: dict | None = None, **kwargs):
+        kwargs.setdefault("namespace", self.ns)
         node = node_class(context=self.context, parameter_overrides=overrides(params or {}), **kwargs)
         self.executor.add_node(node)
         self.nodes.append(node)

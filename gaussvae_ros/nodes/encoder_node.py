@@ -37,7 +37,12 @@ Publications:
                      water, encode latency (receipt to publish) and fit time in ms
 
 Parameters: see :data:`PARAMETERS` (and ``config/gaussvae.yaml``). Topic lists, ``tf_fixed_frame``,
-``queue_size`` and ``diagnostics_period_s`` are read-only; the rest can change at run time.
+``queue_size``, ``device`` and ``diagnostics_period_s`` are read-only; the rest can change at run
+time (the next keyframe uses them; a new ``n_gaussians`` or ``long_side`` restarts warm starts).
+
+Throughput: a fit at the defaults (512 Gaussians, long side 256, up to 300 iterations) takes
+seconds on a CPU; when keyframes come faster than that, frames are dropped (counted) and the
+memories thin out. Lower ``max_iters`` / ``n_gaussians`` for a denser live memory on a CPU.
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ PARAMETERS = (
     ParamSpec("max_iters", 0, "cap on fitting iterations per keyframe (0 = the fitter's default)"),
     ParamSpec("threads", 2, "CPU threads of the fitter's kernels and of torch in this process (0 = torch default)"),
     ParamSpec("device", "auto", "auto | cpu | cuda; cuda falls back to cpu with a warning when unavailable "
-              "(the fitter runs on the CPU today)"),
+              "(the fitter runs on the CPU today)", True),
     ParamSpec("seed", 0, "fitting seed"),
     ParamSpec("no_pose", "store", "frames without a pose: store (time-queryable only) | skip"),
     ParamSpec("pose_tolerance_s", 0.05, "nearest-pose tolerance around the image stamp, s"),
@@ -211,10 +216,6 @@ class EncoderNode(Node):
         if self._device != "cpu":
             self.get_logger().warning(f"device {self._device!r}: the core fitter has no GPU path yet, "
                                       "fitting on the CPU")
-        if self._settings.threads:
-            import torch
-
-            torch.set_num_threads(self._settings.threads)
 
         self._queue: collections.deque = collections.deque()
         self._queue_cond = threading.Condition()
@@ -278,6 +279,10 @@ class EncoderNode(Node):
             pose_wait_s=float(values["pose_wait_s"]), keyframes=_keyframe_config(values))
         old = getattr(self, "_settings", None)
         self._settings = settings
+        if settings.threads and (old is None or old.threads != settings.threads):
+            import torch
+
+            torch.set_num_threads(settings.threads)  # the fitter's torch ops; its kernels get `threads` directly
         if old is not None:
             for camera in list(self._cameras.values()):
                 camera.policy.config = settings.keyframes
