@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_GAUSSIANS",
     "DEFAULT_LONG_SIDE",
     "DEFAULT_MAX_ITERS",
+    "DEFAULT_THREADS",
     "DEFAULT_WARM_START_MAX_CHANGE",
     "ReplayOptions",
     "ReplayReport",
@@ -73,6 +74,12 @@ DEFAULT_MAX_ITERS = 100
 #: for the 0.2-0.27 typical of keyframes 5 m apart, where the scene has moved on.
 DEFAULT_WARM_START_MAX_CHANGE = 0.1
 
+#: CPU threads for fitting (torch's and the rasterizer's). One: a KITTI keyframe at 256 x 77 with
+#: 512 Gaussians and 100 iterations fits in 0.43 s on one thread of the 2-core development machine
+#: while other processes ran, against 1.3-3.4 s with two threads (waiting threads spin when the
+#: other core is busy), and the tensors are too small for a second thread to pay off.
+DEFAULT_THREADS = 1
+
 
 @dataclass
 class ReplayOptions:
@@ -90,8 +97,8 @@ class ReplayOptions:
         max_iters: fitting iterations per frame (None: the fitter's own budget and plateau rule).
         warm_start_max_change: warm-start a fit from the camera's previous keyframe only when the
             frames' thumbnails differ by less than this (0 never warm-starts).
-        threads: CPU threads of the fitter's rasterizer (None: torch's default). One thread is
-            faster when other processes keep the cores busy.
+        threads: CPU threads for fitting, torch's and the rasterizer's, for the duration of the
+            replay (None: leave torch's setting alone).
         pose_tolerance_ns, pose_max_gap_ns: pose lookup rules (see :mod:`gaussvae_ros.bag.poses`).
         fit_overrides: extra keyword arguments for :func:`gaussvae_ros.core.fit_image`.
         progress: show a progress bar on stderr.
@@ -108,7 +115,7 @@ class ReplayOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     max_iters: int | None = DEFAULT_MAX_ITERS
     warm_start_max_change: float = DEFAULT_WARM_START_MAX_CHANGE
-    threads: int | None = None
+    threads: int | None = DEFAULT_THREADS
     pose_tolerance_ns: int = DEFAULT_TOLERANCE_NS
     pose_max_gap_ns: int = DEFAULT_MAX_GAP_NS
     fit_overrides: dict = field(default_factory=dict)
@@ -156,7 +163,8 @@ class ReplayReport:
     (``working_size`` per topic). ``seconds`` is the wall time from ``started`` (the CLI passes the
     process start); ``seconds_by_stage`` splits the work: ``open`` (topics, poses, camera info),
     ``read`` (read + decode), ``prepare`` (resize, thumbnail, pose lookup), ``keyframe``, ``fit``
-    (fit + encode), ``store`` (transactions).
+    (fit + encode; the first fit also loads the optimizer's modules), ``store`` (transactions),
+    ``import`` (torch).
     """
 
     bag: str
@@ -445,6 +453,14 @@ class _Replay:
         pose_topics = [self.pose_topic] if self.pose_topic else []
         bar = tqdm(total=self.bag.message_count(self.topics), desc="replay", unit="frame", file=sys.stderr,
                    disable=not self.options.progress, dynamic_ncols=True, leave=False)
+        restore_threads = None
+        if self.options.threads is not None and not self.options.dry_run:
+            t = time.perf_counter()
+            import torch
+
+            restore_threads = torch.get_num_threads()
+            torch.set_num_threads(int(self.options.threads))
+            self.timer.add("import", t)
         t = time.perf_counter()
         try:
             for item in self.bag.stream(self.topics, pose_topics, info_topics):
@@ -471,6 +487,10 @@ class _Replay:
                 self.process(self.pending.popleft())
         finally:
             bar.close()
+            if restore_threads is not None:
+                import torch
+
+                torch.set_num_threads(restore_threads)
         self.summarize()
 
     def add_pose(self, sample: PoseSample) -> None:

@@ -23,7 +23,7 @@ def _replay(args: argparse.Namespace) -> int:
         pose_topic="" if args.no_pose_topic else args.pose_topic,
         long_side=args.size, n_gaussians=args.gaussians, no_pose=args.no_pose, keyframes=keyframes,
         batch_size=args.batch_size, max_iters=args.iterations or None,
-        warm_start_max_change=args.warm_start_max_change, threads=args.threads, progress=not args.quiet and not args.json,
+        warm_start_max_change=args.warm_start_max_change, threads=args.threads or None, progress=not args.quiet and not args.json,
         dry_run=args.dry_run, seed=args.seed)
     if args.db is None and not args.dry_run:
         raise ValueError("--db FILE is required (or --dry-run)")
@@ -56,7 +56,7 @@ def _print_summary(data: dict) -> None:
 def register(subparsers) -> None:
     from gaussvae_ros.bag.keyframes import KeyframeConfig
     from gaussvae_ros.replay import (DEFAULT_BATCH_SIZE, DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS,
-                                     DEFAULT_WARM_START_MAX_CHANGE)
+                                     DEFAULT_THREADS, DEFAULT_WARM_START_MAX_CHANGE)
 
     k = KeyframeConfig()
     p = subparsers.add_parser(
@@ -82,7 +82,8 @@ def register(subparsers) -> None:
                         f"(thumbnail mean absolute difference; default {DEFAULT_WARM_START_MAX_CHANGE}, 0: never)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"memories per transaction (default {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--threads", type=int, metavar="N", help="fitting threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
+                   help=f"CPU threads for fitting (default {DEFAULT_THREADS}; 0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("keyframe policy")
     g.add_argument("--min-translation", type=float, default=k.min_translation_m, metavar="M",
