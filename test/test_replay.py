@@ -21,8 +21,8 @@ from gaussvae_ros.bag.writer import (
     compressed_image_message,
     image_message,
     odometry_message,
+    write_bag,
 )
-from gaussvae_ros.bag.writer import write_bag
 from gaussvae_ros.replay import ReplayOptions, replay_bag, working_image
 
 ROOT = Path(__file__).parents[1]

@@ -214,7 +214,7 @@ def _export(args: argparse.Namespace) -> int:
             written.append(str(path))
             if args.contact_sheet:
                 images.append(image)
-                labels.append(f"#{r.id} {r.stamp_ns * 1e-9:.2f}s {r.topic}")
+                labels.append(f"#{r.id}  {r.stamp_ns * 1e-9:.2f} s  {r.topic}")
         result = {"file": str(args.file), "out": str(out), "count": len(written), "images": written}
         if args.contact_sheet:
             if images:
