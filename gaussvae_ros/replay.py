@@ -159,8 +159,8 @@ class ReplayReport:
     (``no_pose``, ``too_soon``, ``duplicate``, ``no_change``), ``error_count`` unreadable or unfittable
     messages (``errors`` describes the first :data:`MAX_REPORTED_ERRORS`). ``per_topic`` splits the
     counts per image topic. ``warm_starts`` counts fits warm-started from the previous keyframe,
-    ``cold_restarts`` warm-started fits that failed and were redone from scratch. Quality: mean PSNR (dB) / SSIM of the fits at the working size
-    (``working_size`` per topic). ``seconds`` is the wall time from ``started`` (the CLI passes the
+    ``cold_restarts`` warm-started fits that failed and were redone from scratch. Quality: mean
+    PSNR (dB) / SSIM of the fits at the working size (``working_size`` per topic). ``seconds`` is the wall time from ``started`` (the CLI passes the
     process start); ``seconds_by_stage`` splits the work: ``open`` (topics, poses, camera info),
     ``read`` (read + decode), ``prepare`` (resize, thumbnail, pose lookup), ``keyframe``, ``fit``
     (fit + encode; the first fit also loads the optimizer's modules), ``store`` (transactions),

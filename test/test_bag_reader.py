@@ -120,7 +120,8 @@ def test_written_bag_with_broken_messages_keeps_the_rest(tmp_path):
 def test_pose_track_from_written_odometry_sorted_by_header_stamp(tmp_path):
     stamps = [0, 200, 100, 300]  # header stamps out of receive order
     messages = [BagMessage("/odom", "nav_msgs/msg/Odometry", i * MS,
-                           odometry_message(s * MS, "odom", "base", (s / 100.0, 0.0, 0.0))) for i, s in enumerate(stamps)]
+                           odometry_message(s * MS, "odom", "base", (s / 100.0, 0.0, 0.0)))
+                for i, s in enumerate(stamps)]
     messages.append(BagMessage("/odom", "nav_msgs/msg/Odometry", 10 * MS, b"\x00\x01"))
     errors: list[str] = []
     with BagReader(write_bag(tmp_path / "odom", sorted(messages, key=lambda m: m.bag_time_ns))) as bag:

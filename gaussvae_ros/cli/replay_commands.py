@@ -23,8 +23,8 @@ def _replay(args: argparse.Namespace) -> int:
         pose_topic="" if args.no_pose_topic else args.pose_topic,
         long_side=args.size, n_gaussians=args.gaussians, no_pose=args.no_pose, keyframes=keyframes,
         batch_size=args.batch_size, max_iters=args.iterations or None,
-        warm_start_max_change=args.warm_start_max_change, threads=args.threads or None, progress=not args.quiet and not args.json,
-        dry_run=args.dry_run, seed=args.seed)
+        warm_start_max_change=args.warm_start_max_change, threads=args.threads or None,
+        progress=not args.quiet and not args.json, dry_run=args.dry_run, seed=args.seed)
     if args.db is None and not args.dry_run:
         raise ValueError("--db FILE is required (or --dry-run)")
     report = replay_bag(args.bag, args.db, options, started=started)
