@@ -253,3 +253,27 @@ def test_parameters_are_validated():
         assert all(r.successful for r in results)
         assert encoder._settings.keyframes.min_translation_m == 1.0 and encoder._settings.n_gaussians == 64
         assert encoder.get_parameter("n_gaussians").value == 64
+
+
+def test_warm_start_only_from_a_similar_keyframe(monkeypatch):
+    """As replay: the previous keyframe seeds the fit only when the scene still looks alike."""
+    import gaussvae_ros.nodes.encoder_node as encoder_module
+
+    inits = []
+    real = encoder_module.fit_memory
+
+    def spy(image, n_gaussians, init, *args):
+        inits.append(init is not None)
+        return real(image, n_gaussians, init, *args)
+
+    monkeypatch.setattr(encoder_module, "fit_memory", spy)
+    with RosGraph() as graph:
+        encoder = graph.add(EncoderNode, dict(FAST_ENCODER))
+        pub = graph.publisher(Image, "image_raw", qos_profile_sensor_data)
+        graph.wait_for_subscribers(pub)
+        first = pattern_image(seed=1)
+        different = 255 - first  # thumbnail change far above warm_start_max_change = 0.1
+        for i, pixels in enumerate((first, pattern_image(seed=2), different)):
+            pub.publish(image_msg(pixels, "rgb8", (i + 1) * S, "warm"))
+            wait_until(lambda: encoder.counters()["keyframes"] == i + 1, 15.0, f"keyframe {i + 1}")
+    assert inits == [False, True, False]

@@ -5,8 +5,9 @@ decoded (:func:`gaussvae_ros.bag.images.message_to_numpy`), its pose looked up a
 (:class:`gaussvae_ros.bag.poses.PoseTrack`, same interpolation and tolerances as replay), shrunk to
 the working resolution (:func:`gaussvae_ros.replay.working_image`), judged by the same keyframe
 policy per camera (:class:`gaussvae_ros.bag.keyframes.KeyframePolicy`, camera = topic + frame id)
-and, when kept, fitted warm-started from that camera's previous keyframe
-(:func:`gaussvae_ros.replay.fit_memory`) and published as a record. Fit quality in the record is
+and, when kept, fitted (:func:`gaussvae_ros.replay.fit_memory`, same iterations and threads as
+replay; warm-started from that camera's previous keyframe when the two look alike, as replay
+does) and published as a record. Fit quality in the record is
 measured at the working resolution, as replay stores it.
 
 Threading: subscription callbacks only put the message on a bounded queue and return; one worker
@@ -16,7 +17,9 @@ memory wants the current scene, and the keyframe policy then judges what is fres
 never holds more than ``queue_size`` messages, so memory stays bounded whatever the input rate.
 Poses are looked up by the worker: when a pose source's newest sample is older than the image
 (odometry often lags the camera), it waits up to ``pose_wait_s`` for the sample after it, then
-interpolates or takes the nearest sample as replay does.
+interpolates or takes the nearest sample as replay does. (Replay waits for samples up to
+``pose_max_gap_s`` past the frame because a recording may hold them out of order; a live topic
+delivers them in order, so the first sample after the stamp settles the lookup.)
 
 Subscriptions (best effort, matching reliable and best-effort publishers; sensor-data QoS for
 images and camera info, depth 100 for poses):
@@ -40,9 +43,10 @@ Parameters: see :data:`PARAMETERS` (and ``config/gaussvae.yaml``). Topic lists, 
 ``queue_size``, ``device`` and ``diagnostics_period_s`` are read-only; the rest can change at run
 time (the next keyframe uses them; a new ``n_gaussians`` or ``long_side`` restarts warm starts).
 
-Throughput: a fit at the defaults (512 Gaussians, long side 256, up to 300 iterations) takes
-seconds on a CPU; when keyframes come faster than that, frames are dropped (counted) and the
-memories thin out. Lower ``max_iters`` / ``n_gaussians`` for a denser live memory on a CPU.
+Throughput: a fit at the defaults (512 Gaussians, long side 256, 100 iterations, one thread) takes
+about half a second on a CPU core, more on a loaded machine; when keyframes come faster than
+that, frames are dropped (counted) and the memories thin out. Lower ``max_iters`` /
+``n_gaussians``, or raise ``queue_size`` to trade latency for completeness.
 """
 
 from __future__ import annotations
@@ -67,9 +71,10 @@ from gaussvae_ros_interfaces.msg import MemoryRecord
 
 from gaussvae_ros.bag.images import ImageDecodeError, message_to_numpy
 from gaussvae_ros.bag.keyframes import KeyframeConfig, KeyframePolicy, image_thumbnail
-from gaussvae_ros.bag.poses import Pose, PoseTrack
+from gaussvae_ros.bag.poses import Pose, PoseTrack, pose_from_message
 from gaussvae_ros.bag.reader import _camera_namespace, header_stamp_ns
-from gaussvae_ros.replay import DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, fit_memory, working_image
+from gaussvae_ros.replay import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_THREADS,
+                                 DEFAULT_WARM_START_MAX_CHANGE, fit_memory, working_image)
 from gaussvae_ros.store.records import DEFAULT_CODEC
 
 from .convert import MEMORY_QOS, device_for, diagnostic_status, guarded_callback
@@ -99,8 +104,12 @@ PARAMETERS = (
     ParamSpec("long_side", DEFAULT_LONG_SIDE, "working resolution: long side of the fitted image in px "
               "(>= 8; never enlarged)"),
     ParamSpec("n_gaussians", DEFAULT_GAUSSIANS, "Gaussians per memory (>= 1)"),
-    ParamSpec("max_iters", 0, "cap on fitting iterations per keyframe (0 = the fitter's default)"),
-    ParamSpec("threads", 2, "CPU threads of the fitter's kernels and of torch in this process (0 = torch default)"),
+    ParamSpec("max_iters", DEFAULT_MAX_ITERS, "fitting iterations per keyframe (0 = the fitter's own budget)"),
+    ParamSpec("warm_start_max_change", DEFAULT_WARM_START_MAX_CHANGE,
+              "warm-start a fit from the camera's previous keyframe only when their thumbnails differ by less "
+              "than this (0..1; 0 = never)"),
+    ParamSpec("threads", DEFAULT_THREADS, "CPU threads of the fitter's kernels and of torch in this process "
+              "(0 = torch default)"),
     ParamSpec("device", "auto", "auto | cpu | cuda; cuda falls back to cpu with a warning when unavailable "
               "(the fitter runs on the CPU today)", True),
     ParamSpec("seed", 0, "fitting seed"),
@@ -136,6 +145,7 @@ def check_parameters(values: dict) -> list[str]:
     check_range(problems, values, "long_side", 8, 1 << 15)
     check_range(problems, values, "n_gaussians", 1, 65_535)
     check_range(problems, values, "max_iters", 0)
+    check_range(problems, values, "warm_start_max_change", 0.0, 1.0)
     check_range(problems, values, "threads", 0, 1024)
     check_choice(problems, values, "device", ("auto", "cpu", "cuda"))
     check_choice(problems, values, "no_pose", ("store", "skip"))
@@ -164,6 +174,7 @@ class _Settings:
     long_side: int
     n_gaussians: int
     max_iters: int | None
+    warm_start_max_change: float
     threads: int | None
     seed: int
     no_pose: str
@@ -273,7 +284,8 @@ class EncoderNode(Node):
     def _apply(self, values: dict) -> None:
         settings = _Settings(
             long_side=int(values["long_side"]), n_gaussians=int(values["n_gaussians"]),
-            max_iters=int(values["max_iters"]) or None, threads=int(values["threads"]) or None,
+            max_iters=int(values["max_iters"]) or None, warm_start_max_change=float(values["warm_start_max_change"]),
+            threads=int(values["threads"]) or None,
             seed=int(values["seed"]), no_pose=values["no_pose"],
             tolerance_ns=round(values["pose_tolerance_s"] * 1e9), max_gap_ns=round(values["pose_max_gap_s"] * 1e9),
             pose_wait_s=float(values["pose_wait_s"]), keyframes=_keyframe_config(values))
@@ -319,21 +331,21 @@ class EncoderNode(Node):
         with self._pose_cond:
             source = self._pose_sources[index]
             try:
-                source[1].append_message(msg)
-            except ValueError as exc:
-                stamp = header_stamp_ns(msg)
-                span = source[1].span_ns
+                stamp, position, orientation, frame_id = pose_from_message(msg)
+                track = source[1]
+                span = track.span_ns
                 if span is not None and stamp < span[1] - TIME_JUMP_NS:
                     self.get_logger().info(f"{source[0]}: time jumped back by {(span[1] - stamp) * 1e-9:.3f} s, "
                                            "pose history cleared")
-                    source[1] = PoseTrack()
-                    try:
-                        source[1].append_message(msg)
-                    except ValueError:
-                        self._stats.pose_errors += 1
-                else:
-                    self._stats.pose_errors += 1
-                    self.get_logger().debug(f"{source[0]}: pose ignored: {exc}")
+                    track = source[1] = PoseTrack()
+                if not track.frame_id:
+                    track.frame_id = frame_id
+                elif frame_id and frame_id != track.frame_id:
+                    raise ValueError(f"pose in frame {frame_id!r}, the track is in {track.frame_id!r}")
+                track.insert(stamp, position, orientation)  # as replay: slightly out-of-order samples are fine
+            except ValueError as exc:
+                self._stats.pose_errors += 1
+                self.get_logger().debug(f"{source[0]}: pose ignored: {exc}")
             self._pose_cond.notify_all()
 
     @guarded_callback
@@ -389,11 +401,14 @@ class EncoderNode(Node):
         if not decision.store:
             self._stats.skipped[decision.reason] += 1
             return
+        init = camera.warm  # as replay: warm start only from a similar previous keyframe
+        if decision.image_change is None or decision.image_change >= settings.warm_start_max_change:
+            init = None
         started = time.perf_counter()
         try:
-            result, payload = fit_memory(work, settings.n_gaussians, camera.warm, settings.seed, settings.max_iters,
+            result, payload = fit_memory(work, settings.n_gaussians, init, settings.seed, settings.max_iters,
                                          settings.threads)
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:
             self._stats.fit_errors += 1
             self.get_logger().warning(f"{item.topic}: cannot fit frame at {stamp_ns} ns: {exc}")
             return
