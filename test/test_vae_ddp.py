@@ -42,7 +42,7 @@ def test_two_process_cpu_ddp_trains_checkpoints_and_resumes(tmp_path):
     assert not (ckpt["rng"][0]["torch"] == ckpt["rng"][1]["torch"]).all()  # ranks draw different noise
     # 9 training samples over 2 ranks of batch 2: 3 batches per epoch, so step 3 ended epoch 0.
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 1 and json.loads(lines[0])["train"]["group/rot"] > 0
+    assert len(lines) == 1 and json.loads(lines[0])["train"]["group/cov"] > 0
     run = _torchrun(out, data, "--resume", "--max-steps", "5")
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout)["step"] == 5

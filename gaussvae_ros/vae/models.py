@@ -8,8 +8,10 @@ N = 512 Gaussians in Morton order treated as a 1-D sequence) to a diagonal-Gauss
 Shared design choices (the prototype write-up is silent on them):
 
 * Downsampling convolutions use stride ``s`` with ``kernel_size - s`` zero padding split
-  left/right, so a length-L input gives exactly ``L / s``; upsampling is nearest-neighbour
-  repetition by ``s`` followed by a stride-1 convolution (no transposed-convolution checkerboard).
+  left/right, so a length-L input gives exactly ``L / s``. Upsampling by ``s`` is, per
+  ``ModelConfig.upsampling``, a transposed convolution (``transposed``, the default for
+  ``conv1d_vae``: each of the ``s`` output phases has its own weights) or nearest-neighbour
+  repetition + stride-1 convolution (``nearest``; always used inside residual blocks).
 * Bottleneck: the last encoder feature map ``[C_last, N / prod(strides)]`` is flattened and a
   linear layer gives ``mu`` and ``logvar``; the decoder starts with a linear layer + ReLU back to
   that shape.
@@ -154,7 +156,7 @@ class _Conv1dVAEBase(nn.Module):
 @register_model("conv1d_vae")
 class Conv1dVAE(_Conv1dVAEBase):
     """The prototype's baseline: three strided Conv1D + ReLU encoder layers (32 -> 64 -> 128 filters),
-    linear bottleneck, three upsample + Conv1D + ReLU decoder layers (64 -> 32 -> 16 filters),
+    linear bottleneck, three upsampling Conv1D + ReLU decoder layers (64 -> 32 -> 16 filters),
     1x1 output head. With kernel 8 and strides 4 (512 -> 128 -> 32 -> 8 slots) and latent 512 it has
     1,745,368 parameters for 8 input features."""
 
