@@ -38,7 +38,7 @@ class ModelConfig:
 class DataConfig:
     """Training data and its parameter-space representation (:mod:`gaussvae_ros.vae.params`)."""
 
-    path: str = "data/delaunay_12k.npz"  #: npz file or directory of npz files of Gaussian parameters
+    path: str = "experiments/data/delaunay_12k.npz"  #: npz file or directory of npz files of Gaussian parameters
     representation: str = "cholesky"  #: cholesky | doubled_angle | angle (the prototype's)
     log_scale: bool = False  #: features hold log(scale)
     canonical: bool = False  #: sort axes (s1 >= s2) and wrap angles before 'angle' features

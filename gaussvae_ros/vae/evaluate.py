@@ -113,7 +113,8 @@ def evaluate_against_mean(model: nn.Module, transform: ParamTransform, slot_mean
                        "model_over_slot_mean": model_mse[g] / max(slot_mse[g], 1e-12)} for g in groups},
     }
     raw_target = torch.as_tensor(params, dtype=torch.float32)
-    decoded = {"model": transform.decode(pred.transpose(1, 2)), "slot_mean": transform.decode(slot_pred.transpose(1, 2))}
+    decoded = {"model": transform.decode(pred.transpose(1, 2)),
+               "slot_mean": transform.decode(slot_pred.transpose(1, 2))}
     natural = {name: natural_errors(p, raw_target) for name, p in decoded.items()}
     report["natural"] = {k: {name: natural[name][k] for name in natural} for k in natural["model"]}
     if per_slot:
