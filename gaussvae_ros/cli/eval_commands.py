@@ -1,0 +1,135 @@
+"""``gaussvae eval``: rate-distortion of the Gaussian codecs against JPEG / WebP / AVIF at byte budgets.
+
+Shaped like CompressAI's ``eval_model``: :func:`setup_args` builds the parser, :func:`main` takes
+``argv`` and prints the results, and the evaluation itself lives in :mod:`gaussvae_ros.eval`, apart
+from the models. Also runs as ``python -m gaussvae_ros.cli.eval_commands``.
+
+Example::
+
+    gaussvae eval --images photos/ --budgets 256 512 1024 --json --plot rd.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+METHODS = ("gaussians", "jpeg", "webp", "avif", "ours")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", nargs="+", required=True, metavar="PATH",
+                        help="image files and/or directories of images (not recursive)")
+    parser.add_argument("--budgets", nargs="+", type=_positive_int, default=[256, 512, 1024], metavar="BYTES",
+                        help="byte budgets per image (default: 256 512 1024)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="NAME",
+                        help=f"methods to compare (default: all of {', '.join(METHODS)}; 'ours' needs --model)")
+    parser.add_argument("--model", default=None, help="VAE model file for the 'ours' latent codec")
+    parser.add_argument("--gaussians-counts", nargs="+", type=_positive_int, default=None, metavar="N",
+                        help="Gaussian counts of the 'gaussians' grid (default: 16 24 32 48 64 96 128 192 256 384 512)")
+    parser.add_argument("--long-side", type=_positive_int, default=192,
+                        help="resize each image so its long side has this many pixels (default 192)")
+    parser.add_argument("--max-iters", type=_positive_int, default=300, help="fitting iterations (default 300)")
+    parser.add_argument("--threads", type=_positive_int, default=1,
+                        help="CPU threads per fit and render (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="fitting seed")
+    parser.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--per-image", action="store_true", help="add every image's score and setting to the JSON")
+    parser.add_argument("--plot", default=None, metavar="FILE", help="write a rate-distortion plot (PNG)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def setup_args() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gaussvae eval", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return parser
+
+
+def build_methods(args: argparse.Namespace):
+    """The selected methods, and a note for each selected one that cannot run."""
+    from gaussvae_ros.eval import DEFAULT_COUNTS, GaussianMethod, load_latent_method, pillow_codecs
+
+    methods, notes = [], {}
+    if "gaussians" in args.methods:
+        methods.append(GaussianMethod(args.gaussians_counts or DEFAULT_COUNTS))
+    codecs, codec_notes = pillow_codecs([m for m in ("jpeg", "webp", "avif") if m in args.methods])
+    methods += codecs
+    notes.update(codec_notes)
+    if "ours" in args.methods:
+        latent, reason = load_latent_method(args.model)
+        if latent is None:
+            notes["ours"] = f"omitted: {reason}"
+        else:
+            methods.append(latent)
+    if not methods:
+        raise ValueError("none of the selected methods can run: "
+                         + "; ".join(f"{k}: {v}" for k, v in notes.items()))
+    return methods, notes
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gaussvae_ros.eval import FitOptions, evaluate, format_table, list_images, load_image, plot_rd
+
+    paths = list_images(args.images)[:args.limit]
+    methods, notes = build_methods(args)
+    images = [(p.stem, load_image(p, args.long_side)) for p in paths]
+    bar = tqdm(total=len(images) * len(methods), desc="eval", file=sys.stderr, disable=args.quiet, leave=False,
+               unit="step")
+
+    def progress(step: int, total: int, text: str) -> None:
+        bar.set_postfix_str(text, refresh=False)
+        bar.update(step - bar.n)
+
+    try:
+        report = evaluate(images, methods, args.budgets, FitOptions(args.max_iters, args.seed, args.threads),
+                          progress=progress, per_image=args.per_image)
+    finally:
+        bar.close()
+    report["notes"] = notes
+    report["settings"] = {"long_side": args.long_side, "max_iters": args.max_iters, "seed": args.seed,
+                          "gaussian_counts": next((list(m.counts) for m in methods if m.name == "gaussians"), None),
+                          "resize": "Pillow Lanczos on uint8",
+                          "metrics": "scikit-image PSNR / SSIM, data range 255; means over images"}
+    if args.plot:
+        report["plot"] = str(plot_rd(report, args.plot))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_table(report))
+        for name, note in notes.items():
+            print(f"{name}: {note}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="rate-distortion against JPEG / WebP / AVIF at byte budgets",
+                                   description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = setup_args().parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"gaussvae eval: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

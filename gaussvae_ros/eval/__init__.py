@@ -1,0 +1,12 @@
+"""Evaluation kept apart from the models: rate-distortion of Gaussians, the VAE latent codec and
+standard image codecs at fixed byte budgets (``gaussvae eval``)."""
+
+from .methods import (DEFAULT_COUNTS, DEFAULT_PRESETS, Encoded, FitOptions, GaussianMethod, ImageContext,
+                      LatentMethod, Method, PillowCodec, load_latent_method, pillow_codecs, psnr_uint8)
+from .rd import evaluate, format_table, list_images, load_image, plot_rd, prepare_image, ssim_uint8, summarize
+
+__all__ = [
+    "DEFAULT_COUNTS", "DEFAULT_PRESETS", "Encoded", "FitOptions", "GaussianMethod", "ImageContext", "LatentMethod",
+    "Method", "PillowCodec", "evaluate", "format_table", "list_images", "load_image", "load_latent_method",
+    "pillow_codecs", "plot_rd", "prepare_image", "psnr_uint8", "ssim_uint8", "summarize",
+]

@@ -1,0 +1,320 @@
+"""Compression methods compared by the rate-distortion evaluation, behind one small interface.
+
+A :class:`Method` answers one question: given an image (an :class:`ImageContext`) and a byte
+budget, what is its best operating point that fits? :meth:`Method.compress` returns an
+:class:`Encoded` (payload size, decoded uint8 image, the setting used). When nothing fits, the
+method returns its smallest output instead; the evaluator notices ``nbytes > budget`` and counts
+the image as over budget. Methods may cache per image in ``ctx.cache[self.name]`` (every budget is
+asked for the same image in turn), and share Gaussian fits through :meth:`ImageContext.fit`.
+
+Methods here:
+
+* :class:`PillowCodec`: JPEG, WebP, AVIF through Pillow, highest quality that fits (binary search).
+* :class:`GaussianMethod`: the quantized Gaussians alone (:mod:`gaussvae_ros.core.codec`), the
+  best PSNR over a grid of Gaussian counts x bit-depth presets whose size fits.
+* :class:`LatentMethod`: the VAE latent codec (``gaussvae_ros.vae.latent_codec``), when present;
+  :func:`load_latent_method` says why it is not when it is not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
+
+from gaussvae_ros.core import BitDepths, decode_gaussians, encode_gaussians, encoded_size, fit_image, render, to_uint8
+
+#: PSNR reported for an exact reconstruction (JSON has no infinity).
+PSNR_CAP = 100.0
+
+#: Default Gaussian counts of the ``gaussians`` grid.
+DEFAULT_COUNTS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+#: Default bit-depth presets (xy, scale, rot, color) of the ``gaussians`` grid, finest first.
+DEFAULT_PRESETS = (
+    BitDepths(12, 8, 8, 8),  # the package default
+    BitDepths(10, 7, 6, 7),
+    BitDepths(9, 6, 6, 6),
+    BitDepths(8, 6, 5, 5),
+    BitDepths(7, 5, 4, 4),
+)
+
+
+def psnr_uint8(reference: np.ndarray, test: np.ndarray) -> float:
+    """scikit-image PSNR of two uint8 images (data range 255), capped at :data:`PSNR_CAP`."""
+    if np.array_equal(reference, test):
+        return PSNR_CAP
+    return min(PSNR_CAP, float(peak_signal_noise_ratio(reference, test, data_range=255)))
+
+
+@dataclass
+class Encoded:
+    """One operating point of a method on one image."""
+
+    nbytes: int
+    image: np.ndarray  # decoded, uint8, same shape as the reference
+    setting: dict = field(default_factory=dict)  # JSON-able: quality, Gaussian count, bit depths...
+
+
+@dataclass
+class FitOptions:
+    """How :meth:`ImageContext.fit` fits Gaussians (forwarded to :func:`gaussvae_ros.core.fit_image`)."""
+
+    max_iters: int = 300
+    seed: int = 0
+    threads: int | None = 1
+
+
+class ImageContext:
+    """One evaluation image: the uint8 reference (``[H, W]`` gray or ``[H, W, 3]``) and caches."""
+
+    def __init__(self, name: str, reference: np.ndarray, fit_options: FitOptions | None = None):
+        if reference.dtype != np.uint8 or reference.ndim not in (2, 3):
+            raise ValueError(f"{name}: reference must be a uint8 [H, W] or [H, W, 3] array")
+        self.name = name
+        self.reference = reference
+        self.fit_options = fit_options or FitOptions()
+        self.cache: dict[str, dict] = {}
+        self._fits: dict[int, object] = {}
+
+    @property
+    def height(self) -> int:
+        return self.reference.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.reference.shape[1]
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.reference.ndim == 2 else 3
+
+    @property
+    def mode(self) -> str:
+        return "L" if self.channels == 1 else "RGB"
+
+    def fit(self, n_gaussians: int):
+        """The Gaussians fitted to this image with ``n_gaussians`` (fitted once, then cached)."""
+        if n_gaussians not in self._fits:
+            o = self.fit_options
+            self._fits[n_gaussians] = fit_image(self.reference, n_gaussians=n_gaussians, max_iters=o.max_iters,
+                                                seed=o.seed, threads=o.threads).gaussians
+        return self._fits[n_gaussians]
+
+    def render(self, gaussians) -> np.ndarray:
+        """Gaussians rendered at the reference size, as uint8 of the reference's shape."""
+        return to_uint8(render(gaussians, self.height, self.width, threads=self.fit_options.threads))
+
+
+class Method:
+    """A compression method (see the module docstring)."""
+
+    name: str = "method"
+
+    def compress(self, ctx: ImageContext, budget: int) -> Encoded:
+        """The best operating point with at most ``budget`` bytes, else the method's smallest output."""
+        raise NotImplementedError
+
+    def _cache(self, ctx: ImageContext) -> dict:
+        return ctx.cache.setdefault(self.name, {})
+
+
+class PillowCodec(Method):
+    """A Pillow image codec at the highest quality (0..100) whose file fits the budget.
+
+    The file size is taken as non-decreasing in quality (binary search); the smallest output is
+    quality 0. ``options`` are passed to ``Image.save`` (e.g. ``optimize=True`` for JPEG).
+    """
+
+    def __init__(self, name: str, pil_format: str, min_quality: int = 0, max_quality: int = 100, **options):
+        self.name = name
+        self.pil_format = pil_format
+        self.min_quality = min_quality
+        self.max_quality = max_quality
+        self.options = options
+
+    def encode(self, ctx: ImageContext, quality: int) -> Encoded:
+        cache = self._cache(ctx)
+        if quality not in cache:
+            buffer = io.BytesIO()
+            Image.fromarray(ctx.reference).save(buffer, self.pil_format, quality=int(quality), **self.options)
+            data = buffer.getvalue()
+            with Image.open(io.BytesIO(data)) as im:
+                decoded = np.asarray(im.convert(ctx.mode))
+            if decoded.shape != ctx.reference.shape:
+                raise ValueError(f"{self.name} decoded {ctx.name} to shape {decoded.shape}, "
+                                 f"expected {ctx.reference.shape}")
+            cache[quality] = Encoded(len(data), decoded, {"quality": int(quality)})
+        return cache[quality]
+
+    def compress(self, ctx: ImageContext, budget: int) -> Encoded:
+        lo, hi = self.min_quality, self.max_quality
+        if self.encode(ctx, lo).nbytes > budget:
+            return self.encode(ctx, lo)
+        while lo < hi:  # invariant: quality lo fits
+            mid = (lo + hi + 1) // 2
+            if self.encode(ctx, mid).nbytes <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self.encode(ctx, lo)
+
+
+def _depths_dict(depths: BitDepths) -> dict:
+    return {"xy": depths.xy, "scale": depths.scale, "rot": depths.rot, "color": depths.color}
+
+
+class GaussianMethod(Method):
+    """Quantized Gaussians: the highest-PSNR (count, bit depths) point of a grid that fits.
+
+    Sizes are known before fitting (:func:`encoded_size`), so only counts with a point under the
+    budget are fitted (once per image and count, shared with other methods); each fit is then
+    re-quantized at every preset that fits. With nothing under the budget, the smallest point of
+    the grid (fewest Gaussians, coarsest preset) is the output.
+    """
+
+    name = "gaussians"
+
+    def __init__(self, counts=DEFAULT_COUNTS, presets=DEFAULT_PRESETS):
+        self.counts = tuple(sorted({int(n) for n in counts}))
+        self.presets = tuple(presets)
+        if not self.counts or min(self.counts) < 1 or max(self.counts) > 0xFFFF:
+            raise ValueError(f"Gaussian counts must be in 1..65535, got {list(counts)}")
+        if not self.presets:
+            raise ValueError("at least one bit-depth preset is needed")
+
+    def candidates(self, channels: int, budget: int) -> list[tuple[int, BitDepths]]:
+        """Grid points whose payload fits ``budget``; the single smallest point when none does."""
+        grid = [(n, d) for n in self.counts for d in self.presets]
+        fitting = [(n, d) for n, d in grid if encoded_size(n, channels, d) <= budget]
+        return fitting or [min(grid, key=lambda p: (encoded_size(p[0], channels, p[1]), p[0]))]
+
+    def point(self, ctx: ImageContext, n: int, depths: BitDepths) -> tuple[Encoded, float]:
+        cache = self._cache(ctx)
+        key = (n, depths)
+        if key not in cache:
+            fitted = ctx.fit(n)  # a short fit may stop before adding all n Gaussians
+            payload = encode_gaussians(fitted, depths)
+            decoded = ctx.render(decode_gaussians(payload))
+            setting = {"gaussians": n, "fitted": len(fitted), "depths": _depths_dict(depths)}
+            cache[key] = (Encoded(len(payload), decoded, setting),
+                          psnr_uint8(ctx.reference, decoded))
+        return cache[key]
+
+    def compress(self, ctx: ImageContext, budget: int) -> Encoded:
+        scored = [self.point(ctx, n, d) for n, d in self.candidates(ctx.channels, budget)]
+        return max(scored, key=lambda item: (item[1], -item[0].nbytes))[0]
+
+
+class LatentMethod(Method):
+    """The VAE latent codec: Gaussians fitted at the model's count, coded by ``encode_to_budget``.
+
+    ``codec`` is the ``gaussvae_ros.vae.latent_codec`` module, ``bundle`` what it loads from a
+    model file. ``encode_to_budget(bundle, gaussians, max_bytes)`` gives the payload (bytes, or an
+    object with a ``payload`` / ``data`` attribute) and ``decode_latent(bundle, payload)`` the
+    Gaussians back. When the codec cannot reach the budget (ValueError, or a longer payload), the
+    smallest payload it makes (``max_bytes=0``, else the one returned) is scored.
+    """
+
+    name = "ours"
+
+    def __init__(self, codec, bundle, n_gaussians: int):
+        self.codec = codec
+        self.bundle = bundle
+        self.n_gaussians = int(n_gaussians)
+
+    @staticmethod
+    def _payload(result) -> bytes:
+        if isinstance(result, (bytes, bytearray, memoryview)):
+            return bytes(result)
+        for attr in ("payload", "data"):
+            if isinstance(getattr(result, attr, None), (bytes, bytearray)):
+                return bytes(getattr(result, attr))
+        if isinstance(result, tuple) and result and isinstance(result[0], (bytes, bytearray)):
+            return bytes(result[0])
+        raise TypeError(f"encode_to_budget returned {type(result).__name__}, expected bytes")
+
+    def _encode(self, gaussians, max_bytes: int) -> bytes | None:
+        try:
+            return self._payload(self.codec.encode_to_budget(self.bundle, gaussians, max_bytes))
+        except ValueError:
+            return None
+
+    def compress(self, ctx: ImageContext, budget: int) -> Encoded:
+        gaussians = ctx.fit(self.n_gaussians)
+        payload = self._encode(gaussians, budget)
+        if payload is None:
+            payload = self._encode(gaussians, 0)
+        if payload is None:
+            raise ValueError(f"the latent codec cannot encode {ctx.name} at any size")
+        decoded = self.codec.decode_latent(self.bundle, payload)
+        decoded = getattr(decoded, "gaussians", decoded)
+        return Encoded(len(payload), ctx.render(decoded), {"gaussians": self.n_gaussians})
+
+
+LATENT_CODEC_MODULE = "gaussvae_ros.vae.latent_codec"
+
+
+def _model_gaussian_count(bundle) -> int | None:
+    """Gaussians per image the VAE expects (its ``seq_len``), wherever the bundle keeps it."""
+    for candidate in (bundle, getattr(bundle, "config", None), getattr(bundle, "model_config", None)):
+        for path in (("seq_len",), ("n_gaussians",), ("model", "seq_len")):
+            obj = candidate
+            for attr in path:
+                obj = getattr(obj, attr, None)
+            if isinstance(obj, int):
+                return obj
+    if isinstance(bundle, tuple) and len(bundle) > 1:
+        return _model_gaussian_count(bundle[1])
+    return None
+
+
+def load_latent_method(model_path: str | None) -> tuple[LatentMethod | None, str | None]:
+    """``(method, None)`` when the VAE latent codec can run, else ``(None, reason)``."""
+    if not model_path:
+        return None, "no --model given"
+    try:
+        spec = importlib.util.find_spec(LATENT_CODEC_MODULE)
+    except ImportError:
+        spec = None
+    if spec is None:
+        return None, f"{LATENT_CODEC_MODULE} is not in this build"
+    try:
+        codec = importlib.import_module(LATENT_CODEC_MODULE)
+    except ImportError as exc:
+        return None, f"{LATENT_CODEC_MODULE} does not import: {exc}"
+    missing = [f for f in ("encode_to_budget", "decode_latent") if not callable(getattr(codec, f, None))]
+    if missing:
+        return None, f"{LATENT_CODEC_MODULE} has no {', '.join(missing)}"
+    loader = getattr(codec, "load_bundle", None) or getattr(codec, "load", None)
+    if loader is None:
+        from gaussvae_ros.vae.checkpoint import load_model as loader
+    bundle = loader(model_path)
+    n = _model_gaussian_count(bundle)
+    if n is None:
+        return None, f"cannot tell how many Gaussians the model in {model_path} expects"
+    return LatentMethod(codec, bundle, n), None
+
+
+def pillow_codecs(names=("jpeg", "webp", "avif")) -> tuple[list[PillowCodec], dict[str, str]]:
+    """The Pillow codecs this Pillow build supports, and a note for each one it does not."""
+    from PIL import features
+
+    table = {
+        "jpeg": ("jpg", lambda: PillowCodec("jpeg", "JPEG", optimize=True)),
+        "webp": ("webp", lambda: PillowCodec("webp", "WEBP", method=6)),
+        "avif": ("avif", lambda: PillowCodec("avif", "AVIF", speed=4)),
+    }
+    codecs, notes = [], {}
+    for name in names:
+        feature, make = table[name]
+        if features.check(feature):
+            codecs.append(make())
+        else:
+            notes[name] = f"this Pillow build has no {name.upper()} support"
+    return codecs, notes

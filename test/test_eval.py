@@ -1,0 +1,205 @@
+"""``gaussvae eval``: rate-distortion evaluation of Gaussians vs JPEG / WebP / AVIF at byte budgets."""
+
+import json
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gaussvae_ros.cli import eval_commands
+from gaussvae_ros.cli.main import build_parser
+from gaussvae_ros.core import BitDepths, decode_gaussians, encode_gaussians, encoded_size
+from gaussvae_ros.eval import (FitOptions, GaussianMethod, ImageContext, LatentMethod, PillowCodec, evaluate,
+                               load_latent_method, pillow_codecs, prepare_image)
+from gaussvae_ros.eval.methods import LATENT_CODEC_MODULE
+
+CODECS = ("jpeg", "webp", "avif")
+TINY = ["--long-side", "48", "--gaussians-counts", "16", "32", "--max-iters", "20", "--quiet"]
+
+
+def _photo(kind: str) -> np.ndarray:
+    from skimage import data
+
+    return {"chelsea": data.chelsea, "coffee": data.coffee, "camera": data.camera}[kind]()
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval_images")
+    Image.fromarray(_photo("chelsea")).save(folder / "chelsea.png")
+    Image.fromarray(_photo("coffee")).save(folder / "coffee.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def _run(capsys, argv) -> dict:
+    assert eval_commands.main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def tiny_report(image_dir, tmp_path_factory):
+    """One tiny run shared by the structure / budget / quality / plot checks."""
+    plot = tmp_path_factory.mktemp("eval_plot") / "rd.png"
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = eval_commands.main(["--images", str(image_dir), "--budgets", "512", "1024", "--json", "--per-image",
+                                   "--plot", str(plot), *TINY])
+    assert code == 0
+    return json.loads(out.getvalue()), plot
+
+
+def test_json_structure(tiny_report):
+    report, _ = tiny_report
+    assert set(report["budgets"]) == {"512", "1024"}
+    for entry in report["budgets"].values():
+        assert set(entry) == {"gaussians", *CODECS}
+        for row in entry.values():
+            assert set(row) == {"psnr", "ssim", "bytes", "over_budget"}
+            assert isinstance(row["over_budget"], int)
+            assert 5 < row["psnr"] < 100 and 0 < row["ssim"] <= 1 and row["bytes"] > 0
+    assert [im["name"] for im in report["images"]] == ["chelsea", "coffee"]
+    assert all(max(im["width"], im["height"]) == 48 for im in report["images"])
+    assert "ours" in report["notes"] and "--model" in report["notes"]["ours"]
+
+
+def test_bytes_within_budget_unless_counted(tiny_report):
+    report, _ = tiny_report
+    for budget, entry in report["per_image"].items():
+        for method, rows in entry.items():
+            assert len(rows) == 2
+            for row in rows:
+                assert row["over_budget"] == (row["bytes"] > int(budget)), (budget, method, row)
+            summary = report["budgets"][budget][method]
+            assert summary["over_budget"] == sum(r["over_budget"] for r in rows)
+            assert summary["bytes"] == pytest.approx(np.mean([r["bytes"] for r in rows]), abs=0.1)
+            assert summary["psnr"] == pytest.approx(np.mean([r["psnr"] for r in rows]), abs=1e-3)
+            if summary["over_budget"] == 0:
+                assert summary["bytes"] <= int(budget)
+
+
+def test_quality_increases_with_budget(tiny_report):
+    report, _ = tiny_report
+    small, large = report["budgets"]["512"], report["budgets"]["1024"]
+    for codec in CODECS:
+        assert large[codec]["psnr"] > small[codec]["psnr"]
+        assert large[codec]["bytes"] > small[codec]["bytes"]
+        for a, b in zip(report["per_image"]["512"][codec], report["per_image"]["1024"][codec]):
+            assert b["quality"] >= a["quality"]
+    # the grid searched at 1024 B includes every point searched at 512 B
+    assert large["gaussians"]["psnr"] >= small["gaussians"]["psnr"]
+
+
+def test_plot_written(tiny_report):
+    report, plot = tiny_report
+    assert report["plot"] == str(plot)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(plot) as im:
+        assert im.size[0] > 400
+
+
+def test_impossible_budget_counts_every_image(image_dir, capsys):
+    report = _run(capsys, ["--images", str(image_dir), "--budgets", "64", "--json", "--per-image", *TINY])
+    entry = report["budgets"]["64"]
+    assert set(entry) == {"gaussians", *CODECS}
+    for method, row in entry.items():
+        assert row["over_budget"] == 2, method
+        assert row["bytes"] > 64
+    # scored at the smallest output: the coarsest grid point, quality 0
+    for row in report["per_image"]["64"]["gaussians"]:
+        assert row["gaussians"] == 16 and row["depths"] == {"xy": 7, "scale": 5, "rot": 4, "color": 4}
+    for codec in CODECS:
+        assert all(row["quality"] == 0 for row in report["per_image"]["64"][codec])
+
+
+def test_table_output_and_registration(image_dir, capsys):
+    assert eval_commands.main(["--images", str(image_dir / "chelsea.png"), "--budgets", "900",
+                               "--methods", "jpeg", "webp", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "jpeg" in out and "webp" in out and "PSNR" in out
+    args = build_parser().parse_args(["eval", "--images", "x", "--budgets", "256", "512"])
+    assert args.func is eval_commands.run and args.budgets == [256, 512]
+
+
+def test_errors(tmp_path, capsys):
+    assert eval_commands.main(["--images", str(tmp_path), "--methods", "jpeg", "--quiet"]) == 2
+    assert "no image files" in capsys.readouterr().err
+    assert eval_commands.main(["--images", str(tmp_path / "missing"), "--quiet"]) == 2
+    with pytest.raises(SystemExit):
+        eval_commands.setup_args().parse_args(["--images", "x", "--budgets", "0"])
+
+
+def test_prepare_image_resizes_on_uint8():
+    rgb = prepare_image(_photo("chelsea"), 192)  # 451 x 300
+    assert rgb.dtype == np.uint8 and rgb.shape == (128, 192, 3)
+    gray = prepare_image(_photo("camera"), 192)
+    assert gray.shape == (192, 192)
+    rgba = np.dstack([_photo("coffee"), np.full(_photo("coffee").shape[:2], 7, np.uint8)])
+    assert prepare_image(rgba, 60).shape == (40, 60, 3)
+    expected = np.asarray(Image.fromarray(_photo("chelsea")).resize((192, 128), Image.LANCZOS))
+    np.testing.assert_array_equal(rgb, expected)
+
+
+def test_pillow_codec_highest_quality_that_fits():
+    ctx = ImageContext("c", prepare_image(_photo("coffee"), 64))
+    codec = PillowCodec("jpeg", "JPEG", optimize=True)
+    budget = 900
+    chosen = codec.compress(ctx, budget)
+    assert chosen.nbytes <= budget
+    q = chosen.setting["quality"]
+    assert q == 100 or codec.encode(ctx, q + 1).nbytes > budget
+    assert codec.compress(ctx, 10).setting["quality"] == 0  # nothing fits: smallest output
+    available, notes = pillow_codecs()
+    assert {c.name for c in available} | set(notes) == set(CODECS)
+
+
+def test_gaussian_candidates_only_fitting_points():
+    method = GaussianMethod([16, 64, 256])
+    for budget in (100, 700, 3000):
+        points = method.candidates(3, budget)
+        if budget == 100:  # none fits: the single smallest
+            assert points == [(16, BitDepths(7, 5, 4, 4))]
+        else:
+            assert points and all(encoded_size(n, 3, d) <= budget for n, d in points)
+    assert max(n for n, _ in method.candidates(3, 3000)) == 256
+    with pytest.raises(ValueError):
+        GaussianMethod([0])
+
+
+def test_latent_method_unavailable_reasons(tmp_path):
+    method, reason = load_latent_method(None)
+    assert method is None and "--model" in reason
+    import importlib.util
+
+    if importlib.util.find_spec(LATENT_CODEC_MODULE) is None:
+        method, reason = load_latent_method(str(tmp_path / "model.pt"))
+        assert method is None and "latent_codec" in reason
+
+
+def test_ours_through_the_method_interface():
+    """A stand-in latent codec: keeps as many Gaussians as the budget allows (ValueError if none)."""
+
+    def encode_to_budget(bundle, gaussians, max_bytes):
+        n = len(gaussians)
+        while n > 0 and encoded_size(n, gaussians.channels, bundle) > max_bytes:
+            n -= 1
+        if n == 0:
+            if max_bytes == 0:
+                return encode_gaussians(gaussians.take(np.arange(1)), bundle)
+            raise ValueError("budget too small")
+        return encode_gaussians(gaussians.take(np.arange(n)), bundle)
+
+    codec = types.SimpleNamespace(encode_to_budget=encode_to_budget,
+                                  decode_latent=lambda bundle, payload: decode_gaussians(payload))
+    ours = LatentMethod(codec, BitDepths(8, 6, 6, 6), n_gaussians=24)
+    images = [("coffee", prepare_image(_photo("coffee"), 40))]
+    report = evaluate(images, [ours], [20, 120, 400], FitOptions(max_iters=15), per_image=True)
+    rows = {b: report["per_image"][b]["ours"][0] for b in ("20", "120", "400")}
+    assert rows["20"]["over_budget"] and rows["20"]["bytes"] == encoded_size(1, 3, BitDepths(8, 6, 6, 6))
+    assert not rows["120"]["over_budget"] and rows["120"]["bytes"] <= 120
+    assert rows["120"]["bytes"] < rows["400"]["bytes"] <= encoded_size(24, 3, BitDepths(8, 6, 6, 6))
+    assert report["budgets"]["400"]["ours"]["psnr"] > report["budgets"]["20"]["ours"]["psnr"]
