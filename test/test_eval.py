@@ -203,3 +203,22 @@ def test_ours_through_the_method_interface():
     assert not rows["120"]["over_budget"] and rows["120"]["bytes"] <= 120
     assert rows["120"]["bytes"] < rows["400"]["bytes"] <= encoded_size(24, 3, BitDepths(8, 6, 6, 6))
     assert report["budgets"]["400"]["ours"]["psnr"] > report["budgets"]["20"]["ours"]["psnr"]
+
+
+def test_fit_cache_reused(tmp_path, monkeypatch):
+    from gaussvae_ros.eval import methods
+
+    reference = prepare_image(_photo("coffee"), 32)
+    options = FitOptions(max_iters=10, cache_dir=str(tmp_path))
+    first = ImageContext("a", reference, options).fit(8)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted again despite the cache")
+
+    monkeypatch.setattr(methods, "fit_image", no_fit)
+    again = ImageContext("b", reference, options).fit(8)
+    np.testing.assert_array_equal(again.to_array(), first.to_array())
+    assert again.blend == first.blend
+    with pytest.raises(AssertionError):
+        ImageContext("c", reference, FitOptions(max_iters=11, cache_dir=str(tmp_path))).fit(8)

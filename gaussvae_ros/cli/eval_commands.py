@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_positive_int, default=1,
                         help="CPU threads per fit and render (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="fitting seed")
+    parser.add_argument("--fit-cache", default=None, metavar="DIR",
+                        help="keep Gaussian fits here and reuse them in later runs (keyed by image, count, "
+                             "iterations, seed; clear it when the fitter changes)")
     parser.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--per-image", action="store_true", help="add every image's score and setting to the JSON")
@@ -95,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
         bar.update(step - bar.n)
 
     try:
-        report = evaluate(images, methods, args.budgets, FitOptions(args.max_iters, args.seed, args.threads),
-                          progress=progress, per_image=args.per_image)
+        options = FitOptions(args.max_iters, args.seed, args.threads, args.fit_cache)
+        report = evaluate(images, methods, args.budgets, options, progress=progress, per_image=args.per_image)
     finally:
         bar.close()
     report["notes"] = notes

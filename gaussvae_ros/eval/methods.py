@@ -18,16 +18,20 @@ Methods here:
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import io
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from gaussvae_ros.core import BitDepths, decode_gaussians, encode_gaussians, encoded_size, fit_image, render, to_uint8
+from gaussvae_ros.core import (BitDepths, Gaussians, decode_gaussians, encode_gaussians, encoded_size, fit_image,
+                               render, to_uint8)
 
 #: PSNR reported for an exact reconstruction (JSON has no infinity).
 PSNR_CAP = 100.0
@@ -68,6 +72,7 @@ class FitOptions:
     max_iters: int = 300
     seed: int = 0
     threads: int | None = 1
+    cache_dir: str | None = None  # keep fits as .npz here, keyed by image content, count, iterations, seed
 
 
 class ImageContext:
@@ -102,9 +107,27 @@ class ImageContext:
         """The Gaussians fitted to this image with ``n_gaussians`` (fitted once, then cached)."""
         if n_gaussians not in self._fits:
             o = self.fit_options
-            self._fits[n_gaussians] = fit_image(self.reference, n_gaussians=n_gaussians, max_iters=o.max_iters,
-                                                seed=o.seed, threads=o.threads).gaussians
+            path = self._cache_path(n_gaussians)
+            if path is not None and path.exists():
+                with np.load(path) as stored:
+                    gaussians = Gaussians.from_array(stored["params"], str(stored["blend"]))
+            else:
+                gaussians = fit_image(self.reference, n_gaussians=n_gaussians, max_iters=o.max_iters, seed=o.seed,
+                                      threads=o.threads).gaussians
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(".tmp.npz")
+                    np.savez(tmp, params=gaussians.to_array(), blend=np.array(gaussians.blend))
+                    os.replace(tmp, path)
+            self._fits[n_gaussians] = gaussians
         return self._fits[n_gaussians]
+
+    def _cache_path(self, n_gaussians: int) -> Path | None:
+        o = self.fit_options
+        if not o.cache_dir:
+            return None
+        digest = hashlib.sha1(repr(self.reference.shape).encode() + self.reference.tobytes()).hexdigest()[:16]
+        return Path(o.cache_dir) / f"{digest}_n{n_gaussians}_it{o.max_iters}_s{o.seed}.npz"
 
     def render(self, gaussians) -> np.ndarray:
         """Gaussians rendered at the reference size, as uint8 of the reference's shape."""
