@@ -141,11 +141,19 @@ def _decode_quantized_gaussians(payload: bytes, model_id: str):
     return decode_gaussians(payload)
 
 
+def _decode_vae_latent(payload: bytes, model_id: str):
+    from gaussvae_ros.vae.latent_codec import decode_memory  # torch only when such a memory is recalled
+
+    return decode_memory(payload, model_id)
+
+
 def _register_builtins() -> None:
     from gaussvae_ros.store.records import DEFAULT_CODEC
 
     register_codec(DEFAULT_CODEC, _decode_quantized_gaussians, model_ids=("",), replace=True,
                    description="quantized 2D Gaussians (gaussvae_ros.core.codec), no model")
+    register_codec("vae-latent", _decode_vae_latent, model_ids=None, replace=True,
+                   description="entropy-coded VAE latent (gaussvae_ros.vae.latent_codec), model id = its hash")
 
 
 _register_builtins()

@@ -1,0 +1,397 @@
+"""The ``vae-latent`` payload codec: a memory stored as its entropy-coded VAE latent.
+
+Encoding: Morton-sort the Gaussians, standardize them (:class:`~gaussvae_ros.vae.ParamTransform`),
+run the VAE encoder, take the posterior mean ``mu`` as the latent, quantize it with the step
+``step`` and entropy-code the symbols with the model's :class:`~gaussvae_ros.vae.entropy.EntropyModel`
+(constriction range coder). Decoding reverses that and runs the VAE decoder: the result is the
+model's reconstruction from the quantized latent (lossy; the latent symbols themselves round-trip
+exactly).
+
+Payload layout (little-endian), version 1::
+
+    offset size  field
+    0      2     magic b"GL"
+    2      1     format version (1)
+    3      1     flags: bit 0 blend (0 normalized, 1 sum); bit 1 colour channels (0 -> 1, 1 -> 3)
+    4      8     model id: the first 8 bytes of the model's SHA-256 fingerprint (:func:`model_fingerprint`)
+    12     4     quantization step (float32)
+    16     2     latent dimensions D (uint16)
+    18     2     Gaussians N (uint16)
+    20     ...   range-coded symbols (constriction's 32-bit words, little-endian, up to 3 trailing
+                 zero bytes dropped; see :mod:`.entropy`)
+    end-4  4     CRC-32 of everything before it
+
+Overhead is 24 bytes. The memory's ``model_id`` string is the model id in hex (16 characters,
+:attr:`LatentModelBundle.model_id`).
+
+Model files: a normal VAE model file (:func:`gaussvae_ros.vae.save_model`) plus an
+``"entropy_model"`` entry (plain tensors, ``torch.load(..., weights_only=True)``), written by
+:func:`save_bundle` / :func:`attach_entropy_model` and read by :func:`load_bundle`. The
+fingerprint hashes what decoding depends on (config, transform settings and statistics, weights,
+entropy parameters), not the file bytes, so re-saving a model keeps its id.
+
+Recall: ``gaussvae_ros.nodes.codecs`` registers codec id ``vae-latent`` and decodes through
+:func:`decode_memory`, which looks the memory's model id up among the models registered with
+:func:`register_latent_model` or listed (files or directories of ``*.pt``) in the environment
+variable ``GAUSSVAE_LATENT_MODELS`` (``os.pathsep``-separated), and refuses unknown ids with
+:class:`~gaussvae_ros.nodes.codecs.ModelMismatchError`.
+
+Rate control: a larger ``step`` gives fewer bytes and a coarser latent; :func:`encode_to_budget`
+picks the finest step of a ladder whose payload fits a byte budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from gaussvae_ros.core import Gaussians, morton_order
+
+from .checkpoint import MODEL_FORMAT, CHECKPOINT_FORMAT, VERSION as MODEL_VERSION
+from .checkpoint import _atomic_save, _check_format, _model_entries, _rebuild, _safe_load
+from .config import ExperimentConfig
+from .entropy import EntropyModel, check_step
+from .params import ParamTransform
+
+__all__ = [
+    "CODEC_ID", "DEFAULT_STEP", "DEFAULT_STEPS", "LatentModelBundle", "attach_entropy_model", "decode_latent",
+    "decode_memory", "encode_latent", "encode_to_budget", "find_latent_model", "fit_entropy_model",
+    "latent_of", "load_bundle", "make_bundle", "model_fingerprint", "payload_info", "register_latent_model",
+    "save_bundle",
+]
+
+CODEC_ID = "vae-latent"
+MAGIC = b"GL"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<2sBB8sfHH")
+_CRC = struct.Struct("<I")
+ENV_MODELS = "GAUSSVAE_LATENT_MODELS"
+
+#: Default quantization step (in units of the per-dimension posterior std, see :mod:`.entropy`).
+DEFAULT_STEP = 1.0
+#: Step ladder of :func:`encode_to_budget`, finest first: 2^(k/2) for k = -8..12 (1/16 .. 64).
+DEFAULT_STEPS = tuple(float(np.float32(2.0 ** (k / 2))) for k in range(-8, 13))
+
+
+@dataclass
+class LatentModelBundle:
+    """Everything a ``vae-latent`` payload needs: the VAE, its feature transform and entropy model.
+
+    ``model_id`` is the hex of ``model_hash`` (8 bytes of :func:`model_fingerprint`).
+    """
+
+    model: nn.Module
+    config: ExperimentConfig
+    transform: ParamTransform
+    entropy: EntropyModel
+    slot_mean: np.ndarray | None = None
+    path: Path | None = None
+    model_hash: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        self.model = getattr(self.model, "module", self.model).eval()
+        if self.entropy.dim != self.config.model.latent_dim:
+            raise ValueError(f"entropy model is {self.entropy.dim}-D, the VAE latent {self.config.model.latent_dim}-D")
+        if not self.entropy.updated:
+            self.entropy.update()
+        if not self.model_hash:
+            self.model_hash = model_fingerprint(self.model, self.config, self.transform, self.entropy)[:8]
+
+    @property
+    def model_id(self) -> str:
+        return self.model_hash.hex()
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.config.model.seq_len)
+
+
+def model_fingerprint(model: nn.Module, config: ExperimentConfig, transform: ParamTransform,
+                      entropy: EntropyModel) -> bytes:
+    """SHA-256 over what decoding depends on (config, transform, weights, entropy parameters)."""
+    h = hashlib.sha256(b"gaussvae-vae-latent-fingerprint-v1\0")
+
+    def add(name: str, value) -> None:
+        h.update(name.encode() + b"\0")
+        if torch.is_tensor(value):
+            value = value.detach().cpu().contiguous()
+            h.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            h.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        elif isinstance(value, np.ndarray):
+            value = np.ascontiguousarray(value)
+            h.update(f"{value.dtype}{value.shape}".encode() + value.tobytes())
+        else:
+            h.update(repr(value).encode())
+        h.update(b"\0")
+
+    add("config", config.to_json())
+    add("transform", str(sorted(transform.to_dict().items())))
+    add("norm_mean", np.asarray(transform.mean, dtype=np.float32))
+    add("norm_std", np.asarray(transform.std, dtype=np.float32))
+    state = getattr(model, "module", model).state_dict()
+    for name in sorted(state):
+        add("w:" + name, state[name])
+    es = entropy.state()
+    for name in sorted(es):
+        add("e:" + name, es[name])
+    return h.digest()
+
+
+def make_bundle(model: nn.Module, config: ExperimentConfig, transform: ParamTransform, entropy: EntropyModel,
+                slot_mean: np.ndarray | None = None) -> LatentModelBundle:
+    """A bundle from in-memory parts (e.g. right after training)."""
+    return LatentModelBundle(model, config, transform, entropy, slot_mean)
+
+
+# ---------------------------------------------------------------------------------------- model files
+
+
+def save_bundle(path: str | Path, model: nn.Module, config: ExperimentConfig, transform: ParamTransform,
+                slot_mean: np.ndarray, entropy: EntropyModel) -> Path:
+    """Write a model file with an ``"entropy_model"`` entry (loadable by :func:`load_model` too)."""
+    path = Path(path)
+    _atomic_save({"format": MODEL_FORMAT, "version": MODEL_VERSION,
+                  **_model_entries(model, config, transform, slot_mean), "entropy_model": entropy.state()}, path)
+    return path
+
+
+def attach_entropy_model(model_path: str | Path, entropy: EntropyModel, out_path: str | Path | None = None) -> Path:
+    """Add (or replace) the entropy model of an existing model file or training checkpoint; the
+    result (``out_path``, default: in place) is a model file (optimizer and RNG state dropped)."""
+    model_path = Path(model_path)
+    obj = _safe_load(model_path)
+    _check_format(obj, model_path, (MODEL_FORMAT, CHECKPOINT_FORMAT))
+    model, config, _, _ = _rebuild(obj, model_path)
+    if entropy.dim != config.model.latent_dim:
+        raise ValueError(f"entropy model is {entropy.dim}-D, {model_path} has a {config.model.latent_dim}-D latent")
+    keep = ("config", "transform", "state_dict", "norm_mean", "norm_std", "slot_mean")
+    out = Path(out_path) if out_path is not None else model_path
+    _atomic_save({"format": MODEL_FORMAT, "version": MODEL_VERSION, **{k: obj[k] for k in keep},
+                  "entropy_model": entropy.state()}, out)
+    return out
+
+
+def load_bundle(path: str | Path) -> LatentModelBundle:
+    """Read a model file with an entropy model (ValueError if corrupt or without one)."""
+    path = Path(path)
+    obj = _safe_load(path)
+    _check_format(obj, path, (MODEL_FORMAT, CHECKPOINT_FORMAT))
+    model, config, transform, slot_mean = _rebuild(obj, path)
+    if "entropy_model" not in obj:
+        raise ValueError(f"{path}: model file has no entropy model (fit one with fit_entropy_model and "
+                         f"attach_entropy_model)")
+    entropy = EntropyModel.from_state(obj["entropy_model"])
+    bundle = LatentModelBundle(model, config, transform, entropy, slot_mean)
+    bundle.path = path
+    return bundle
+
+
+# ---------------------------------------------------------------------------------------- encoding
+
+
+def _features(bundle: LatentModelBundle, params: np.ndarray) -> torch.Tensor:
+    """Raw parameters ``[M, N, 5 + C]`` -> model input ``[M, F, N]``."""
+    return bundle.transform.encode(params).transpose(1, 2).contiguous()
+
+
+def _check_gaussians(bundle: LatentModelBundle, gaussians: Gaussians) -> None:
+    if len(gaussians) != bundle.seq_len:
+        raise ValueError(f"model {bundle.model_id} encodes {bundle.seq_len} Gaussians, got {len(gaussians)}")
+    if gaussians.channels != bundle.transform.color_channels:
+        raise ValueError(f"model {bundle.model_id} encodes {bundle.transform.color_channels} colour channel(s), "
+                         f"got {gaussians.channels}")
+    if len(gaussians) > 0xFFFF or bundle.entropy.dim > 0xFFFF:
+        raise ValueError("payload holds at most 65535 Gaussians and latent dimensions")
+    params = gaussians.to_array()
+    if not np.isfinite(params).all() or (gaussians.scale <= 0).any():
+        raise ValueError("Gaussians must be finite with positive scales")
+
+
+def latent_of(bundle: LatentModelBundle, gaussians: Gaussians) -> np.ndarray:
+    """The unquantized latent (posterior mean) ``[D]`` (float64) of a set of Gaussians."""
+    _check_gaussians(bundle, gaussians)
+    g = gaussians.take(morton_order(gaussians.xy))
+    with torch.inference_mode():
+        mu, _ = bundle.model.encode(_features(bundle, g.to_array()[None]))
+    return mu[0].double().numpy()
+
+
+def _pack(bundle: LatentModelBundle, mu: np.ndarray, step: float, blend: str, channels: int) -> bytes:
+    step = check_step(step)
+    symbols = bundle.entropy.quantize(mu, step, "symbols")
+    coded = bundle.entropy.compress(symbols, step)
+    flags = (1 if blend == "sum" else 0) | (2 if channels == 3 else 0)
+    body = _HEADER.pack(MAGIC, FORMAT_VERSION, flags, bundle.model_hash, step, bundle.entropy.dim,
+                        bundle.seq_len) + coded
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def encode_latent(bundle: LatentModelBundle, gaussians: Gaussians, step: float = DEFAULT_STEP) -> bytes:
+    """Encode ``gaussians`` (exactly ``seq_len`` of them, the model's colour channels) to a payload."""
+    mu = latent_of(bundle, gaussians)
+    return _pack(bundle, mu, step, gaussians.blend, gaussians.channels)
+
+
+def encode_to_budget(bundle: LatentModelBundle, gaussians: Gaussians, max_bytes: int,
+                     steps=DEFAULT_STEPS) -> tuple[bytes, float]:
+    """``(payload, step)`` for the finest step in ``steps`` whose payload has at most ``max_bytes``
+    bytes (the encoder runs once; each step costs one entropy coding, ~0.1 ms).
+
+    Raises:
+        ValueError: not even the coarsest step fits.
+    """
+    mu = latent_of(bundle, gaussians)
+    smallest = None
+    for step in sorted(check_step(s) for s in steps):
+        payload = _pack(bundle, mu, step, gaussians.blend, gaussians.channels)
+        if len(payload) <= max_bytes:
+            return payload, step
+        smallest = len(payload) if smallest is None else min(smallest, len(payload))
+    raise ValueError(f"no step fits {max_bytes} bytes (smallest payload: {smallest} bytes)")
+
+
+# ---------------------------------------------------------------------------------------- decoding
+
+
+def payload_info(data: bytes) -> dict:
+    """Check a payload's framing (size, magic, CRC, version) and return its header fields:
+    ``model_id`` (hex), ``step``, ``latent_dim``, ``n``, ``channels``, ``blend``, ``coded_bytes``.
+    ValueError if it is not an intact ``vae-latent`` payload."""
+    data = bytes(data)
+    if len(data) < _HEADER.size + _CRC.size:
+        raise ValueError(f"vae-latent payload too short ({len(data)} bytes)")
+    if data[:2] != MAGIC:
+        raise ValueError("not a vae-latent payload (bad magic)")
+    (crc,) = _CRC.unpack(data[-_CRC.size:])
+    if zlib.crc32(data[:-_CRC.size]) != crc:
+        raise ValueError("corrupt vae-latent payload (CRC mismatch)")
+    _, version, flags, model_hash, step, dim, n = _HEADER.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"vae-latent payload version {version} is not supported (this build reads {FORMAT_VERSION})")
+    coded = len(data) - _HEADER.size - _CRC.size
+    return {"model_id": model_hash.hex(), "step": float(step), "latent_dim": int(dim), "n": int(n),
+            "channels": 3 if flags & 2 else 1, "blend": "sum" if flags & 1 else "normalized", "coded_bytes": coded}
+
+
+def _model_mismatch(message: str) -> ValueError:
+    from gaussvae_ros.nodes.codecs import ModelMismatchError
+
+    return ModelMismatchError(message)
+
+
+def decode_latent(bundle: LatentModelBundle, data: bytes) -> Gaussians:
+    """Inverse of :func:`encode_latent` (the VAE's reconstruction of the quantized latent).
+
+    Raises:
+        ModelMismatchError (a ValueError): the payload was encoded with another model.
+        ValueError: corrupt, truncated or inconsistent payload.
+    """
+    data = bytes(data)
+    info = payload_info(data)
+    if info["model_id"] != bundle.model_id:
+        raise _model_mismatch(f"vae-latent payload was encoded with model {info['model_id']}, "
+                              f"not with model {bundle.model_id}")
+    if (info["latent_dim"], info["n"], info["channels"]) != (bundle.entropy.dim, bundle.seq_len,
+                                                             bundle.transform.color_channels):
+        raise ValueError(f"vae-latent payload header (D={info['latent_dim']}, N={info['n']}, "
+                         f"C={info['channels']}) does not match model {bundle.model_id}")
+    step = check_step(info["step"])
+    symbols = bundle.entropy.decompress(data[_HEADER.size:-_CRC.size], step)
+    z = torch.from_numpy(bundle.entropy.dequantize(symbols, step)).float()[None]
+    with torch.inference_mode():
+        feats = bundle.model.decode(z)[0].transpose(0, 1)
+        params = bundle.transform.decode(feats).float().numpy()
+    if not np.isfinite(params).all():
+        raise ValueError("vae-latent payload decodes to non-finite Gaussians (corrupt latent?)")
+    return Gaussians.from_array(params, blend=info["blend"])
+
+
+# ---------------------------------------------------------------------------------------- fitting
+
+
+def fit_entropy_model(model: nn.Module, transform: ParamTransform, params: np.ndarray, *, unit: str = "posterior",
+                      batch_size: int = 256, **kwargs) -> EntropyModel:
+    """Fit an :class:`EntropyModel` on the latents of training parameters ``[M, N, 5 + C]``
+    (Morton-sorted, as in training). Returns it updated."""
+    model = getattr(model, "module", model).eval()
+    params = np.asarray(params, dtype=np.float32)
+    mus, logvars = [], []
+    with torch.inference_mode():
+        for start in range(0, params.shape[0], batch_size):
+            x = transform.encode(params[start:start + batch_size]).transpose(1, 2).contiguous()
+            mu, logvar = model.encode(x)
+            mus.append(mu.double())
+            logvars.append(logvar.double())
+    return EntropyModel.fit(torch.cat(mus), torch.cat(logvars), unit=unit, **kwargs).update()
+
+
+# ---------------------------------------------------------------------------------------- recall registry
+
+_MODELS: dict[str, LatentModelBundle] = {}
+_LOADED_PATHS: set[Path] = set()
+_MODELS_LOCK = threading.Lock()
+
+
+def register_latent_model(bundle: LatentModelBundle | str | Path) -> LatentModelBundle:
+    """Make a model (bundle or model file) available to :func:`decode_memory`; returns the bundle."""
+    if not isinstance(bundle, LatentModelBundle):
+        bundle = load_bundle(bundle)
+    with _MODELS_LOCK:
+        _MODELS[bundle.model_id] = bundle
+    return bundle
+
+
+def unregister_latent_model(model_id: str) -> None:
+    """Forget a model id (tests; no-op if unknown)."""
+    with _MODELS_LOCK:
+        _MODELS.pop(model_id, None)
+
+
+def _env_model_files() -> list[Path]:
+    files: list[Path] = []
+    for entry in os.environ.get(ENV_MODELS, "").split(os.pathsep):
+        if not entry.strip():
+            continue
+        p = Path(entry.strip()).expanduser()
+        files += sorted(p.glob("*.pt")) if p.is_dir() else [p]
+    return files
+
+
+def find_latent_model(model_id: str) -> LatentModelBundle:
+    """The registered model of ``model_id``, loading models named by ``$GAUSSVAE_LATENT_MODELS``
+    on demand. Raises ModelMismatchError if no model has that id."""
+    with _MODELS_LOCK:
+        if model_id in _MODELS:
+            return _MODELS[model_id]
+        pending = [p for p in _env_model_files() if p.resolve() not in _LOADED_PATHS]
+    for path in pending:
+        try:
+            bundle = load_bundle(path)
+        except (ValueError, FileNotFoundError):
+            bundle = None
+        with _MODELS_LOCK:
+            _LOADED_PATHS.add(path.resolve())
+            if bundle is not None:
+                _MODELS.setdefault(bundle.model_id, bundle)
+            if model_id in _MODELS:
+                return _MODELS[model_id]
+    with _MODELS_LOCK:
+        known = ", ".join(sorted(_MODELS)) or "none"
+    raise _model_mismatch(f"no VAE latent model with id {model_id!r} is loaded (known: {known}); register it "
+                          f"with register_latent_model() or list its file in ${ENV_MODELS}")
+
+
+def decode_memory(payload: bytes, model_id: str) -> Gaussians:
+    """Registry entry point (``decode(payload, model_id)``): decode with the model named by the memory."""
+    if not model_id:
+        raise _model_mismatch(f"codec {CODEC_ID!r} needs a model id, the memory names none")
+    return decode_latent(find_latent_model(model_id), payload)
