@@ -278,3 +278,19 @@ def test_encode_decode_time_per_memory_prototype_size():
     print(f"\nvae-latent, prototype conv1d_vae (untrained), torch threads {torch.get_num_threads()}: "
           f"encode {enc_ms:.2f} ms, decode {dec_ms:.2f} ms, payload {len(payload)} bytes")
     assert enc_ms < 200 and dec_ms < 200  # loose: the machine is shared; the target (5 ms) is reported
+
+
+def test_build_bundle_file_fits_on_the_training_split(tmp_path, capsys):
+    from gaussvae_ros.vae import save_param_set
+
+    model, config, transform, _, slot_mean = _parts()
+    params = _random_params(30, seed=5)
+    config.data.path = str(save_param_set(tmp_path / "set.npz", params))
+    config.data.val_fraction, config.data.test_fraction = 0.2, 0.1
+    save_model(tmp_path / "model.pt", model, config, transform, slot_mean)
+    assert lc.main([str(tmp_path / "model.pt"), "--out", str(tmp_path / "latent.pt"), "--max-samples", "10"]) == 0
+    model_id = capsys.readouterr().out.strip()
+    b = lc.load_bundle(tmp_path / "latent.pt")
+    assert b.model_id == model_id and len(model_id) == 16
+    g = Gaussians.from_array(params[0])
+    assert len(lc.decode_latent(b, lc.encode_latent(b, g))) == N

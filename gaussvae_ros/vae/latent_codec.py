@@ -26,9 +26,11 @@ Overhead is 24 bytes. The memory's ``model_id`` string is the model id in hex (1
 
 Model files: a normal VAE model file (:func:`gaussvae_ros.vae.save_model`) plus an
 ``"entropy_model"`` entry (plain tensors, ``torch.load(..., weights_only=True)``), written by
-:func:`save_bundle` / :func:`attach_entropy_model` and read by :func:`load_bundle`. The
-fingerprint hashes what decoding depends on (config, transform settings and statistics, weights,
-entropy parameters), not the file bytes, so re-saving a model keeps its id.
+:func:`save_bundle` / :func:`attach_entropy_model` / :func:`build_bundle_file` (also
+``python -m gaussvae_ros.vae.latent_codec MODEL [--params SET] [--out FILE]``, which prints the
+model id) and read by :func:`load_bundle`. The fingerprint hashes what decoding depends on
+(config, transform settings and statistics, weights, entropy parameters), not the file bytes, so
+re-saving a model keeps its id.
 
 Recall: ``gaussvae_ros.nodes.codecs`` registers codec id ``vae-latent`` and decodes through
 :func:`decode_memory`, which looks the memory's model id up among the models registered with
@@ -63,7 +65,8 @@ from .entropy import EntropyModel, check_step
 from .params import ParamTransform
 
 __all__ = [
-    "CODEC_ID", "DEFAULT_STEP", "DEFAULT_STEPS", "LatentModelBundle", "attach_entropy_model", "decode_latent",
+    "CODEC_ID", "DEFAULT_STEP", "DEFAULT_STEPS", "LatentModelBundle", "attach_entropy_model", "build_bundle_file",
+    "decode_latent",
     "decode_memory", "encode_latent", "encode_to_budget", "find_latent_model", "fit_entropy_model",
     "latent_of", "load_bundle", "make_bundle", "model_fingerprint", "payload_info", "register_latent_model",
     "save_bundle",
@@ -334,6 +337,27 @@ def fit_entropy_model(model: nn.Module, transform: ParamTransform, params: np.nd
     return EntropyModel.fit(torch.cat(mus), torch.cat(logvars), unit=unit, **kwargs).update()
 
 
+def build_bundle_file(model_path: str | Path, params_path: str | Path | None = None,
+                      out_path: str | Path | None = None, *, max_samples: int | None = None,
+                      unit: str = "posterior", seed: int = 0) -> LatentModelBundle:
+    """Fit an entropy model on the training split (the model config's split) of ``params_path``
+    (default: the config's ``data.path``), at most ``max_samples`` of them drawn at random, and
+    write the model file with it to ``out_path`` (default: in place). Returns the loaded bundle."""
+    from .data import load_param_set, split_indices
+    from .checkpoint import load_model
+
+    model_path = Path(model_path)
+    model, config, transform, _ = load_model(model_path)
+    params = load_param_set(params_path or config.data.path)
+    train = split_indices(len(params), config.data.val_fraction, config.data.test_fraction,
+                          config.data.split_seed)["train"]
+    if max_samples is not None and max_samples < len(train):
+        train = np.sort(np.random.default_rng(seed).choice(train, max_samples, replace=False))
+    entropy = fit_entropy_model(model, transform, params[train], unit=unit)
+    out = attach_entropy_model(model_path, entropy, out_path)
+    return load_bundle(out)
+
+
 # ---------------------------------------------------------------------------------------- recall registry
 
 _MODELS: dict[str, LatentModelBundle] = {}
@@ -395,3 +419,24 @@ def decode_memory(payload: bytes, model_id: str) -> Gaussians:
     if not model_id:
         raise _model_mismatch(f"codec {CODEC_ID!r} needs a model id, the memory names none")
     return decode_latent(find_latent_model(model_id), payload)
+
+
+def main(argv=None) -> int:
+    """``python -m gaussvae_ros.vae.latent_codec MODEL [--params SET] [--out FILE]``: fit and attach
+    the entropy model, print the model id (the ``model_id`` of ``vae-latent`` memories)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="fit a VAE model's latent entropy model and store it in the model file")
+    ap.add_argument("model", help="model file or training checkpoint")
+    ap.add_argument("--params", help="parameter set (default: the config's data.path)")
+    ap.add_argument("--out", help="output model file (default: rewrite MODEL)")
+    ap.add_argument("--max-samples", type=int, default=None, help="training samples to fit on (default: all)")
+    ap.add_argument("--unit", default="posterior", choices=["posterior", "latent"])
+    args = ap.parse_args(argv)
+    bundle = build_bundle_file(args.model, args.params, args.out, max_samples=args.max_samples, unit=args.unit)
+    print(bundle.model_id)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
