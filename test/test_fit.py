@@ -46,13 +46,17 @@ def test_grayscale_and_16_bit_input():
 
 
 def test_warm_start_from_the_previous_frame_is_faster(coffee):
-    """A shifted frame: warm-starting from the first frame's fit reaches the cold fit's quality in far
-    fewer iterations."""
+    """A frame shifted by 4 pixels: warm-starting from the previous frame's fit (motion-compensated)
+    beats a cold fit of the same small budget by far, and gets within 0.5 dB of the full cold fit in
+    less than half its iterations."""
     frame0, frame1 = coffee[:, :-4], coffee[:, 4:]
     first = fit_image(frame0, n_gaussians=256)
     cold = fit_image(frame1, n_gaussians=256)
-    warm = fit_image(frame1, init=first.gaussians, target_psnr=cold.psnr)
-    assert warm.psnr >= cold.psnr - 1e-6
+    cold_short = fit_image(frame1, n_gaussians=256, max_iters=50, min_iters=50)
+    warm_short = fit_image(frame1, init=first.gaussians, max_iters=50, min_iters=50)
+    assert warm_short.psnr > cold_short.psnr + 3.0
+    warm = fit_image(frame1, init=first.gaussians, target_psnr=cold.psnr - 0.5)
+    assert warm.psnr >= cold.psnr - 0.5
     assert warm.iterations * 2 <= cold.iterations
 
 

@@ -68,7 +68,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     image = to_float_image(load_image(args.image))
     if args.size:
         image = resize(image, *args.size)
-    bar, update = progress_bar(args.max_iters or 300, f"fit {Path(args.image).name}", sys.stderr.isatty() or not args.json)
+    from ..core import FitConfig
+
+    bar, update = progress_bar(args.max_iters or FitConfig().max_iters, f"fit {Path(args.image).name}", sys.stderr.isatty() or not args.json)
     overrides = {"max_iters": args.max_iters} if args.max_iters else {}
     result = fit_image(image, n_gaussians=args.gaussians, seed=args.seed, progress=update, **overrides)
     bar.close()
@@ -121,7 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="image file (PNG, JPEG, ...; 8 or 16 bit; gray, RGB or RGBA)")
     p.add_argument("--gaussians", type=int, default=512, help="number of Gaussians (default 512)")
     p.add_argument("--size", type=parse_size, help="resize to WxH before fitting (default: the image's size)")
-    p.add_argument("--max-iters", type=int, help="iteration budget (default: the fitter's, 300)")
+    p.add_argument("--max-iters", type=int, help="iteration budget (default: the fitter's, FitConfig.max_iters)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the quantized Gaussians (binary format) here")
     p.add_argument("--preview", help="write a side-by-side PNG (input | reconstruction) here")

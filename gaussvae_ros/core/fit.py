@@ -43,7 +43,7 @@ class FitConfig:
     random_fraction: float = 0.3  # share of initial positions sampled uniformly instead of by gradient
     add_every: int = 25  # steps between error-guided additions
     add_steps: int = 2  # number of additions that complete the budget
-    max_iters: int = 300  # iteration budget
+    max_iters: int = 350  # iteration budget
     min_iters: int = 100  # never stop on a plateau before this
     plateau_window: int = 50  # steps per window of the plateau rule
     plateau_tol: float = 2e-3  # stop when the windowed loss improves by less than this fraction
@@ -54,8 +54,10 @@ class FitConfig:
     lr_color: float = 3e-2  # intensity per step
     lr_final: float = 0.1  # learning rates decay by cosine to this fraction at max_iters
     min_scale_px: float = 0.3  # smallest standard deviation, in pixels of the fitted image
+    max_scale: float = 0.5  # largest standard deviation, in normalized units (half the image)
     target_psnr: float | None = None  # also stop as soon as the fit reaches this PSNR (dB)
     warm_lr_scale: float = 1.0  # learning rates are multiplied by this when warm-starting
+    warm_warmup: int = 10  # a warm start ramps its learning rates up over this many steps
     warm_align: bool = True  # shift a warm start by the image motion found by phase correlation
     warm_reseed_fraction: float = 0.0  # share of a warm start's least useful Gaussians moved to the worst pixels
     threads: int | None = None  # CPU threads for the compiled kernels (default: torch's)
@@ -166,18 +168,24 @@ def image_loss(rendered: torch.Tensor, target: torch.Tensor, ssim_weight: float,
 
 
 class _PackedParams:
-    """All raw parameters in one ``[N, 5 + C]`` tensor optimized by a single fused Adam.
+    """All raw parameters in one ``[N, 5 + C]`` tensor, optimized by Adam in a few in-place ops.
 
     Columns: u, v, log s1, log s2, rot, colour. Each group is stored divided by its learning rate, so
     Adam with a unit learning rate moves it by that group's rate (Adam's step does not depend on the
-    gradient's scale): per-group learning rates at the cost of one optimizer call.
+    gradient's scale): per-group learning rates at the cost of one update. Adam is written out here
+    (beta1 0.9, beta2 0.999, bias-corrected) because ``torch.optim`` imports ``torch._dynamo`` on
+    first use, which costs seconds in every process that fits one image.
     """
+
+    beta1, beta2, eps = 0.9, 0.999, 1e-15
 
     def __init__(self, xy, log_scale, rot, color, lrs: tuple[float, float, float, float]):
         c = color.shape[1]
         self.scale = torch.tensor([lrs[0]] * 2 + [lrs[1]] * 2 + [lrs[2]] + [lrs[3]] * c, dtype=torch.float32)
         self.raw = (self._stack(xy, log_scale, rot, color) / self.scale).requires_grad_()
-        self.optimizer = torch.optim.Adam([self.raw], lr=1.0, eps=1e-15, foreach=False)
+        self.exp_avg = torch.zeros_like(self.raw)
+        self.exp_avg_sq = torch.zeros_like(self.raw)
+        self.steps = torch.zeros(len(self.raw), 1)  # per row: Gaussians added later restart their count
 
     @staticmethod
     def _stack(xy, log_scale, rot, color) -> torch.Tensor:
@@ -188,15 +196,26 @@ class _PackedParams:
         """``[N, 5 + C]`` parameter values (differentiable w.r.t. the raw tensor)."""
         return self.raw * self.scale
 
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        """One Adam step with learning rate ``lr`` on the raw tensor's ``.grad``, which it then clears."""
+        grad = self.raw.grad
+        self.raw.grad = None
+        self.steps += 1
+        self.exp_avg.lerp_(grad, 1 - self.beta1)
+        self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        correction1 = 1 - self.beta1 ** self.steps
+        correction2 = 1 - self.beta2 ** self.steps
+        denom = (self.exp_avg_sq / correction2).sqrt_().add_(self.eps)
+        self.raw.sub_(self.exp_avg / correction1 / denom * lr)
+
     def append(self, xy, log_scale, rot, color) -> None:
         extra = self._stack(xy, log_scale, rot, color) / self.scale
-        state = self.optimizer.state.pop(self.raw, None)
         self.raw = torch.cat([self.raw.detach(), extra]).requires_grad_()
-        self.optimizer.param_groups[0]["params"] = [self.raw]
-        if state:
-            for key in ("exp_avg", "exp_avg_sq"):
-                state[key] = torch.cat([state[key], torch.zeros_like(extra)])
-            self.optimizer.state[self.raw] = state
+        zeros = torch.zeros_like(extra)
+        self.exp_avg = torch.cat([self.exp_avg, zeros])
+        self.exp_avg_sq = torch.cat([self.exp_avg_sq, zeros])
+        self.steps = torch.cat([self.steps, torch.zeros(len(extra), 1)])
 
 
 def estimate_shift(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]:
@@ -283,10 +302,13 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
         raise ValueError(f"image of {w}x{h} pixels is too small to fit (need at least 4 pixels)")
     if init is not None and init.channels != ch:
         raise ValueError(f"warm start has {init.channels} colour channels, the image {ch}")
+    if init is not None and not (np.isfinite(init.to_array()).all() and (init.scale > 0).all()):
+        raise ValueError("warm start has non-finite values or non-positive scales")
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     target = torch.from_numpy(target_np)
     min_log_scale = torch.log(torch.tensor([config.min_scale_px / w, config.min_scale_px / h]))
+    max_log_scale = torch.log(torch.tensor([config.max_scale, config.max_scale])).maximum(min_log_scale)
     n_total = min(config.n_gaussians, h * w)
     lrs = (config.lr_xy, config.lr_scale, config.lr_rot, config.lr_color)
 
@@ -306,7 +328,7 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
                     for k in range(config.add_steps)] if remaining > 0 else []
 
     def activated(values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        scale = torch.exp(torch.maximum(values[:, 2:4], min_log_scale))
+        scale = torch.exp(torch.minimum(torch.maximum(values[:, 2:4], min_log_scale), max_log_scale))
         return values[:, 0:2], scale, values[:, 4], values[:, 5:]
 
     history: list[float] = []
@@ -316,7 +338,9 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
     target_mse = 10.0 ** (-config.target_psnr / 10.0) if config.target_psnr is not None else None
     for iteration in range(1, config.max_iters + 1):
         frac = 0.5 * (1 + math.cos(math.pi * (iteration - 1) / config.max_iters))
-        params.optimizer.param_groups[0]["lr"] = lr_scale * (config.lr_final + (1 - config.lr_final) * frac)
+        lr = lr_scale * (config.lr_final + (1 - config.lr_final) * frac)
+        if init is not None and iteration <= config.warm_warmup:
+            lr *= iteration / (config.warm_warmup + 1)  # Adam's first steps move every parameter by ~lr
         rendered = render_params(*activated(params.values()), h, w, blend=config.blend, threads=config.threads)
         if target_mse is not None and not schedule:
             with torch.no_grad():
@@ -324,9 +348,8 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
                     iteration -= 1  # reached before this step's update
                     break
         loss = image_loss(rendered, target, config.ssim_weight, config.threads)
-        params.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params.optimizer.step()
+        params.step(lr)
         with torch.no_grad():
             params.raw[:, 0:2].clamp_(0.0, 1.0 / config.lr_xy)
         window_sum += loss.item()
