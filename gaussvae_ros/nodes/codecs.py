@@ -11,6 +11,8 @@ with a clear error instead of guessing:
 
 Built in: ``gaussians-q`` (:data:`gaussvae_ros.store.DEFAULT_CODEC`), quantized Gaussians from
 :func:`gaussvae_ros.core.encode_gaussians`; it needs no model, so its model id must be empty.
+``vae-latent``: an entropy-coded VAE latent (:mod:`gaussvae_ros.vae.latent_codec`, imported with
+torch on first use), decoded with the model whose id (hash) the memory names.
 
 Adding a codec (e.g. VAE latents decoded by a checkpoint)::
 
