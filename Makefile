@@ -44,9 +44,15 @@ test: build
 demo: build
 	$(ROS_ENV) && $(PY) -m gaussvae_ros.demo --out $(OUT)/demo
 
+# Store size for the store benchmark (the issue's figure is 10,000,000: make bench STORE_RECORDS=10000000).
+STORE_RECORDS ?= 1000000
 bench: build
 	mkdir -p $(OUT)/bench
 	$(ROS_ENV) && $(PY) -m gaussvae_ros.cli.main bench --json | tee $(OUT)/bench/core.json
+	$(ROS_ENV) && $(PY) benchmarks/bench_blend.py --json | tee $(OUT)/bench/blend.json
+	$(ROS_ENV) && $(PY) benchmarks/bench_replay.py --repeat 3 --json | tee $(OUT)/bench/replay.json
+	$(ROS_ENV) && $(PY) benchmarks/bench_live.py --json | tee $(OUT)/bench/live.json
+	$(ROS_ENV) && $(PY) benchmarks/bench_store.py --records $(STORE_RECORDS) --json | tee $(OUT)/bench/store.json
 
 clean:
 	rm -rf build_ros build *.egg-info $(OUT) gaussvae_ros/core/_raster*.so

@@ -70,7 +70,7 @@ def run(bag: Path, rate: float, recalls: int, image_topic: str, odom_topic: str,
         database = folder / "memories.db"
         params = write_params(folder / "params.yaml", default_params_file(), {
             "encoder": {"image_topics": [image_topic], "odometry_topics": [odom_topic], "pose_topics": [""],
-                        "camera_info_topics": [info_topic]},
+                        "camera_info_topics": [info_topic], "image_reliability": "reliable"},
             "memory": {"database": str(database)}, "recall": {"database": str(database)}})
         graph = GraphProcess(params, (out or folder) / "bench_live_graph.log", env)
         client = None

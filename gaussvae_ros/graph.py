@@ -100,6 +100,8 @@ def graph_commands(options: GraphOptions) -> list[tuple[str, list[str]]]:
         if options.namespace:
             argv += ["-r", f"__ns:={options.namespace}"]
         if short == "encoder":
+            if options.bag:  # a recording played on loopback: subscribe reliably, lose no frame
+                argv += ["-p", "image_reliability:=reliable"]
             for option, name in TOPIC_REMAPS.items():
                 target = getattr(options, option)
                 if target:

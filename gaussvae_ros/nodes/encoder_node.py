@@ -99,6 +99,8 @@ PARAMETERS = (
     ParamSpec("camera_info_topics", ["camera_info"], "sensor_msgs/CameraInfo topics ([\"\"] = none)", True),
     ParamSpec("tf_fixed_frame", "", "fixed frame of TF camera poses, used when no pose topic has a pose at the "
               "image stamp and tf2_ros is installed; empty = no TF", True),
+    ParamSpec("image_reliability", "best_effort", "QoS of the image subscriptions: best_effort (sensor data, "
+              "what camera drivers publish) | reliable (recorded data replayed on loopback: lose nothing)", True),
     ParamSpec("queue_size", 2, "frames waiting for the encoder (>= 1); when full the oldest is dropped and counted",
               True),
     ParamSpec("long_side", DEFAULT_LONG_SIDE, "working resolution: long side of the fitted image in px "
@@ -132,6 +134,9 @@ PARAMETERS = (
 #: burst of high-rate odometry is not cut down to the last 5 samples before the executor takes them.
 POSE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 
+#: Image inputs with image_reliability = reliable: nothing lost on loopback replay.
+RELIABLE_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
 #: Time jump (ns) backwards in a camera's or pose source's stamps that restarts its state (a bag
 #: played again, a simulator reset): keyframe policy, warm start or pose track start over.
 TIME_JUMP_NS = 1_000_000_000
@@ -142,6 +147,8 @@ def check_parameters(values: dict) -> list[str]:
     if not real_list(values["image_topics"]) and not real_list(values["compressed_image_topics"]):
         problems.append("no image topic: set image_topics and/or compressed_image_topics")
     check_range(problems, values, "queue_size", 1, 10_000)
+    if values.get("image_reliability", "best_effort") not in ("best_effort", "reliable"):
+        problems.append(f"image_reliability must be best_effort or reliable, got {values['image_reliability']!r}")
     check_range(problems, values, "long_side", 8, 1 << 15)
     check_range(problems, values, "n_gaussians", 1, 65_535)
     check_range(problems, values, "max_iters", 0)
@@ -241,13 +248,15 @@ class EncoderNode(Node):
         self._info_for_camera: dict = {}
 
         inputs = ReentrantCallbackGroup()  # callbacks only enqueue / store: safe to run in parallel
+        image_qos = RELIABLE_IMAGE_QOS if self._values["image_reliability"] == "reliable" else qos_profile_sensor_data
         self._memories = self.create_publisher(MemoryRecord, "memories", MEMORY_QOS.get())
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._image_subs = []
         for topic in real_list(self._values["image_topics"]):
-            self._image_subs.append(self._subscribe_resolved(Image, topic, self._enqueue, inputs))
+            self._image_subs.append(self._subscribe_resolved(Image, topic, self._enqueue, inputs, image_qos))
         for topic in real_list(self._values["compressed_image_topics"]):
-            self._image_subs.append(self._subscribe_resolved(CompressedImage, topic, self._enqueue, inputs))
+            self._image_subs.append(self._subscribe_resolved(CompressedImage, topic, self._enqueue, inputs,
+                                                             image_qos))
         self._pose_sources: list[list] = []  # [resolved topic, PoseTrack]
         pose_kinds = [(Odometry, t) for t in real_list(self._values["odometry_topics"])]
         pose_kinds += [(PoseStamped, t) for t in real_list(self._values["pose_topics"])]
@@ -303,14 +312,14 @@ class EncoderNode(Node):
 
     # --- callbacks (executor threads: never block) -------------------------------------------
 
-    def _subscribe_resolved(self, msg_type, topic: str, handler, group):
-        """A sensor-data subscription whose callback is ``handler(msg, resolved topic name)``."""
+    def _subscribe_resolved(self, msg_type, topic: str, handler, group, qos=qos_profile_sensor_data):
+        """A subscription (sensor-data QoS by default) whose callback is ``handler(msg, resolved topic name)``."""
         holder = {}
 
         def callback(msg) -> None:
             handler(msg, holder["topic"])
 
-        sub = self.create_subscription(msg_type, topic, callback, qos_profile_sensor_data, callback_group=group)
+        sub = self.create_subscription(msg_type, topic, callback, qos, callback_group=group)
         holder["topic"] = sub.topic_name  # after remapping and namespacing
         return sub
 
