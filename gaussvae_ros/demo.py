@@ -662,7 +662,7 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
                     "pose_topics": [POSE_TOPIC], "camera_info_topics": [CAMERA_INFO_TOPIC],
                     "long_side": int(c.long_side), "n_gaussians": int(c.n_gaussians), "max_iters": int(c.max_iters),
                     "threads": int(c.threads), "keyframe.min_translation_m": float(c.min_translation_m),
-                    "queue_size": int(c.queue_size) or len(frames)},
+                    "queue_size": int(c.queue_size) or len(frames), "image_reliability": "reliable"},
         "memory": {"database": str(database)},
         "recall": {"database": str(database)},
     })
