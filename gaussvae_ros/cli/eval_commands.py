@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Gaussian counts of the 'gaussians' grid (default: 16 24 32 48 64 96 128 192 256 384 512)")
     parser.add_argument("--long-side", type=_positive_int, default=192,
                         help="resize each image so its long side has this many pixels (default 192)")
-    parser.add_argument("--max-iters", type=_positive_int, default=300, help="fitting iterations (default 300)")
+    parser.add_argument("--max-iters", type=_positive_int, default=None,
+                        help="fitting iterations (default: the fitter's, FitConfig.max_iters)")
     parser.add_argument("--threads", type=_positive_int, default=1,
                         help="CPU threads per fit and render (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="fitting seed")
@@ -85,6 +86,7 @@ def build_methods(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from gaussvae_ros.core import FitConfig
     from gaussvae_ros.eval import FitOptions, evaluate, format_table, list_images, load_image, plot_rd
 
     paths = list_images(args.images)[:args.limit]
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     report["notes"] = notes
-    report["settings"] = {"long_side": args.long_side, "max_iters": args.max_iters, "seed": args.seed,
+    report["settings"] = {"long_side": args.long_side, "max_iters": args.max_iters or FitConfig().max_iters,
+                          "seed": args.seed,
                           "gaussian_counts": next((list(m.counts) for m in methods if m.name == "gaussians"), None),
                           "resize": "Pillow Lanczos on uint8",
                           "metrics": "scikit-image PSNR / SSIM, data range 255; means over images"}

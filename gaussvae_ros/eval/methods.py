@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from gaussvae_ros.core import (BitDepths, Gaussians, decode_gaussians, encode_gaussians, encoded_size, fit_image,
-                               render, to_uint8)
+from gaussvae_ros.core import (BitDepths, FitConfig, Gaussians, decode_gaussians, encode_gaussians, encoded_size,
+                               fit_image, render, to_uint8)
 
 #: PSNR reported for an exact reconstruction (JSON has no infinity).
 PSNR_CAP = 100.0
@@ -69,7 +69,7 @@ class Encoded:
 class FitOptions:
     """How :meth:`ImageContext.fit` fits Gaussians (forwarded to :func:`gaussvae_ros.core.fit_image`)."""
 
-    max_iters: int = 300
+    max_iters: int | None = None  # None: the fitter's default (FitConfig.max_iters)
     seed: int = 0
     threads: int | None = 1
     cache_dir: str | None = None  # keep fits as .npz here, keyed by image content, count, iterations, seed
@@ -85,7 +85,7 @@ class ImageContext:
         self.reference = reference
         self.fit_options = fit_options or FitOptions()
         self.cache: dict[str, dict] = {}
-        self._fits: dict[int, object] = {}
+        self._fits: dict[tuple[int, int], object] = {}
 
     @property
     def height(self) -> int:
@@ -103,35 +103,56 @@ class ImageContext:
     def mode(self) -> str:
         return "L" if self.channels == 1 else "RGB"
 
-    def fit(self, n_gaussians: int):
-        """The Gaussians fitted to this image with ``n_gaussians`` (fitted once, then cached)."""
-        if n_gaussians not in self._fits:
+    def target(self, channels: int | None = None) -> np.ndarray:
+        """The reference with ``channels`` colour channels (gray stacked to RGB, RGB to luma)."""
+        if channels is None or channels == self.channels:
+            return self.reference
+        if channels == 3:
+            return np.ascontiguousarray(np.repeat(self.reference[:, :, None], 3, axis=2))
+        return np.asarray(Image.fromarray(self.reference).convert("L"))
+
+    def fit(self, n_gaussians: int, channels: int | None = None):
+        """The Gaussians fitted to this image (converted to ``channels``, default its own) with
+        ``n_gaussians`` (fitted once, then cached)."""
+        channels = self.channels if channels is None else int(channels)
+        key = (n_gaussians, channels)
+        if key not in self._fits:
             o = self.fit_options
-            path = self._cache_path(n_gaussians)
+            path = self._cache_path(n_gaussians, channels)
             if path is not None and path.exists():
                 with np.load(path) as stored:
                     gaussians = Gaussians.from_array(stored["params"], str(stored["blend"]))
             else:
-                gaussians = fit_image(self.reference, n_gaussians=n_gaussians, max_iters=o.max_iters, seed=o.seed,
-                                      threads=o.threads).gaussians
+                gaussians = fit_image(self.target(channels), n_gaussians=n_gaussians, max_iters=self.max_iters,
+                                      seed=o.seed, threads=o.threads).gaussians
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_suffix(".tmp.npz")
                     np.savez(tmp, params=gaussians.to_array(), blend=np.array(gaussians.blend))
                     os.replace(tmp, path)
-            self._fits[n_gaussians] = gaussians
-        return self._fits[n_gaussians]
+            self._fits[key] = gaussians
+        return self._fits[key]
 
-    def _cache_path(self, n_gaussians: int) -> Path | None:
+    @property
+    def max_iters(self) -> int:
+        return self.fit_options.max_iters or FitConfig().max_iters
+
+    def _cache_path(self, n_gaussians: int, channels: int) -> Path | None:
         o = self.fit_options
         if not o.cache_dir:
             return None
-        digest = hashlib.sha1(repr(self.reference.shape).encode() + self.reference.tobytes()).hexdigest()[:16]
-        return Path(o.cache_dir) / f"{digest}_n{n_gaussians}_it{o.max_iters}_s{o.seed}.npz"
+        target = self.target(channels)
+        digest = hashlib.sha1(repr(target.shape).encode() + target.tobytes()).hexdigest()[:16]
+        return Path(o.cache_dir) / f"{digest}_n{n_gaussians}_it{self.max_iters}_s{o.seed}.npz"
 
     def render(self, gaussians) -> np.ndarray:
-        """Gaussians rendered at the reference size, as uint8 of the reference's shape."""
-        return to_uint8(render(gaussians, self.height, self.width, threads=self.fit_options.threads))
+        """Gaussians rendered at the reference size, as uint8 of the reference's shape (and channels)."""
+        out = to_uint8(render(gaussians, self.height, self.width, threads=self.fit_options.threads))
+        if out.ndim == self.reference.ndim:
+            return out
+        if out.ndim == 2:
+            return np.ascontiguousarray(np.repeat(out[:, :, None], 3, axis=2))
+        return np.asarray(Image.fromarray(out).convert("L"))
 
 
 class Method:
@@ -235,49 +256,56 @@ class GaussianMethod(Method):
 
 
 class LatentMethod(Method):
-    """The VAE latent codec: Gaussians fitted at the model's count, coded by ``encode_to_budget``.
+    """The VAE latent codec (``gaussvae_ros.vae.latent_codec``) on Gaussians fitted at the model's count.
 
-    ``codec`` is the ``gaussvae_ros.vae.latent_codec`` module, ``bundle`` what it loads from a
-    model file. ``encode_to_budget(bundle, gaussians, max_bytes)`` gives the payload (bytes, or an
-    object with a ``payload`` / ``data`` attribute) and ``decode_latent(bundle, payload)`` the
-    Gaussians back. When the codec cannot reach the budget (ValueError, or a longer payload), the
-    smallest payload it makes (``max_bytes=0``, else the one returned) is scored.
+    ``codec`` is the codec module and ``bundle`` the model it loaded (``load_bundle``). The payload
+    is ``encode_to_budget(bundle, gaussians, max_bytes)`` (the finest quantization step that fits;
+    ``(payload, step)`` or bytes), decoded by ``decode_latent(bundle, payload)``. When no step fits
+    (ValueError), the smallest output is scored: ``encode_latent`` at the coarsest of the codec's
+    ``DEFAULT_STEPS`` (a codec without those is asked for ``max_bytes=0``). Images whose colour
+    channels differ from the model's are fitted converted (gray stacked to RGB, or RGB to luma)
+    and the rendering converted back.
     """
 
     name = "ours"
 
-    def __init__(self, codec, bundle, n_gaussians: int):
+    def __init__(self, codec, bundle, n_gaussians: int, channels: int | None = None):
         self.codec = codec
         self.bundle = bundle
         self.n_gaussians = int(n_gaussians)
+        self.channels = channels
 
     @staticmethod
-    def _payload(result) -> bytes:
+    def _split(result) -> tuple[bytes, dict]:
         if isinstance(result, (bytes, bytearray, memoryview)):
-            return bytes(result)
-        for attr in ("payload", "data"):
-            if isinstance(getattr(result, attr, None), (bytes, bytearray)):
-                return bytes(getattr(result, attr))
+            return bytes(result), {}
         if isinstance(result, tuple) and result and isinstance(result[0], (bytes, bytearray)):
-            return bytes(result[0])
-        raise TypeError(f"encode_to_budget returned {type(result).__name__}, expected bytes")
+            extra = {"step": float(result[1])} if len(result) > 1 and isinstance(result[1], (int, float)) else {}
+            return bytes(result[0]), extra
+        raise TypeError(f"encode_to_budget returned {type(result).__name__}, expected bytes or (bytes, step)")
 
-    def _encode(self, gaussians, max_bytes: int) -> bytes | None:
-        try:
-            return self._payload(self.codec.encode_to_budget(self.bundle, gaussians, max_bytes))
-        except ValueError:
-            return None
+    def _smallest(self, gaussians) -> tuple[bytes, dict]:
+        steps = getattr(self.codec, "DEFAULT_STEPS", None)
+        if steps and callable(getattr(self.codec, "encode_latent", None)):
+            step = max(steps)
+            return bytes(self.codec.encode_latent(self.bundle, gaussians, step)), {"step": float(step)}
+        return self._split(self.codec.encode_to_budget(self.bundle, gaussians, 0))
 
     def compress(self, ctx: ImageContext, budget: int) -> Encoded:
-        gaussians = ctx.fit(self.n_gaussians)
-        payload = self._encode(gaussians, budget)
-        if payload is None:
-            payload = self._encode(gaussians, 0)
-        if payload is None:
-            raise ValueError(f"the latent codec cannot encode {ctx.name} at any size")
-        decoded = self.codec.decode_latent(self.bundle, payload)
-        decoded = getattr(decoded, "gaussians", decoded)
-        return Encoded(len(payload), ctx.render(decoded), {"gaussians": self.n_gaussians})
+        cache = self._cache(ctx)
+        if budget not in cache:
+            gaussians = ctx.fit(self.n_gaussians, self.channels)
+            if len(gaussians) != self.n_gaussians:
+                raise ValueError(f"the fit of {ctx.name} has {len(gaussians)} Gaussians, the model needs "
+                                 f"{self.n_gaussians} (raise --max-iters)")
+            try:
+                payload, setting = self._split(self.codec.encode_to_budget(self.bundle, gaussians, budget))
+            except ValueError:
+                payload, setting = self._smallest(gaussians)
+            decoded = self.codec.decode_latent(self.bundle, payload)
+            decoded = getattr(decoded, "gaussians", decoded)
+            cache[budget] = Encoded(len(payload), ctx.render(decoded), {"gaussians": self.n_gaussians, **setting})
+        return cache[budget]
 
 
 LATENT_CODEC_MODULE = "gaussvae_ros.vae.latent_codec"
@@ -285,15 +313,13 @@ LATENT_CODEC_MODULE = "gaussvae_ros.vae.latent_codec"
 
 def _model_gaussian_count(bundle) -> int | None:
     """Gaussians per image the VAE expects (its ``seq_len``), wherever the bundle keeps it."""
-    for candidate in (bundle, getattr(bundle, "config", None), getattr(bundle, "model_config", None)):
-        for path in (("seq_len",), ("n_gaussians",), ("model", "seq_len")):
+    for candidate in (bundle, getattr(bundle, "config", None)):
+        for path in (("seq_len",), ("model", "seq_len")):
             obj = candidate
             for attr in path:
                 obj = getattr(obj, attr, None)
             if isinstance(obj, int):
                 return obj
-    if isinstance(bundle, tuple) and len(bundle) > 1:
-        return _model_gaussian_count(bundle[1])
     return None
 
 
@@ -314,14 +340,17 @@ def load_latent_method(model_path: str | None) -> tuple[LatentMethod | None, str
     missing = [f for f in ("encode_to_budget", "decode_latent") if not callable(getattr(codec, f, None))]
     if missing:
         return None, f"{LATENT_CODEC_MODULE} has no {', '.join(missing)}"
-    loader = getattr(codec, "load_bundle", None) or getattr(codec, "load", None)
-    if loader is None:
-        from gaussvae_ros.vae.checkpoint import load_model as loader
-    bundle = loader(model_path)
+    if not callable(getattr(codec, "load_bundle", None)):
+        return None, f"{LATENT_CODEC_MODULE} has no load_bundle"
+    try:
+        bundle = codec.load_bundle(model_path)
+    except (ValueError, OSError) as exc:
+        return None, f"cannot load {model_path} as a latent codec model: {exc}"
     n = _model_gaussian_count(bundle)
     if n is None:
         return None, f"cannot tell how many Gaussians the model in {model_path} expects"
-    return LatentMethod(codec, bundle, n), None
+    channels = getattr(getattr(bundle, "transform", None), "color_channels", None)
+    return LatentMethod(codec, bundle, n, channels if channels in (1, 3) else None), None
 
 
 def pillow_codecs(names=("jpeg", "webp", "avif")) -> tuple[list[PillowCodec], dict[str, str]]:
