@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "gaussvae_ros.cli.core_commands",
     "gaussvae_ros.cli.vae_commands",
+    "gaussvae_ros.cli.dataset_commands",
     "gaussvae_ros.cli.replay_commands",
     "gaussvae_ros.cli.db_commands",
     "gaussvae_ros.cli.play_commands",

@@ -335,6 +335,8 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
     window_sum, window_count = 0.0, 0
     iteration = 0
     lr_scale = config.warm_lr_scale if init is not None else 1.0
+    # short budgets still place the whole budget: the additions are squeezed in before the end
+    add_every = max(1, min(config.add_every, config.max_iters // (config.add_steps + 1)))
     target_mse = 10.0 ** (-config.target_psnr / 10.0) if config.target_psnr is not None else None
     for iteration in range(1, config.max_iters + 1):
         frac = 0.5 * (1 + math.cos(math.pi * (iteration - 1) / config.max_iters))
@@ -357,7 +359,7 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
         if progress is not None:
             progress(iteration, config.max_iters)
 
-        if schedule and iteration % config.add_every == 0:
+        if schedule and iteration % add_every == 0:
             count = schedule.pop(0)
             error = (rendered.detach() - target).abs().sum(-1).numpy() + 1e-6
             new_xy, new_log_scale, new_color = _place(target_np, _sample_pixels(error, count, rng),

@@ -1,0 +1,147 @@
+"""Training sets of fitted Gaussians from real images: photographs and robot recordings.
+
+A set is a folder of shards ``shard_00000.npz``, ... each holding ``params [M, N, 8]`` (the layout
+of :meth:`gaussvae_ros.core.Gaussians.to_array`, Morton-sorted, grey frames replicated to RGB so the
+prototype's 8-channel models read them) and ``keys [M]`` naming the source of each sample.
+:func:`gaussvae_ros.vae.data.load_param_set` reads the folder. Building is resumable: samples whose
+key is in a finished shard are skipped, so a large set can be built across several runs, and an
+interrupted run loses at most the shard it was filling.
+
+Sources:
+
+* :func:`photo_views`: multi-scale crops and flips of the colour photographs scikit-image ships
+  (a handful of photos make thousands of distinct views).
+* :func:`bag_frames`: frames of a rosbag2 recording (every ``every``-th frame of each image topic).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+#: scikit-image's colour photographs (bundled with the package, no download).
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+
+
+def photo_views(count: int, long_side: int = 128, seed: int = 0,
+                photos: Iterable[str] = PHOTOS) -> Iterator[tuple[str, np.ndarray]]:
+    """``count`` views ``(key, uint8 [H, W, 3])``: a random square-ish crop covering 30-100 % of a
+    photo's short side, optionally mirrored, resized so its long side is ``long_side``."""
+    from PIL import Image
+    from skimage import data
+
+    images = {name: np.asarray(getattr(data, name)())[:, :, :3] for name in photos}
+    names = sorted(images)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        name = names[int(rng.integers(len(names)))]
+        image = images[name]
+        h, w = image.shape[:2]
+        side = int(min(h, w) * rng.uniform(0.3, 1.0))
+        aspect = rng.uniform(0.75, 1.33)
+        ch, cw = min(h, int(side / np.sqrt(aspect))), min(w, int(side * np.sqrt(aspect)))
+        y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+        crop = image[y0:y0 + ch, x0:x0 + cw]
+        flip = bool(rng.integers(2))
+        if flip:
+            crop = crop[:, ::-1]
+        scale = long_side / max(ch, cw)
+        size = (max(8, round(cw * scale)), max(8, round(ch * scale)))
+        view = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize(size, Image.LANCZOS))
+        yield f"photo:{seed}:{index}:{name}:{y0},{x0},{ch},{cw}:{int(flip)}", view
+
+
+def bag_frames(path: str | Path, topics: Iterable[str] | None = None, every: int = 1,
+               long_side: int = 256) -> Iterator[tuple[str, np.ndarray]]:
+    """Frames ``(key, image)`` of a recording, every ``every``-th per image topic, at ``long_side``."""
+    from ..bag.reader import BagReader, Frame
+    from ..replay import working_image
+
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    seen: dict[str, int] = {}
+    with BagReader(path) as bag:
+        for item in bag.frames(list(topics) if topics else None):
+            if not isinstance(item, Frame):
+                continue  # unreadable messages are reported by the reader and skipped
+            n = seen.get(item.topic, 0)
+            seen[item.topic] = n + 1
+            if n % every == 0:
+                yield f"bag:{Path(path).name}:{item.topic}:{item.stamp_ns}", working_image(item.image, long_side)
+
+
+def _finished_keys(folder: Path) -> set[str]:
+    keys: set[str] = set()
+    for shard in sorted(folder.glob("shard_*.npz")):
+        with np.load(shard, allow_pickle=False) as data:
+            keys.update(str(k) for k in data["keys"])
+    return keys
+
+
+def _as_sample(gaussians) -> np.ndarray:
+    from ..core import morton_order
+
+    g = gaussians.take(morton_order(gaussians.xy))
+    params = g.to_array()
+    if g.channels == 1:
+        params = np.concatenate([params, params[:, 5:6], params[:, 5:6]], axis=1)
+    return params.astype(np.float32)
+
+
+def build_fitted_set(items: Iterable[tuple[str, np.ndarray]], folder: str | Path, *, n_gaussians: int = 512,
+                     shard_size: int = 64, fit_overrides: dict | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> dict:
+    """Fit every ``(key, image)`` not yet in ``folder`` and append them in shards of ``shard_size``.
+
+    Images that fit to fewer than ``n_gaussians`` Gaussians (tiny images) are skipped and counted.
+    Returns a summary: ``fitted``, ``skipped_existing``, ``skipped_small``, ``samples`` (total in the
+    folder), ``shards``, ``mean_psnr`` of this run's fits.
+    """
+    from ..core import fit_image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = _finished_keys(folder)
+    shard_index = len(list(folder.glob("shard_*.npz")))
+    pending_keys: list[str] = []
+    pending: list[np.ndarray] = []
+    psnrs: list[float] = []
+    summary = {"fitted": 0, "skipped_existing": 0, "skipped_small": 0}
+
+    def flush() -> None:
+        nonlocal shard_index, pending_keys, pending
+        if not pending:
+            return
+        target = folder / f"shard_{shard_index:05d}.npz"
+        tmp = folder / f".shard_{shard_index:05d}.tmp.npz"
+        np.savez(tmp, params=np.stack(pending), keys=np.array(pending_keys))
+        tmp.replace(target)  # a shard appears whole or not at all
+        shard_index += 1
+        pending_keys, pending = [], []
+
+    for index, (key, image) in enumerate(items):
+        if key in done:
+            summary["skipped_existing"] += 1
+            continue
+        result = fit_image(image, n_gaussians=n_gaussians, **(fit_overrides or {}))
+        if len(result.gaussians) != n_gaussians:
+            summary["skipped_small"] += 1
+            continue
+        pending_keys.append(key)
+        pending.append(_as_sample(result.gaussians))
+        psnrs.append(result.psnr)
+        summary["fitted"] += 1
+        done.add(key)
+        if progress is not None:
+            progress(index + 1, summary["fitted"])
+        if len(pending) >= shard_size:
+            flush()
+    flush()
+    shards = sorted(folder.glob("shard_*.npz"))
+    summary.update({"samples": len(_finished_keys(folder)), "shards": len(shards),
+                    "mean_psnr": float(np.mean(psnrs)) if psnrs else None, "folder": str(folder)})
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
