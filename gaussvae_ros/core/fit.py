@@ -10,9 +10,10 @@
 * Stops when the loss has plateaued (relative improvement of the windowed mean loss below
   :attr:`FitConfig.plateau_tol` over :attr:`FitConfig.plateau_window` steps) or at
   :attr:`FitConfig.max_iters`.
-* Warm start: pass the previous frame's Gaussians as ``init``: shifted by the global image motion,
-  their least useful tenth re-placed where the error is largest, then optimized with the whole
-  budget present from step 0, which is what makes video frames cheap.
+* Warm start: pass the previous frame's Gaussians as ``init``: shifted by the global image motion
+  (phase correlation), those that left the image re-placed where the error is largest, then
+  optimized with the whole budget present from step 0 and a short learning-rate ramp (Adam's first
+  steps would otherwise jolt every parameter of a converged set). This is what makes video cheap.
 
 Deterministic for a given seed (single process; the compiled kernels reduce in a fixed order).
 """
@@ -60,6 +61,7 @@ class FitConfig:
     warm_warmup: int = 10  # a warm start ramps its learning rates up over this many steps
     warm_align: bool = True  # shift a warm start by the image motion found by phase correlation
     warm_reseed_fraction: float = 0.0  # share of a warm start's least useful Gaussians moved to the worst pixels
+    # (0 by default: on KITTI it slowed warm starts; Gaussians that left the image are always moved)
     threads: int | None = None  # CPU threads for the compiled kernels (default: torch's)
     seed: int = 0
 
