@@ -3,8 +3,9 @@
 With a trained model file and its parameter set, fits the entropy model on the model's training
 split (the split of its stored config), then encodes held-out samples (validation split) at each
 step of a ladder and reports, per step: mean payload bytes, bits per latent dimension, the ideal
-code length under the fitted prior (coder overhead = bytes - ideal), the RMS quantization error of
-the latent in posterior-std units, the feature MSE of the decoded Gaussians (standardized
+code length of the symbols under the fitted prior (bytes - ideal = 24 bytes of header and CRC +
+the coder's overhead), the RMS quantization error of the latent in the entropy model's per-dimension
+units (posterior standard deviations with ``--unit posterior``), the feature MSE of the decoded Gaussians (standardized
 features) against the unquantized reconstruction and against the input, and the median encode /
 decode time of one memory (one thread unless ``--threads``). For reference: a ``gaussians-q``
 payload of 512 RGB Gaussians is 4,638 bytes.
@@ -14,6 +15,20 @@ payload of 512 RGB Gaussians is 4,638 bytes.
     python benchmarks/bench_latent_codec.py                 # untrained prototype-size model, synthetic data
 
 Target: encode and decode <= 5 ms per memory on CPU.
+
+Measured (2026-11-25, 2-core shared CPU, 1 thread; conv1d_vae 512-D trained 100 epochs on 2,000
+Delaunay images, entropy model fitted on 1,000 training images, 50 validation images)::
+
+     step    bytes bits/dim    ideal  lat rms  mse/unq   mse/in  enc ms  dec ms
+    0.250    299.4    4.678    272.9    0.072   0.0001   0.6534    1.11    0.93
+    1.000    175.5    2.743    149.1    0.287   0.0010   0.6539    1.28    1.04
+    2.000    117.9    1.843     91.3    0.550   0.0038   0.6570    1.12    0.92
+    4.000     68.8    1.075     42.6    0.925   0.0143   0.6686    0.98    0.90
+    8.000     41.0    0.641     14.8    1.368   0.0426   0.6955    1.10    0.96
+
+(unquantized reconstruction: feature MSE 0.6532; ``--unit latent`` needs ~30 % more distortion
+at the same size; a per-dimension histogram prior codes the same symbols no smaller than the
+Gaussian one.) The untrained ResNet prototype (16M parameters) takes 6.4 ms / 7.0 ms.
 """
 
 from __future__ import annotations
