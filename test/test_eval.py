@@ -80,6 +80,12 @@ def test_bytes_within_budget_unless_counted(tiny_report):
             assert summary["psnr"] == pytest.approx(np.mean([r["psnr"] for r in rows]), abs=1e-3)
             if summary["over_budget"] == 0:
                 assert summary["bytes"] <= int(budget)
+            inside = [r for r in rows if not r["over_budget"]]
+            within = report["within_budget"][budget].get(method)
+            assert (within is None) == (not inside)
+            if inside:
+                assert within["images"] == len(inside) and within["bytes"] <= int(budget)
+                assert within["psnr"] == pytest.approx(np.mean([r["psnr"] for r in inside]), abs=1e-3)
 
 
 def test_quality_increases_with_budget(tiny_report):

@@ -124,13 +124,26 @@ def summarize(scores: list[Score], budgets, methods) -> dict:
     return out
 
 
+def summarize_within_budget(scores: list[Score], budgets, methods) -> dict:
+    """Like :func:`summarize` over the images that fit only, with their count as ``images``
+    (a method with no image under a budget is left out of that budget)."""
+    inside = [s for s in scores if not s.over_budget]
+    out = summarize(inside, budgets, methods)
+    for budget, entry in out.items():
+        for name, row in entry.items():
+            row.pop("over_budget")
+            row["images"] = sum(1 for s in inside if s.budget == int(budget) and s.method == name)
+    return out
+
+
 def evaluate(images: list[tuple[str, np.ndarray]], methods: list[Method], budgets, fit_options=None,
              progress=None, per_image: bool = False) -> dict:
     """Evaluate ``methods`` on ``images`` (``(name, uint8 reference)``) at each byte budget.
 
     ``progress(step, total, text)`` is called after each (image, method). Returns the report:
-    ``{"budgets": summarize(...), "images": [...], "methods": [...]}`` plus ``"per_image"`` scores
-    when asked.
+    ``{"budgets": summarize(...), "images": [...], "methods": [...], "within_budget": ...}`` (the
+    means over only the images each method fits, see :func:`summarize_within_budget`) plus
+    ``"per_image"`` scores when asked.
     """
     budgets = sorted({int(b) for b in budgets})
     if not budgets or budgets[0] <= 0:
@@ -146,8 +159,9 @@ def evaluate(images: list[tuple[str, np.ndarray]], methods: list[Method], budget
             step += 1
             if progress is not None:
                 progress(step, total, f"{name} {method.name}")
-    report = {"budgets": summarize(scores, budgets, [m.name for m in methods]), "images": described,
-              "methods": [m.name for m in methods]}
+    names = [m.name for m in methods]
+    report = {"budgets": summarize(scores, budgets, names), "images": described, "methods": names,
+              "within_budget": summarize_within_budget(scores, budgets, names)}
     if per_image:
         report["per_image"] = {str(b): {m.name: [s.to_dict() for s in scores if s.budget == b and s.method == m.name]
                                         for m in methods} for b in budgets}
@@ -155,12 +169,18 @@ def evaluate(images: list[tuple[str, np.ndarray]], methods: list[Method], budget
 
 
 def format_table(report: dict) -> str:
-    """The report's means as a fixed-width text table."""
-    lines = [f"{'budget':>7}  {'method':<10} {'PSNR dB':>8} {'SSIM':>7} {'bytes':>8} {'over':>5}"]
+    """The report's means as a fixed-width text table (last columns: PSNR / SSIM over the images that fit)."""
+    lines = [f"{'budget':>7}  {'method':<10} {'PSNR dB':>8} {'SSIM':>7} {'bytes':>8} {'over':>5}   "
+             f"{'fitting: n':>10} {'PSNR dB':>8} {'SSIM':>7}"]
+    within = report.get("within_budget", {})
     for budget, entry in report["budgets"].items():
         for name, row in entry.items():
-            lines.append(f"{budget:>7}  {name:<10} {row['psnr']:8.2f} {row['ssim']:7.4f} {row['bytes']:8.1f} "
-                         f"{row['over_budget']:5d}")
+            line = (f"{budget:>7}  {name:<10} {row['psnr']:8.2f} {row['ssim']:7.4f} {row['bytes']:8.1f} "
+                    f"{row['over_budget']:5d}   ")
+            inside = within.get(budget, {}).get(name)
+            line += (f"{inside['images']:10d} {inside['psnr']:8.2f} {inside['ssim']:7.4f}" if inside
+                     else f"{0:10d} {'-':>8} {'-':>7}")
+            lines.append(line)
     return "\n".join(lines)
 
 
