@@ -174,6 +174,11 @@ def test_gaussian_candidates_only_fitting_points():
     assert max(n for n, _ in method.candidates(3, 3000)) == 256
     with pytest.raises(ValueError):
         GaussianMethod([0])
+    filled = GaussianMethod([16], fill=True)
+    for d in filled.presets:  # the largest count of each preset that fits, and not one more
+        n = max(k for k, p in filled.candidates(3, 1000) if p == d)
+        assert encoded_size(n, 3, d) <= 1000 < encoded_size(n + 1, 3, d)
+    assert filled.candidates(3, 20) == [(16, BitDepths(7, 5, 4, 4))]
 
 
 def test_latent_method_unavailable_reasons(tmp_path):

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="VAE model file for the 'ours' latent codec")
     parser.add_argument("--gaussians-counts", nargs="+", type=_positive_int, default=None, metavar="N",
                         help="Gaussian counts of the 'gaussians' grid (default: 16 24 32 48 64 96 128 192 256 384 512)")
+    parser.add_argument("--gaussians-fill", action="store_true",
+                        help="also try, per bit-depth preset, the largest Gaussian count that fills each budget "
+                             "(one more fit per budget and preset)")
     parser.add_argument("--long-side", type=_positive_int, default=192,
                         help="resize each image so its long side has this many pixels (default 192)")
     parser.add_argument("--max-iters", type=_positive_int, default=None,
@@ -67,7 +70,7 @@ def build_methods(args: argparse.Namespace):
 
     methods, notes = [], {}
     if "gaussians" in args.methods:
-        methods.append(GaussianMethod(args.gaussians_counts or DEFAULT_COUNTS))
+        methods.append(GaussianMethod(args.gaussians_counts or DEFAULT_COUNTS, fill=args.gaussians_fill))
     codecs, codec_notes = pillow_codecs([m for m in ("jpeg", "webp", "avif") if m in args.methods])
     methods += codecs
     notes.update(codec_notes)
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     report["settings"] = {"long_side": args.long_side, "max_iters": args.max_iters or FitConfig().max_iters,
                           "seed": args.seed,
                           "gaussian_counts": next((list(m.counts) for m in methods if m.name == "gaussians"), None),
+                          "gaussians_fill": bool(args.gaussians_fill),
                           "resize": "Pillow Lanczos on uint8",
                           "metrics": "scikit-image PSNR / SSIM, data range 255; means over images"}
     if args.plot:

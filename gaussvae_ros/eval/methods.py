@@ -218,15 +218,17 @@ class GaussianMethod(Method):
 
     Sizes are known before fitting (:func:`encoded_size`), so only counts with a point under the
     budget are fitted (once per image and count, shared with other methods); each fit is then
-    re-quantized at every preset that fits. With nothing under the budget, the smallest point of
-    the grid (fewest Gaussians, coarsest preset) is the output.
+    re-quantized at every preset that fits. With ``fill``, each preset also gets the largest count
+    that fills the budget (one more fit per budget and preset). With nothing under the budget, the
+    smallest point of the grid (fewest Gaussians, coarsest preset) is the output.
     """
 
     name = "gaussians"
 
-    def __init__(self, counts=DEFAULT_COUNTS, presets=DEFAULT_PRESETS):
+    def __init__(self, counts=DEFAULT_COUNTS, presets=DEFAULT_PRESETS, fill: bool = False):
         self.counts = tuple(sorted({int(n) for n in counts}))
         self.presets = tuple(presets)
+        self.fill = bool(fill)
         if not self.counts or min(self.counts) < 1 or max(self.counts) > 0xFFFF:
             raise ValueError(f"Gaussian counts must be in 1..65535, got {list(counts)}")
         if not self.presets:
@@ -236,6 +238,11 @@ class GaussianMethod(Method):
         """Grid points whose payload fits ``budget``; the single smallest point when none does."""
         grid = [(n, d) for n in self.counts for d in self.presets]
         fitting = [(n, d) for n, d in grid if encoded_size(n, channels, d) <= budget]
+        if self.fill:
+            for d in self.presets:
+                n = min(0xFFFF, (budget - encoded_size(0, channels, d)) * 8 // d.bits_per_gaussian(channels))
+                if n >= 1 and (n, d) not in fitting:
+                    fitting.append((n, d))
         return fitting or [min(grid, key=lambda p: (encoded_size(p[0], channels, p[1]), p[0]))]
 
     def point(self, ctx: ImageContext, n: int, depths: BitDepths) -> tuple[Encoded, float]:
