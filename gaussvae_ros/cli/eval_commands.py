@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-iters", type=_positive_int, default=None,
                         help="fitting iterations (default: the fitter's, FitConfig.max_iters)")
     parser.add_argument("--threads", type=_positive_int, default=1,
-                        help="CPU threads per fit and render (default 1)")
+                        help="CPU threads for fitting and rendering, torch included (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="fitting seed")
     parser.add_argument("--fit-cache", default=None, metavar="DIR",
                         help="keep Gaussian fits here and reuse them in later runs (keyed by image, count, "
@@ -92,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     from gaussvae_ros.core import FitConfig
     from gaussvae_ros.eval import FitOptions, evaluate, format_table, list_images, load_image, plot_rd
 
+    import torch
+
+    torch.set_num_threads(args.threads)  # torch's own ops too, not only the compiled kernels
     paths = list_images(args.images)[:args.limit]
     methods, notes = build_methods(args)
     images = [(p.stem, load_image(p, args.long_side)) for p in paths]
