@@ -132,9 +132,13 @@ def test_table_output_and_registration(image_dir, capsys):
 
 
 def test_errors(tmp_path, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
     assert eval_commands.main(["--images", str(tmp_path), "--methods", "jpeg", "--quiet"]) == 2
     assert "no image files" in capsys.readouterr().err
-    assert eval_commands.main(["--images", str(tmp_path / "missing"), "--quiet"]) == 2
+    assert eval_commands.main(["--images", str(tmp_path / "missing"), "--quiet", "--threads", "3"]) == 2
+    assert torch.get_num_threads() == threads  # restored
     with pytest.raises(SystemExit):
         eval_commands.setup_args().parse_args(["--images", "x", "--budgets", "0"])
 

@@ -87,14 +87,22 @@ def build_methods(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)  # torch's own ops too, not only the compiled kernels
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gaussvae_ros.core import FitConfig
     from gaussvae_ros.eval import FitOptions, evaluate, format_table, list_images, load_image, plot_rd
 
-    import torch
-
-    torch.set_num_threads(args.threads)  # torch's own ops too, not only the compiled kernels
     paths = list_images(args.images)[:args.limit]
     methods, notes = build_methods(args)
     images = [(p.stem, load_image(p, args.long_side)) for p in paths]
