@@ -135,7 +135,7 @@ PARAMETERS = (
 POSE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 #: Image inputs with image_reliability = reliable: nothing lost on loopback replay.
-RELIABLE_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+RELIABLE_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=30, reliability=ReliabilityPolicy.RELIABLE)
 
 #: Time jump (ns) backwards in a camera's or pose source's stamps that restarts its state (a bag
 #: played again, a simulator reset): keyframe policy, warm start or pose track start over.
