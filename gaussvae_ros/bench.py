@@ -79,16 +79,12 @@ def fit_benchmark(config: FitConfig, progress: bool = True) -> dict:
 
 
 def kitti_frames(bag: Path, count: int, long_side: int) -> list[np.ndarray]:
-    from .bag.reader import BagReader, Frame
+    """The first ``count`` frames, brought to the working size exactly as replay and the encoder do."""
+    from itertools import islice
 
-    frames = []
-    with BagReader(bag) as reader:
-        for item in reader.frames():
-            if isinstance(item, Frame):
-                frames.append(resize_long_side(to_float_image(item.image), long_side))
-            if len(frames) == count:
-                break
-    return frames
+    from .vae.fitted_sets import bag_frames
+
+    return [image for _, image in islice(bag_frames(bag, long_side=long_side), count)]
 
 
 def warm_start_benchmark(bag: Path, pairs: int = WARM_START_PAIRS, progress: bool = True) -> dict:

@@ -36,6 +36,7 @@ import numpy as np
 from .bag.keyframes import KeyframeConfig, KeyframePolicy, image_thumbnail
 from .bag.poses import DEFAULT_MAX_GAP_NS, DEFAULT_MAX_SAMPLES, DEFAULT_TOLERANCE_NS, Pose, PoseTrack
 from .bag.reader import BagReader, CameraInfoSample, Frame, FrameError, PoseSample
+from .store.records import DEFAULT_CODEC
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -104,6 +105,10 @@ class ReplayOptions:
         progress: show a progress bar on stderr.
         dry_run: decide keyframes only; no fitting, nothing written.
         seed: fitting seed.
+        codec: payload codec of the memories (``gaussians-q`` or ``vae-latent``, see
+            :func:`gaussvae_ros.nodes.codecs.payload_encoder`).
+        latent_model, latent_step, latent_max_bytes: ``vae-latent`` model file (``""``: the shipped
+            model), quantization step (0: the codec's default) or byte budget per memory (0: off).
     """
 
     image_topics: list[str] | None = None
@@ -122,6 +127,10 @@ class ReplayOptions:
     progress: bool = False
     dry_run: bool = False
     seed: int = 0
+    codec: str = DEFAULT_CODEC
+    latent_model: str = ""
+    latent_step: float = 0.0
+    latent_max_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.no_pose not in ("store", "skip"):
@@ -226,8 +235,9 @@ def working_image(image: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.n
 
 
 def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, max_iters: int | None = None,
-               threads: int | None = None, **fit_overrides):
-    """Fit a working-resolution image, warm-started from ``init`` when its channels match.
+               threads: int | None = None, encode=None, **fit_overrides):
+    """Fit a working-resolution image, warm-started from ``init`` when its channels match, and
+    encode it with ``encode(gaussians) -> bytes`` (default: :func:`gaussvae_ros.core.encode_gaussians`).
 
     When the warm-started fit fails (its result cannot be encoded, e.g. it diverged), the frame is
     fitted again from scratch: a bad previous keyframe never costs the next one.
@@ -238,14 +248,15 @@ def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, ma
     Raises:
         ValueError: the image cannot be fitted or encoded even from scratch.
     """
-    result, payload, _ = _fit_memory(image, n_gaussians, init, seed, max_iters, threads, **fit_overrides)
+    result, payload, _ = _fit_memory(image, n_gaussians, init, seed, max_iters, threads, encode, **fit_overrides)
     return result, payload
 
 
-def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, **fit_overrides):
+def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, encode=None, **fit_overrides):
     """:func:`fit_memory`, also saying whether the warm start was used (False after a cold restart)."""
     from .core import encode_gaussians, fit_image
 
+    encode = encode or encode_gaussians
     channels = 1 if image.ndim == 2 else image.shape[2]
     if init is not None and init.channels != channels:
         init = None
@@ -256,11 +267,11 @@ def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, **fit_overri
     if init is not None:
         try:
             result = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
-            return result, encode_gaussians(result.gaussians), True
+            return result, encode(result.gaussians), True
         except (ValueError, RuntimeError):  # diverged (non-finite) parameters fail in either way
             pass  # fall through to a cold start
     result = fit_image(image, n_gaussians=n_gaussians, seed=seed, **fit_overrides)
-    return result, encode_gaussians(result.gaussians), False
+    return result, encode(result.gaussians), False
 
 
 def _store_pose(pose: Pose | None):
@@ -335,10 +346,11 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
         report = ReplayReport(str(bag.path), None if database is None else str(database), [], None)
         topics, pose_topic = _select_topics(bag, options, report)
         report.image_topics, report.pose_topic = topics, pose_topic
+        encoder = None if options.dry_run else payload_encoder_of(options)
         timer.add("open", t)
         writer = None if options.dry_run else _MemoryWriter(database, options.batch_size, timer)
         try:
-            _Replay(bag, topics, pose_topic, options, report, writer, timer).run()
+            _Replay(bag, topics, pose_topic, options, report, writer, timer, encoder).run()
             if writer is not None:
                 writer.flush()
                 report.memories_stored = writer.inserted  # what the store took (its key skips duplicates)
@@ -349,6 +361,15 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
     report.seconds_by_stage = {k: round(v, 3) for k, v in sorted(timer.seconds.items())}
     report.seconds = time.perf_counter() - started
     return report
+
+
+def payload_encoder_of(options: ReplayOptions):
+    """The :class:`~gaussvae_ros.nodes.codecs.PayloadEncoder` that ``options`` ask for (ValueError if bad)."""
+    from .nodes.codecs import payload_encoder
+
+    encoder = payload_encoder(options.codec, options.latent_model, options.latent_step, options.latent_max_bytes)
+    encoder.check_count(options.n_gaussians)
+    return encoder
 
 
 class _MemoryWriter:
@@ -372,9 +393,14 @@ class _MemoryWriter:
         return self._known[topic]
 
     def load_gaussians(self, memory_id: int):
-        from .core import decode_gaussians
+        """The Gaussians of a stored memory, through its codec (ValueError if it cannot be decoded)."""
+        from .nodes.codecs import decode_payload
 
-        return decode_gaussians(self.store.load_payload(memory_id))
+        records = self.store.get([memory_id], with_payload=True)
+        if not records:
+            raise ValueError(f"memory {memory_id} is gone")
+        r = records[0]
+        return decode_payload(r.payload, r.codec, r.model_id)
 
     def add(self, memory) -> None:
         self.pending.append(memory)
@@ -424,9 +450,10 @@ class _Replay:
     """
 
     def __init__(self, bag: BagReader, topics: list[str], pose_topic: str | None, options: ReplayOptions,
-                 report: ReplayReport, writer: _MemoryWriter | None, timer: _Timer) -> None:
+                 report: ReplayReport, writer: _MemoryWriter | None, timer: _Timer, encoder=None) -> None:
         self.bag, self.topics, self.pose_topic = bag, topics, pose_topic
         self.options, self.report, self.writer, self.timer = options, report, writer, timer
+        self.encoder = encoder  # PayloadEncoder (None in a dry run)
         self.track = PoseTrack(max_samples=DEFAULT_MAX_SAMPLES)
         self.info_topic = {t: bag.camera_info_topic_for(t) for t in topics}
         self.intrinsics: dict[str, object] = {}  # camera_info topic -> latest CameraIntrinsics
@@ -559,7 +586,7 @@ class _Replay:
                 init = None
         try:
             result, payload, warm = _fit_memory(p.image, o.n_gaussians, init, o.seed, o.max_iters, o.threads,
-                                               **o.fit_overrides)
+                                               self.encoder.encode, **o.fit_overrides)
         except (ValueError, RuntimeError) as exc:  # one frame's failure must not stop the replay
             counts.errors += 1
             self.error(f"{p.topic} at {p.stamp_ns}: cannot fit: {exc}")
@@ -570,7 +597,7 @@ class _Replay:
             self.report.cold_restarts += 1
         self.report.warm_starts += int(warm)
         self.writer.add(_memory(p, payload, pose, self.track.frame_id, self.intrinsics.get(self.info_topic[p.topic]),
-                                result))
+                                result, self.encoder))
         self.policy.mark_stored(camera, p.stamp_ns, p.thumbnail, pose)
         self.warm[camera] = result.gaussians
         counts.stored += 1
@@ -596,11 +623,12 @@ class _Replay:
             report.warnings.append(f"pose topic {self.pose_topic} has no readable pose")
 
 
-def _memory(frame: _Pending, payload: bytes, pose: Pose | None, pose_frame_id: str, intrinsics, result):
+def _memory(frame: _Pending, payload: bytes, pose: Pose | None, pose_frame_id: str, intrinsics, result, encoder):
     from .store.records import Memory
 
     return Memory(
         stamp_ns=frame.stamp_ns, topic=frame.topic, camera_frame_id=frame.frame_id, payload=payload,
+        codec=encoder.codec_id, model_id=encoder.model_id,
         width=frame.width, height=frame.height, encoding=frame.encoding,
         pose=_store_pose(pose), pose_frame_id=pose_frame_id if pose is not None else "",
         intrinsics=intrinsics, psnr=float(result.psnr),

@@ -32,3 +32,38 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.fspath.basename.startswith(DDS_MODULES):
             item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=1))
+
+
+def write_tiny_latent_model(path: Path, n: int = 24, latent: int = 16, seed: int = 0, steps: int = 20) -> Path:
+    """A small ``vae-latent`` model file (``n`` RGB Gaussians, ``latent``-D), briefly trained on
+    random Gaussians so that its entropy model is fitted: for codec plumbing, not for quality."""
+    import numpy as np
+    import torch
+
+    from gaussvae_ros.core import morton_order
+    from gaussvae_ros.vae import ParamTransform, build_model
+    from gaussvae_ros.vae import latent_codec as lc
+    from gaussvae_ros.vae.config import ExperimentConfig, ModelConfig
+
+    rng = np.random.default_rng(seed)
+    m = 32
+    params = np.concatenate([rng.uniform(0, 1, (m, n, 2)), np.exp(rng.normal(np.log(0.05), 0.4, (m, n, 2))),
+                             rng.uniform(-np.pi, np.pi, (m, n, 1)), rng.uniform(0, 1, (m, n, 3))], -1)
+    params = np.stack([p[morton_order(p[:, :2])] for p in params]).astype(np.float32)
+    config = ExperimentConfig()
+    config.model = ModelConfig(latent_dim=latent, seq_len=n, in_channels=8, encoder_channels=[8, 16],
+                               encoder_strides=[2, 2], decoder_channels=[16, 8], decoder_strides=[2, 2],
+                               kernel_size=3)
+    torch.manual_seed(seed)
+    transform = ParamTransform(representation="cholesky").fit(params)
+    model = build_model(config.model)
+    x = transform.encode(params).transpose(1, 2).contiguous()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = (model(x)["x_hat"] - x).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    entropy = lc.fit_entropy_model(model, transform, params)
+    return lc.save_bundle(path, model, config, transform, transform.encode(params).mean(0).numpy(), entropy)

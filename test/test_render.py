@@ -117,3 +117,23 @@ def test_degenerate_gaussians_do_not_crash():
     scale = torch.tensor([[0.0, 0.0], [float("nan"), 0.1], [0.1, 0.1]])
     image = render_params(xy, scale, torch.zeros(3), torch.ones(3, 3), 16, 16)
     assert image.shape == (16, 16, 3)
+
+
+def test_render_from_covariance_matches_scale_rotation_and_is_smooth_for_round_gaussians():
+    from gaussvae_ros.core.render import render_covariance
+    from gaussvae_ros.vae.params import covariance_entries, features_to_covariance, params_to_features
+
+    xy, scale, rot, color = random_params(40, 3, seed=5, dtype=torch.float32)
+    cov = torch.stack(covariance_entries(scale, rot), -1)
+    expected = render_params(xy, scale, rot, color, 31, 45)
+    assert torch.allclose(render_covariance(xy, cov, color, 31, 45), expected, atol=1e-5)
+    # exactly round Gaussians: the angle is undefined, the Cholesky-to-covariance path still has
+    # finite gradients (an eigen-decomposition would not)
+    round_scale = torch.full_like(scale, 0.03)
+    params = torch.cat([xy, round_scale, rot[:, None], color], -1)
+    features = params_to_features(params, "cholesky").requires_grad_()
+    mxy, mcov, mcolor = features_to_covariance(features, "cholesky")
+    image = render_covariance(mxy, mcov, mcolor, 31, 45)
+    assert torch.allclose(image, render_params(xy, round_scale, rot, color, 31, 45), atol=1e-5)
+    image.pow(2).sum().backward()
+    assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0

@@ -363,3 +363,44 @@ def test_similar_keyframes_are_warm_started_also_after_a_resume(tmp_path):
         store.delete(ids[3:])
     resumed = replay_bag(bag, tmp_path / "full.db", options)
     assert resumed.already_stored == 3 and resumed.memories_stored == 3 and resumed.warm_starts == 3
+
+
+def test_replay_stores_vae_latents_that_recall_decodes_also_after_a_resume(tmp_path):
+    from conftest import write_tiny_latent_model
+    from gaussvae_ros.nodes.codecs import decode_payload, render_memory
+    from gaussvae_ros.vae import latent_codec as lc
+
+    model = write_tiny_latent_model(tmp_path / "tiny.pt", n=FAST["n_gaussians"])
+    bundle = lc.load_bundle(model)
+    bag = synthetic_recording(tmp_path / "bag", frames=4, front=drifting)
+    every = KeyframeConfig(min_image_change=0.03, duplicate_image_change=0.01)
+    options = ReplayOptions(**FAST, keyframes=every, codec="vae-latent", latent_model=str(model))
+    report = replay_bag(bag, tmp_path / "m.db", options)
+    assert report.memories_stored == 8 and report.error_count == 0
+    with open_store(tmp_path / "m.db") as store:
+        records = store.by_time(with_payload=True)
+        ids = [r.id for r in records if r.topic == "/front/image_raw"]
+        store.delete(ids[2:])
+    for r in records:  # both the RGB and the grey (mono PNG) camera, in a few dozen bytes
+        assert (r.codec, r.model_id) == ("vae-latent", bundle.model_id)
+        assert len(r.payload) < 100
+        channels = 1 if r.topic == "/down/image_raw/compressed" else 3
+        assert decode_payload(r.payload, r.codec, r.model_id).channels == channels
+        image = render_memory(r.payload, r.codec, r.model_id, 40, 30)
+        assert image.shape == ((30, 40) if channels == 1 else (30, 40, 3))
+    # the rerun warm-starts from a stored latent memory (decoded through its codec)
+    resumed = replay_bag(bag, tmp_path / "m.db", options)
+    assert resumed.memories_stored == 2 and resumed.warm_starts == 2 and resumed.error_count == 0
+
+
+def test_replay_refuses_a_latent_model_for_another_gaussian_count_before_writing(tmp_path):
+    from conftest import write_tiny_latent_model
+
+    model = write_tiny_latent_model(tmp_path / "tiny.pt", n=32)
+    bag = synthetic_recording(tmp_path / "bag", frames=2)
+    with pytest.raises(ValueError, match="32 Gaussians"):
+        replay_bag(bag, tmp_path / "m.db", ReplayOptions(**FAST, codec="vae-latent", latent_model=str(model)))
+    assert not (tmp_path / "m.db").exists()
+    with pytest.raises(ValueError, match="not found"):
+        replay_bag(bag, tmp_path / "m.db", ReplayOptions(**FAST, codec="vae-latent",
+                                                          latent_model=str(tmp_path / "missing.pt")))

@@ -77,6 +77,31 @@ def test_short_training_lowers_every_groups_loss(tiny_set, tmp_path, representat
     assert load_config(tmp_path / "run" / "config.yaml").model.in_channels == transform.num_features
 
 
+def test_training_through_the_renderer_lowers_the_image_error(tiny_set, tmp_path):
+    from gaussvae_ros.vae.losses import RenderedImageLoss
+
+    base = tiny_config(tiny_set, data={"representation": "cholesky"})
+    train(base, tmp_path / "params", max_steps=40)
+    config = tiny_config(tiny_set, data={"representation": "cholesky"},
+                         loss={"param_weight": 1.0, "image_weight": 1.0, "image_size": 24})
+    summary = train(config, tmp_path / "image", max_steps=60, init=tmp_path / "params" / "model.pt")
+    assert {"image_mse", "image_psnr"} <= set(summary["train"])
+    start, _, transform, _ = load_model(tmp_path / "params" / "model.pt")
+    tuned, _, _, _ = load_model(tmp_path / "image" / "model.pt")
+    x = features_of(np.load(tiny_set)["params"], transform)
+    loss = RenderedImageLoss(transform, 24)
+    with torch.no_grad():
+        before, after = float(loss(reconstruct(start, x), x)), float(loss(reconstruct(tuned, x), x))
+    assert after < 0.8 * before, (before, after)
+
+
+def test_init_refuses_another_architecture(tiny_set, tmp_path):
+    train(tiny_config(tiny_set), tmp_path / "a", max_steps=2)
+    other = tiny_config(tiny_set, model={"latent_dim": 8})
+    with pytest.raises(ValueError, match="--init"):
+        train(other, tmp_path / "b", max_steps=2, init=tmp_path / "a" / "model.pt")
+
+
 def test_model_file_round_trip_rebuilds_the_same_network(tiny_set, tmp_path):
     train(tiny_config(tiny_set, model={"name": "resnet_conv1d_vae", "encoder_channels": [8, 8, 16, 16, 16],
                                        "decoder_channels": [16, 16, 8, 8, 8], "kernel_size": 3,

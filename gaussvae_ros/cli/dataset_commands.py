@@ -10,9 +10,14 @@ import sys
 def _build(args: argparse.Namespace, items, total: int | None) -> int:
     from tqdm import tqdm
 
+    import torch
+
     from ..vae.fitted_sets import build_fitted_set
 
-    overrides = {"max_iters": args.max_iters} if args.max_iters else {}
+    torch.set_num_threads(args.threads)  # the fitter's torch ops, not only its compiled kernels
+    overrides = {"threads": args.threads}
+    if args.max_iters:
+        overrides["max_iters"] = args.max_iters
     with tqdm(total=total, desc="fit", unit="image", file=sys.stderr) as bar:
         summary = build_fitted_set(items, args.out, n_gaussians=args.gaussians, shard_size=args.shard_size,
                                    fit_overrides=overrides, progress=lambda seen, _fitted: bar.update(seen - bar.n))
@@ -41,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--gaussians", type=int, default=512, help="Gaussians per sample (default 512)")
         p.add_argument("--long-side", type=int, default=long_side, help=f"fitting size, px (default {long_side})")
         p.add_argument("--max-iters", type=int, help="fitting iterations (default: the fitter's)")
+        p.add_argument("--threads", type=int, default=1,
+                       help="CPU threads per fit (default 1: run one process per core for throughput)")
         p.add_argument("--shard-size", type=int, default=64, help="samples per shard file (default 64)")
 
     p = sub.add_parser("from-bag", help="frames of a rosbag2 recording (sqlite3 or mcap)")

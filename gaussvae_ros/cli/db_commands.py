@@ -132,11 +132,9 @@ def _safe(text: str) -> str:
 
 def recall_image(payload: bytes, width: int, height: int) -> np.ndarray:
     """Decode a stored payload and render it at ``width x height``: uint8 ``[H, W]`` or ``[H, W, 3]``."""
-    from gaussvae_ros.core import decode_gaussians, render
+    from gaussvae_ros.core import decode_gaussians, render, to_uint8
 
-    image = render(decode_gaussians(payload), height, width)
-    out = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-    return out[:, :, 0] if out.shape[2] == 1 else out
+    return to_uint8(render(decode_gaussians(payload), height, width))
 
 
 def contact_sheet(images: list[np.ndarray], labels: list[str], columns: int = 4, tile_width: int = 320):

@@ -24,7 +24,8 @@ def _replay(args: argparse.Namespace) -> int:
         long_side=args.size, n_gaussians=args.gaussians, no_pose=args.no_pose, keyframes=keyframes,
         batch_size=args.batch_size, max_iters=args.iterations or None,
         warm_start_max_change=args.warm_start_max_change, threads=args.threads or None,
-        progress=not args.quiet and not args.json, dry_run=args.dry_run, seed=args.seed)
+        progress=not args.quiet and not args.json, dry_run=args.dry_run, seed=args.seed, codec=args.codec,
+        latent_model=args.latent_model, latent_step=args.latent_step, latent_max_bytes=args.latent_max_bytes)
     if args.db is None and not args.dry_run:
         raise ValueError("--db FILE is required (or --dry-run)")
     report = replay_bag(args.bag, args.db, options, started=started)
@@ -55,6 +56,8 @@ def _print_summary(data: dict) -> None:
 
 def register(subparsers) -> None:
     from gaussvae_ros.bag.keyframes import KeyframeConfig
+    from gaussvae_ros.nodes.codecs import ENCODABLE_CODECS
+    from gaussvae_ros.store.records import DEFAULT_CODEC
     from gaussvae_ros.replay import (DEFAULT_BATCH_SIZE, DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS,
                                      DEFAULT_THREADS, DEFAULT_WARM_START_MAX_CHANGE)
 
@@ -85,6 +88,16 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
                    help=f"CPU threads for fitting (default {DEFAULT_THREADS}; 0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("payload codec")
+    g.add_argument("--codec", choices=ENCODABLE_CODECS, default=DEFAULT_CODEC,
+                   help=f"how memories are stored (default {DEFAULT_CODEC}: quantized Gaussians; vae-latent: the "
+                        "entropy-coded VAE latent, ~10-50x smaller, lossier)")
+    g.add_argument("--latent-model", default="", metavar="FILE",
+                   help="vae-latent model file (default: the model shipped with the package)")
+    g.add_argument("--latent-step", type=float, default=0.0, metavar="S",
+                   help="vae-latent quantization step (default: the codec's, 1.0; larger = fewer bytes)")
+    g.add_argument("--latent-max-bytes", type=int, default=0, metavar="B",
+                   help="vae-latent: finest step whose payload fits B bytes (default: off, use --latent-step)")
     g = p.add_argument_group("keyframe policy")
     g.add_argument("--min-translation", type=float, default=k.min_translation_m, metavar="M",
                    help=f"metres moved since the last keyframe (default {k.min_translation_m})")

@@ -23,7 +23,7 @@ def _train(args: argparse.Namespace) -> int:
         if not config_path.exists():
             raise ValueError(f"nothing to resume: {config_path} does not exist")
     config = load_config(config_path, args.set)
-    summary = train(config, output, resume=args.resume, max_steps=args.max_steps)
+    summary = train(config, output, resume=args.resume, max_steps=args.max_steps, init=args.init)
     if summary.get("world_size", 1) == 1 or _is_rank0():
         print(json.dumps(summary, indent=2))
     return 0
@@ -44,7 +44,7 @@ def _dataset(args: argparse.Namespace) -> int:
     previews = []
     if args.previews:
         from PIL import Image
-        from gaussvae_ros.core import render
+        from gaussvae_ros.core import render, to_uint8
 
         folder = Path(args.previews)
         folder.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def _dataset(args: argparse.Namespace) -> int:
                                       args.color_mode)
             fit = render(delaunay_gaussians(art, args.gaussians), args.size, args.size)
             Image.fromarray(art.image).save(folder / f"art_{s}.png")
-            Image.fromarray(np.round(fit * 255).astype(np.uint8)).save(folder / f"fit_{s}.png")
+            Image.fromarray(to_uint8(fit)).save(folder / f"fit_{s}.png")
             previews.append(str(folder / f"art_{s}.png"))
     print(json.dumps({"output": str(path), "samples": int(params.shape[0]), "gaussians": int(params.shape[1]),
                       "seeds": [int(seeds[0]), int(seeds[-1])], "previews": previews}, indent=2))
@@ -93,6 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="experiment directory, e.g. experiments/NAME")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps in total")
+    p.add_argument("--init", metavar="MODEL", help="start a new run from this model file's weights (same "
+                   "architecture and representation), e.g. to fine-tune through the renderer")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value (YAML syntax), repeatable")
     p.set_defaults(func=_train)

@@ -12,7 +12,9 @@ Layers, from the bottom:
 * :func:`project` maps normalized Gaussians to pixel space for a given output size, adding a
   low-pass of :data:`LOWPASS_VARIANCE` pixels^2 so that Gaussians smaller than a pixel never fall
   between pixel centres (rendering below the fitted size stays alias-free).
-* :func:`render_params` = :func:`project` + :func:`rasterize`, differentiable w.r.t. all parameters.
+* :func:`render_params` = :func:`project` + :func:`rasterize`, differentiable w.r.t. all parameters;
+  :func:`render_covariance` the same from covariances (:func:`project_covariance`, smooth for round
+  Gaussians: what a network predicting covariances trains through).
 * :func:`render` renders a :class:`~gaussvae_ros.core.gaussians.Gaussians` to a numpy image at any
   size: resolution-free recall.
 
@@ -93,9 +95,19 @@ def _project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, height: i
     """PyTorch implementation of :func:`project` (any device and dtype)."""
     cos, sin = torch.cos(rot), torch.sin(rot)
     v1, v2 = scale[:, 0] ** 2, scale[:, 1] ** 2
-    sxx = v1 * cos * cos + v2 * sin * sin
-    sxy = (v1 - v2) * cos * sin
-    syy = v1 * sin * sin + v2 * cos * cos
+    cov = torch.stack([v1 * cos * cos + v2 * sin * sin, (v1 - v2) * cos * sin, v1 * sin * sin + v2 * cos * cos], -1)
+    return project_covariance(xy, cov, height, width, lowpass)
+
+
+def project_covariance(xy: torch.Tensor, cov: torch.Tensor, height: int, width: int,
+                       lowpass: float = LOWPASS_VARIANCE) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`project` from covariances instead of scales and rotations (PyTorch, any device and dtype).
+
+    ``cov [N, 3]`` holds ``(sxx, sxy, syy)`` of each normalized covariance ``[[sxx, sxy], [sxy, syy]]``
+    (positive definite). Smooth everywhere, also for round Gaussians, where the rotation of
+    :func:`project` is undefined: the path for networks that predict covariances (VAE decoders).
+    """
+    sxx, sxy, syy = cov.unbind(-1)
     pxx = sxx * (width * width) + lowpass
     pxy = sxy * (width * height)
     pyy = syy * (height * height) + lowpass
@@ -253,6 +265,15 @@ def render_params(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, colo
 def min_support_px(n: int, height: int, width: int) -> float:
     """Minimum support radius (pixels) of the normalized blend for ``n`` Gaussians at ``height x width``."""
     return RMIN_SPACING * math.sqrt(height * width / max(n, 1))
+
+
+def render_covariance(xy: torch.Tensor, cov: torch.Tensor, color: torch.Tensor, height: int, width: int, *,
+                      blend: str = "normalized", cutoff: float = CUTOFF, threads: int | None = None) -> torch.Tensor:
+    """:func:`render_params` from covariances ``cov [N, 3]`` (see :func:`project_covariance`)."""
+    height, width = _check_size(height, width)
+    means, conics = project_covariance(xy, cov, height, width)
+    rmin = min_support_px(xy.shape[0], height, width) if blend == "normalized" else 0.0
+    return rasterize(means, conics, color, height, width, blend=blend, cutoff=cutoff, rmin=rmin, threads=threads)
 
 
 def render(gaussians: Gaussians, height: int, width: int, *, threads: int | None = None,

@@ -26,6 +26,11 @@ Adding a codec (e.g. VAE latents decoded by a checkpoint)::
 
 The recall node imports the modules named in its ``codec_modules`` parameter at start-up, so a
 module that calls :func:`register_codec` at import time plugs a codec in without touching the node.
+
+Encoding (the encoder node and ``gaussvae replay``): :func:`payload_encoder` returns a
+:class:`PayloadEncoder` for a codec id: ``gaussians-q`` (no model) or ``vae-latent`` with a model
+file (default: the model shipped in ``gaussvae_ros/models/``, registered for recall in the same
+process), at a fixed quantization step or at the finest step that fits a byte budget.
 """
 
 from __future__ import annotations
@@ -37,8 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "ModelMismatchError", "PayloadCodec", "UnknownCodecError", "decode_payload", "known_codecs",
-    "register_codec", "render_memory", "unregister_codec",
+    "ENCODABLE_CODECS", "ModelMismatchError", "PayloadCodec", "PayloadEncoder", "UnknownCodecError", "decode_payload",
+    "known_codecs", "payload_encoder", "register_codec", "render_memory", "unregister_codec",
 ]
 
 
@@ -135,6 +140,73 @@ def render_memory(payload: bytes, codec_id: str, model_id: str, width: int, heig
 
     gaussians = decode_payload(payload, codec_id, model_id)
     return to_uint8(render(gaussians, int(height), int(width), threads=threads, device=device))
+
+
+#: Codec ids :func:`payload_encoder` can encode with.
+ENCODABLE_CODECS = ("gaussians-q", "vae-latent")
+
+
+@dataclass(frozen=True)
+class PayloadEncoder:
+    """How new memories are encoded: ``encode(gaussians) -> bytes``, stored with ``codec_id`` and
+    ``model_id`` so that recall finds the decoder. ``n_gaussians``: the count the codec needs (0: any)."""
+
+    codec_id: str
+    model_id: str
+    encode: Callable
+    description: str = ""
+    n_gaussians: int = 0
+
+    def check_count(self, n_gaussians: int) -> None:
+        """ValueError unless memories of ``n_gaussians`` Gaussians can be encoded."""
+        if self.n_gaussians and int(n_gaussians) != self.n_gaussians:
+            raise ValueError(f"{self.description} encodes {self.n_gaussians} Gaussians per memory, "
+                             f"n_gaussians is {n_gaussians}")
+
+
+def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float = 0.0,
+                    max_bytes: int = 0) -> PayloadEncoder:
+    """An encoder for ``codec_id`` (one of :data:`ENCODABLE_CODECS`).
+
+    ``vae-latent`` options: ``model`` the model file (``""``: the shipped one,
+    :func:`gaussvae_ros.vae.latent_codec.default_model_path`); ``max_bytes > 0`` encodes each memory
+    at the finest quantization step whose payload fits (the coarsest step when none does: a memory
+    is never dropped for its size); otherwise ``step`` (``0``: the codec's default). Grey Gaussians
+    go through an RGB model as R = G = B and come back grey.
+
+    Raises:
+        UnknownCodecError: a codec id that cannot be encoded.
+        ValueError: options that do not fit the codec, an unreadable model file.
+    """
+    if codec_id == "gaussians-q":
+        if model or step or max_bytes:
+            raise ValueError("codec 'gaussians-q' takes no model, step or byte budget")
+        from gaussvae_ros.core import encode_gaussians
+
+        return PayloadEncoder(codec_id, "", encode_gaussians, "quantized Gaussians (12/8/8/8 bits)")
+    if codec_id != "vae-latent":
+        raise UnknownCodecError(f"cannot encode with codec {codec_id!r}; choose one of {', '.join(ENCODABLE_CODECS)}")
+    if step < 0 or max_bytes < 0:
+        raise ValueError(f"step and max_bytes must be >= 0, got {step} and {max_bytes}")
+    from gaussvae_ros.vae import latent_codec as lc
+
+    try:
+        bundle = lc.register_latent_model(model or lc.default_model_path())
+    except FileNotFoundError as exc:
+        raise ValueError(f"VAE latent model file not found: {exc.filename or model}") from None
+    step = step or lc.DEFAULT_STEP
+
+    def encode(gaussians) -> bytes:
+        if not max_bytes:
+            return lc.encode_latent(bundle, gaussians, step)
+        try:
+            return lc.encode_to_budget(bundle, gaussians, max_bytes)[0]
+        except ValueError:
+            return lc.encode_latent(bundle, gaussians, max(lc.DEFAULT_STEPS))
+
+    rate = f"<= {max_bytes} B" if max_bytes else f"step {step:g}"
+    return PayloadEncoder(codec_id, bundle.model_id, encode, f"VAE latent (model {bundle.model_id}, {rate})",
+                          bundle.seq_len)
 
 
 def _decode_quantized_gaussians(payload: bytes, model_id: str):

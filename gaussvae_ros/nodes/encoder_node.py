@@ -77,6 +77,7 @@ from gaussvae_ros.replay import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_M
                                  DEFAULT_WARM_START_MAX_CHANGE, fit_memory, working_image)
 from gaussvae_ros.store.records import DEFAULT_CODEC
 
+from .codecs import ENCODABLE_CODECS, payload_encoder
 from .convert import MEMORY_QOS, device_for, diagnostic_status, guarded_callback
 from .runner import run_node
 from .params import ParamSpec, check_choice, check_range, declare_parameters, install_validator, real_list
@@ -128,6 +129,13 @@ PARAMETERS = (
     ParamSpec("keyframe.duplicate_image_change", _KEYFRAME.duplicate_image_change,
               "never store a frame that changed less than this (0..1, <= min_image_change)"),
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, s (> 0)", True),
+    ParamSpec("codec", DEFAULT_CODEC, "payload codec: gaussians-q (quantized Gaussians, no model) | vae-latent "
+              "(entropy-coded VAE latent, needs n_gaussians = the model's count, 512)", True),
+    ParamSpec("latent_model", "", "vae-latent model file; empty = the model shipped with the package", True),
+    ParamSpec("latent_step", 0.0, "vae-latent quantization step (0 = the codec's default, 1.0; larger = fewer "
+              "bytes)", True),
+    ParamSpec("latent_max_bytes", 0, "vae-latent: finest step whose payload fits this many bytes (0 = off, use "
+              "latent_step)", True),
 )
 
 #: Pose inputs: best effort like sensor data (matches every publisher) but a deep history, so a
@@ -156,6 +164,9 @@ def check_parameters(values: dict) -> list[str]:
     check_range(problems, values, "threads", 0, 1024)
     check_choice(problems, values, "device", ("auto", "cpu", "cuda"))
     check_choice(problems, values, "no_pose", ("store", "skip"))
+    check_choice(problems, values, "codec", ENCODABLE_CODECS)
+    check_range(problems, values, "latent_step", 0.0, 1e6)
+    check_range(problems, values, "latent_max_bytes", 0, 1 << 30)
     for name in ("pose_tolerance_s", "pose_max_gap_s", "pose_wait_s"):
         check_range(problems, values, name, 0.0, 3600.0)
     check_range(problems, values, "diagnostics_period_s", 1e-3, 3600.0)
@@ -227,6 +238,9 @@ class EncoderNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("gaussvae_encoder", **kwargs)
         self._values = declare_parameters(self, PARAMETERS, check_parameters)
+        self._payload = payload_encoder(self._values["codec"], self._values["latent_model"],
+                                        float(self._values["latent_step"]), int(self._values["latent_max_bytes"]))
+        self._payload.check_count(int(self._values["n_gaussians"]))
         self._apply(self._values)
         self._queue_size = int(self._values["queue_size"])
         requested = self._values["device"]
@@ -279,16 +293,26 @@ class EncoderNode(Node):
                 self._tf_listener = _TfListener(self._tf_buffer, self, spin_thread=False)
         self._timer = self.create_timer(float(self._values["diagnostics_period_s"]), self._publish_diagnostics,
                                         callback_group=MutuallyExclusiveCallbackGroup())
-        install_validator(self, PARAMETERS, self._values, check_parameters, self._apply)
+        install_validator(self, PARAMETERS, self._values, self._check_parameters, self._apply)
         self._worker = threading.Thread(target=self._work, name="gaussvae_encoder_worker", daemon=True)
         self._worker.start()
         topics = [s.topic_name for s in self._image_subs]
         self.get_logger().info(
             f"encoding {', '.join(topics)} -> {self._memories.topic_name} ({self._settings.n_gaussians} Gaussians, "
-            f"long side {self._settings.long_side} px, queue {self._queue_size}, device {self._device}); poses from "
+            f"long side {self._settings.long_side} px, {self._payload.description}, queue {self._queue_size}, "
+            f"device {self._device}); poses from "
             f"{', '.join(s[0] for s in self._pose_sources) or 'nowhere'}{' + TF' if self._tf_buffer else ''}")
 
     # --- parameters ---------------------------------------------------------------------------
+
+    def _check_parameters(self, values: dict) -> list[str]:
+        """:func:`check_parameters` plus what the payload codec needs (a latent model's Gaussian count)."""
+        problems = check_parameters(values)
+        try:
+            self._payload.check_count(int(values["n_gaussians"]))
+        except ValueError as exc:
+            problems.append(str(exc))
+        return problems
 
     def _apply(self, values: dict) -> None:
         settings = _Settings(
@@ -416,7 +440,7 @@ class EncoderNode(Node):
         started = time.perf_counter()
         try:
             result, payload = fit_memory(work, settings.n_gaussians, init, settings.seed, settings.max_iters,
-                                         settings.threads)
+                                         settings.threads, self._payload.encode)
         except (ValueError, RuntimeError) as exc:
             self._stats.fit_errors += 1
             self.get_logger().warning(f"{item.topic}: cannot fit frame at {stamp_ns} ns: {exc}")
@@ -516,8 +540,8 @@ class EncoderNode(Node):
             self._stats.no_camera_info += 1
         record.height, record.width = int(image.shape[0]), int(image.shape[1])
         record.encoding = str(getattr(msg, "encoding", None) or getattr(msg, "format", ""))
-        record.codec_id = DEFAULT_CODEC
-        record.model_id = ""
+        record.codec_id = self._payload.codec_id
+        record.model_id = self._payload.model_id
         if math.isfinite(result.psnr) or math.isinf(result.psnr):
             record.has_fit_quality = True
             record.psnr_db = float(result.psnr)

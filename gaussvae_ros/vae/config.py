@@ -56,6 +56,9 @@ class LossConfig:
     kl_anneal_start: int = 0  #: step at which the KL weight starts rising from 0
     kl_anneal_steps: int = 10000  #: steps of linear rise to beta (0 = beta from the start)
     group_weights: dict[str, float] = field(default_factory=dict)  #: per-group MSE weight (default 1)
+    param_weight: float = 1.0  #: weight of the parameter-space MSE (0 = train through the renderer only)
+    image_weight: float = 0.0  #: weight of the rendered-image MSE (intensity units; 0 = off)
+    image_size: int = 64  #: side (px) of the square renderings compared by the image loss
 
 
 @dataclass

@@ -9,8 +9,9 @@ Parameter-set file (``.npz``, written by :func:`save_param_set`, read by :func:`
 * optional extras (``kind``, ``seeds [M]``, ``image_height``, ``image_width``, ``blend`` ...)
   describing where the samples came from.
 
-A directory holds any number of such files; they are concatenated in file-name order and must
-agree on N and C.
+A directory holds any number of such files, also in sub-folders (e.g. one per source); they are
+concatenated in path order and must agree on N and C. Hidden files (``.shard_*.tmp.npz``, shards
+being written) are skipped.
 """
 
 from __future__ import annotations
@@ -80,10 +81,10 @@ def _load_one(path: Path) -> np.ndarray:
 
 
 def load_param_set(path: str | Path) -> np.ndarray:
-    """Parameters ``[M, N, 5 + C]`` from an ``.npz`` file or a directory of them."""
+    """Parameters ``[M, N, 5 + C]`` from an ``.npz`` file or a directory tree of them."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.glob("*.npz"))
+        files = sorted(f for f in path.rglob("*.npz") if not f.name.startswith("."))  # not half-written shards
         if not files:
             raise ValueError(f"{path}: directory holds no .npz parameter sets")
         arrays = [_load_one(f) for f in files]

@@ -66,13 +66,14 @@ from .params import ParamTransform
 
 __all__ = [
     "CODEC_ID", "DEFAULT_STEP", "DEFAULT_STEPS", "LatentModelBundle", "attach_entropy_model", "build_bundle_file",
-    "decode_latent",
-    "decode_memory", "encode_latent", "encode_to_budget", "find_latent_model", "fit_entropy_model",
+    "decode_latent", "decode_memory", "default_model_path", "load_default_bundle", "encode_latent", "encode_to_budget", "find_latent_model", "fit_entropy_model",
     "latent_of", "load_bundle", "make_bundle", "model_fingerprint", "payload_info", "register_latent_model",
     "save_bundle",
 ]
 
 CODEC_ID = "vae-latent"
+#: File name of the shipped model in ``gaussvae_ros/models/`` (:func:`default_model_path`).
+DEFAULT_MODEL_FILE = "gaussvae_latent_default.pt"
 MAGIC = b"GL"
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<2sBB8sfHH")
@@ -209,8 +210,9 @@ def _features(bundle: LatentModelBundle, params: np.ndarray) -> torch.Tensor:
 def _check_gaussians(bundle: LatentModelBundle, gaussians: Gaussians) -> None:
     if len(gaussians) != bundle.seq_len:
         raise ValueError(f"model {bundle.model_id} encodes {bundle.seq_len} Gaussians, got {len(gaussians)}")
-    if gaussians.channels != bundle.transform.color_channels:
-        raise ValueError(f"model {bundle.model_id} encodes {bundle.transform.color_channels} colour channel(s), "
+    model_channels = bundle.transform.color_channels
+    if gaussians.channels != model_channels and not (gaussians.channels == 1 and model_channels == 3):
+        raise ValueError(f"model {bundle.model_id} encodes {model_channels} colour channel(s), "
                          f"got {gaussians.channels}")
     if len(gaussians) > 0xFFFF or bundle.entropy.dim > 0xFFFF:
         raise ValueError("payload holds at most 65535 Gaussians and latent dimensions")
@@ -223,8 +225,11 @@ def latent_of(bundle: LatentModelBundle, gaussians: Gaussians) -> np.ndarray:
     """The unquantized latent (posterior mean) ``[D]`` (float64) of a set of Gaussians."""
     _check_gaussians(bundle, gaussians)
     g = gaussians.take(morton_order(gaussians.xy))
+    params = g.to_array()
+    if g.channels < bundle.transform.color_channels:  # grey Gaussians through an RGB model: grey = R = G = B
+        params = np.concatenate([params] + [params[:, 5:6]] * (bundle.transform.color_channels - 1), axis=1)
     with torch.inference_mode():
-        mu, _ = bundle.model.encode(_features(bundle, g.to_array()[None]))
+        mu, _ = bundle.model.encode(_features(bundle, params[None]))
     return mu[0].double().numpy()
 
 
@@ -303,8 +308,9 @@ def decode_latent(bundle: LatentModelBundle, data: bytes) -> Gaussians:
     if info["model_id"] != bundle.model_id:
         raise _model_mismatch(f"vae-latent payload was encoded with model {info['model_id']}, "
                               f"not with model {bundle.model_id}")
-    if (info["latent_dim"], info["n"], info["channels"]) != (bundle.entropy.dim, bundle.seq_len,
-                                                             bundle.transform.color_channels):
+    model_channels = bundle.transform.color_channels
+    if ((info["latent_dim"], info["n"]) != (bundle.entropy.dim, bundle.seq_len)
+            or info["channels"] not in ((1, 3) if model_channels == 3 else (1,))):
         raise ValueError(f"vae-latent payload header (D={info['latent_dim']}, N={info['n']}, "
                          f"C={info['channels']}) does not match model {bundle.model_id}")
     step = check_step(info["step"])
@@ -315,6 +321,8 @@ def decode_latent(bundle: LatentModelBundle, data: bytes) -> Gaussians:
         params = bundle.transform.decode(feats).float().numpy()
     if not np.isfinite(params).all():
         raise ValueError("vae-latent payload decodes to non-finite Gaussians (corrupt latent?)")
+    if info["channels"] < model_channels:  # a grey memory: its luma
+        params = np.concatenate([params[:, :5], params[:, 5:].mean(axis=1, keepdims=True)], axis=1)
     return Gaussians.from_array(params, blend=info["blend"])
 
 
@@ -366,9 +374,17 @@ _MODELS_LOCK = threading.Lock()
 
 
 def register_latent_model(bundle: LatentModelBundle | str | Path) -> LatentModelBundle:
-    """Make a model (bundle or model file) available to :func:`decode_memory`; returns the bundle."""
+    """Make a model (bundle or model file) available to :func:`decode_memory`; returns the bundle
+    (a file already loaded in this process is not read again)."""
     if not isinstance(bundle, LatentModelBundle):
-        bundle = load_bundle(bundle)
+        path = Path(bundle).expanduser().resolve()
+        with _MODELS_LOCK:
+            for known in _MODELS.values():
+                if known.path is not None and known.path.resolve() == path:
+                    return known
+        bundle = load_bundle(path)
+        with _MODELS_LOCK:
+            _LOADED_PATHS.add(path)
     with _MODELS_LOCK:
         _MODELS[bundle.model_id] = bundle
     return bundle
@@ -390,13 +406,24 @@ def _env_model_files() -> list[Path]:
     return files
 
 
+def default_model_path() -> Path:
+    """The model file shipped with the package (its model card is ``MODEL_CARD.md`` beside it)."""
+    return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_FILE
+
+
+def load_default_bundle() -> LatentModelBundle:
+    """The shipped model, loaded once per process and registered for recall."""
+    return register_latent_model(default_model_path())
+
+
 def find_latent_model(model_id: str) -> LatentModelBundle:
-    """The registered model of ``model_id``, loading models named by ``$GAUSSVAE_LATENT_MODELS``
-    on demand. Raises ModelMismatchError if no model has that id."""
+    """The registered model of ``model_id``, loading the shipped model and the models named by
+    ``$GAUSSVAE_LATENT_MODELS`` on demand. Raises ModelMismatchError if no model has that id."""
     with _MODELS_LOCK:
         if model_id in _MODELS:
             return _MODELS[model_id]
-        pending = [p for p in _env_model_files() if p.resolve() not in _LOADED_PATHS]
+        candidates = [default_model_path()] + _env_model_files()
+        pending = [p for p in candidates if p.resolve() not in _LOADED_PATHS]
     for path in pending:
         try:
             bundle = load_bundle(path)

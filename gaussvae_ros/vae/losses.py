@@ -11,12 +11,20 @@ All terms are per element of the standardized feature tensor ``[B, F, N]``:
 
 Per-group MSEs (``group/xy``, ``group/scale``, ...) are returned for logging; a mean predictor
 scores about 1.0 on each with ``channel`` normalization.
+
+Training through the renderer (:class:`RenderedImageLoss`, ``loss.image_weight > 0``): the decoded
+Gaussians and the input Gaussians are both rendered at ``image_size x image_size`` and compared
+pixel by pixel (MSE in intensity units, 0..1). That loss is blind to the parametrization and to
+which slot holds which Gaussian, and it is what a recalled memory is judged by. The total is then
+``param_weight * mse + image_weight * image_mse + kl_weight(step) * kl / (F * N)``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from gaussvae_ros.core.render import render_covariance
 
 
 def kl_weight(step: int, beta: float, anneal_steps: int, anneal_start: int = 0) -> float:
@@ -45,7 +53,9 @@ class VAELoss(nn.Module):
     """
 
     def __init__(self, groups: dict[str, slice], beta: float = 1.0, anneal_steps: int = 0,
-                 anneal_start: int = 0, group_weights: dict[str, float] | None = None) -> None:
+                 anneal_start: int = 0, group_weights: dict[str, float] | None = None,
+                 param_weight: float = 1.0, image_loss: "RenderedImageLoss | None" = None,
+                 image_weight: float = 0.0) -> None:
         super().__init__()
         group_weights = dict(group_weights or {})
         unknown = set(group_weights) - set(groups)
@@ -57,10 +67,16 @@ class VAELoss(nn.Module):
         self.weights = {g: float(group_weights.get(g, 1.0)) for g in groups}
         self.beta, self.anneal_steps, self.anneal_start = float(beta), int(anneal_steps), int(anneal_start)
         kl_weight(0, beta, anneal_steps, anneal_start)  # validates the schedule
+        if param_weight < 0 or image_weight < 0:
+            raise ValueError("param_weight and image_weight must be >= 0")
+        if image_weight > 0 and image_loss is None:
+            raise ValueError("image_weight > 0 needs an image loss (RenderedImageLoss)")
+        self.param_weight, self.image_weight = float(param_weight), float(image_weight)
+        self.image_loss = image_loss if image_weight > 0 else None
 
     def forward(self, output: dict[str, torch.Tensor], target: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """``output`` from a model's forward, ``target [B, F, N]``; returns ``loss``, ``mse``, ``kl``,
-        ``kl_weight`` and ``group/<name>`` (scalars)."""
+        ``kl_weight``, ``group/<name>`` and, with an image loss, ``image_mse`` and ``image_psnr`` (scalars)."""
         x_hat = output["x_hat"]
         if x_hat.shape != target.shape:
             raise ValueError(f"reconstruction {tuple(x_hat.shape)} and target {tuple(target.shape)} differ in shape")
@@ -78,6 +94,42 @@ class VAELoss(nn.Module):
         kl = kl_divergence(output["mu"], output["logvar"]).mean()
         weight = kl_weight(step, self.beta, self.anneal_steps, self.anneal_start)
         elements = target.shape[1] * target.shape[2]
-        result.update(loss=mse + weight * kl / elements, mse=mse, kl=kl,
-                      kl_weight=torch.tensor(weight, device=x_hat.device))
+        loss = self.param_weight * mse + weight * kl / elements
+        if self.image_loss is not None:
+            image_mse = self.image_loss(x_hat, target)
+            loss = loss + self.image_weight * image_mse
+            result.update(image_mse=image_mse.detach(),
+                          image_psnr=-10.0 * torch.log10(image_mse.detach().clamp(min=1e-10)))
+        result.update(loss=loss, mse=mse, kl=kl, kl_weight=torch.tensor(weight, device=x_hat.device))
         return result
+
+
+class RenderedImageLoss(nn.Module):
+    """Mean squared pixel error between the renderings of decoded and input Gaussians.
+
+    Both feature tensors ``[B, F, N]`` (standardized, as the model sees them) are decoded to
+    covariances with ``transform`` (:meth:`~gaussvae_ros.vae.params.ParamTransform.decode_covariance`)
+    and rendered at ``size x size`` with the ``blend`` the Gaussians were fitted for; the input's
+    rendering is the target (no gradient). Every sample is rendered separately on the CPU kernel
+    (one thread each: batches are small, images tiny). Colours are clamped to ``[0, 1]`` after
+    rendering, as recall does.
+    """
+
+    def __init__(self, transform, size: int = 64, blend: str = "normalized") -> None:
+        super().__init__()
+        if size < 8:
+            raise ValueError(f"image loss size must be at least 8 px, got {size}")
+        self.transform, self.size, self.blend = transform, int(size), blend
+
+    def render_batch(self, features: torch.Tensor) -> torch.Tensor:
+        """Standardized features ``[B, F, N]`` -> images ``[B, size, size, C]`` in ``[0, 1]``."""
+        xy, cov, color = self.transform.decode_covariance(features.transpose(1, 2))
+        images = [render_covariance(xy[b].float().contiguous(), cov[b].float().contiguous(),
+                                    color[b].float().contiguous(), self.size, self.size, blend=self.blend, threads=1)
+                  for b in range(features.shape[0])]
+        return torch.stack(images).clamp(0.0, 1.0)
+
+    def forward(self, x_hat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            reference = self.render_batch(target)
+        return (self.render_batch(x_hat) - reference).pow(2).mean()

@@ -165,6 +165,29 @@ def features_to_params(features: torch.Tensor, representation: str, log_scale: b
     return torch.cat([xy, scale, rot[..., None], color], -1)
 
 
+def features_to_covariance(features: torch.Tensor, representation: str,
+                           log_scale: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unnormalized features ``[..., F]`` -> ``(xy [..., 2], cov [..., 3], colour [..., C])`` with
+    ``cov = (sxx, sxy, syy)`` of the normalized covariance (what :func:`gaussvae_ros.core.render.
+    render_covariance` draws).
+
+    Differentiable everywhere for ``cholesky`` (``L L^T`` is a polynomial in the features; no
+    eigen-decomposition, so round Gaussians have finite gradients): the path for training a
+    decoder through the renderer. Other representations go through their scales and angle.
+    """
+    if representation == "cholesky":
+        _check_representation(representation)
+        color_channels = features.shape[-1] - 5
+        if color_channels not in (1, 3):
+            raise ValueError(f"cholesky features have 5 + 1 or 3 channels, got {features.shape[-1]}")
+        l11, l21, l22 = torch.exp(features[..., 2]), features[..., 3], torch.exp(features[..., 4])
+        cov = torch.stack([l11 * l11, l11 * l21, l21 * l21 + l22 * l22], -1)
+        return features[..., 0:2], cov, features[..., 5:]
+    params = features_to_params(features, representation, log_scale)
+    cov = torch.stack(covariance_entries(params[..., 2:4], params[..., 4]), -1)
+    return params[..., 0:2], cov, params[..., 5:]
+
+
 @dataclass
 class ParamTransform:
     """Raw Gaussian parameters <-> standardized VAE features, with its training-set statistics.
@@ -248,6 +271,11 @@ class ParamTransform:
         """Standardized features ``[..., N, F]`` -> raw parameters ``[..., N, 5 + C]``."""
         mean, std = self._stats(features)
         return features_to_params(features * std + mean, self.representation, self.log_scale)
+
+    def decode_covariance(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Standardized features ``[..., N, F]`` -> ``(xy, cov, colour)`` (:func:`features_to_covariance`)."""
+        mean, std = self._stats(features)
+        return features_to_covariance(features * std + mean, self.representation, self.log_scale)
 
     def to_dict(self) -> dict:
         """JSON-able settings (no statistics)."""

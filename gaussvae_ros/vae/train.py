@@ -41,11 +41,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, save_model
+from .checkpoint import capture_rng, load_checkpoint, load_model, restore_rng, save_checkpoint, save_model
 from .config import ExperimentConfig, save_config
 from .data import GaussianParamDataset, load_param_set, split_indices
 from .evaluate import evaluate_against_mean, slot_mean_of
-from .losses import VAELoss
+from .losses import RenderedImageLoss, VAELoss
 from .models import build_model, count_parameters
 from .params import ParamTransform
 
@@ -130,8 +130,25 @@ def _resume_state(output: Path, config: ExperimentConfig, ctx: DistContext) -> d
     return ckpt
 
 
-def train(config: ExperimentConfig, output: str | Path, resume: bool = False, max_steps: int | None = None) -> dict:
-    """Train (or resume) a VAE as configured; returns a JSON-able summary (see the module docstring)."""
+def _initial_weights(path: str | Path, config: ExperimentConfig, transform: ParamTransform) -> dict:
+    """Weights of the model file ``path`` for a new run of ``config`` (ValueError unless the
+    architecture and the feature representation match)."""
+    model, stored, stored_transform, _ = load_model(path)
+    if stored.model.__dict__ != config.model.__dict__:
+        raise ValueError(f"--init {path}: its model config differs from this run's ({stored.model} vs {config.model})")
+    if stored_transform.to_dict() != transform.to_dict():
+        raise ValueError(f"--init {path}: its feature transform {stored_transform.to_dict()} differs from this "
+                         f"run's {transform.to_dict()}")
+    return model.state_dict()
+
+
+def train(config: ExperimentConfig, output: str | Path, resume: bool = False, max_steps: int | None = None,
+          init: str | Path | None = None) -> dict:
+    """Train (or resume) a VAE as configured; returns a JSON-able summary (see the module docstring).
+
+    ``init``: a model file whose weights start a new run (fine-tuning, e.g. through the renderer
+    after training in parameter space); ignored when resuming.
+    """
     output = Path(output)
     if max_steps is not None:
         if max_steps < 0:
@@ -169,6 +186,8 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
     model = build_model(config.model)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"].state_dict())
+    elif init is not None:
+        model.load_state_dict(_initial_weights(init, config, transform))
     model.to(ctx.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     if ckpt is not None:
@@ -176,8 +195,10 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
         for group in optimizer.param_groups:  # the config's (possibly changed) learning rate wins
             group["lr"], group["weight_decay"] = tc.lr, tc.weight_decay
     net = DistributedDataParallel(model) if ctx.distributed else model
-    criterion = VAELoss(transform.groups, config.loss.beta, config.loss.kl_anneal_steps,
-                        config.loss.kl_anneal_start, config.loss.group_weights)
+    lc = config.loss
+    image_loss = RenderedImageLoss(transform, lc.image_size) if lc.image_weight > 0 else None
+    criterion = VAELoss(transform.groups, lc.beta, lc.kl_anneal_steps, lc.kl_anneal_start, lc.group_weights,
+                        param_weight=lc.param_weight, image_loss=image_loss, image_weight=lc.image_weight)
 
     progress = dict(ckpt["progress"]) if ckpt is not None else {"step": 0, "epoch": 0, "batch_in_epoch": 0}
     if ckpt is not None and ckpt["progress"].get("world_size", 1) == ctx.world_size:
