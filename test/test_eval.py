@@ -15,7 +15,8 @@ from gaussvae_ros.eval import (FitOptions, GaussianMethod, ImageContext, LatentM
 from gaussvae_ros.eval.methods import LATENT_CODEC_MODULE
 
 CODECS = ("jpeg", "webp", "avif")
-TINY = ["--long-side", "48", "--gaussians-counts", "16", "32", "--max-iters", "20", "--quiet"]
+TINY = ["--long-side", "48", "--gaussians-counts", "16", "32", "--max-iters", "20", "--quiet",
+        "--methods", "gaussians", *CODECS]
 
 
 def _photo(kind: str) -> np.ndarray:
@@ -64,7 +65,18 @@ def test_json_structure(tiny_report):
             assert 5 < row["psnr"] < 100 and 0 < row["ssim"] <= 1 and row["bytes"] > 0
     assert [im["name"] for im in report["images"]] == ["chelsea", "coffee"]
     assert all(max(im["width"], im["height"]) == 48 for im in report["images"])
-    assert "ours" in report["notes"] and "--model" in report["notes"]["ours"]
+
+
+def test_ours_defaults_to_the_shipped_model_and_says_why_when_there_is_none(tmp_path, monkeypatch):
+    from gaussvae_ros.vae import latent_codec
+
+    if latent_codec.default_model_path().exists():
+        method, reason = load_latent_method(None)
+        assert reason is None and method.n_gaussians == 512
+        assert method.bundle.path.resolve() == latent_codec.default_model_path()
+    monkeypatch.setattr(latent_codec, "default_model_path", lambda: tmp_path / "none.pt")
+    method, reason = load_latent_method(None)
+    assert method is None and "--model" in reason
 
 
 def test_bytes_within_budget_unless_counted(tiny_report):
@@ -186,8 +198,6 @@ def test_gaussian_candidates_only_fitting_points():
 
 
 def test_latent_method_unavailable_reasons(tmp_path):
-    method, reason = load_latent_method(None)
-    assert method is None and "--model" in reason
     import importlib.util
 
     method, reason = load_latent_method(str(tmp_path / "model.pt"))

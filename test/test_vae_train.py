@@ -199,7 +199,8 @@ def test_cli_dataset_train_and_eval(tmp_path, capsys):
             "--set", "train.batch_size=4"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["step"] == 3 and set(summary["eval_val"]) == {"xy", "cov", "color"}  # cholesky features
+    assert summary["step"] == 3 and set(summary["eval_val"]) == {"xy", "cov", "color", "image_psnr"}  # cholesky
+    assert 0 < summary["eval_val"]["image_psnr"]["model"] < 100
     assert main(args) == 2  # the run exists: refused, with an error message
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--output", str(out), "--resume", "--max-steps", "5"]) == 0
@@ -209,6 +210,7 @@ def test_cli_dataset_train_and_eval(tmp_path, capsys):
                  "--pca", "3"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["samples"] == 4 and np.load(slots)["model_cov"].shape == (512,)
-    assert report["pca_components"] == 3
+    assert report["pca_components"] == 3 and report["image_size"] == 64
+    assert set(report["image_psnr"]) == {"model", "slot_mean"}
     assert all(row["pca"] <= row["slot_mean"] * 1.5 for row in report["groups"].values())
     assert main(["vae-eval", "--model", str(out / "model.pt"), "--data", str(data), "--split", "all", "--pca"]) == 2

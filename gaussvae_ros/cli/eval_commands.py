@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budgets", nargs="+", type=_positive_int, default=[256, 512, 1024], metavar="BYTES",
                         help="byte budgets per image (default: 256 512 1024)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="NAME",
-                        help=f"methods to compare (default: all of {', '.join(METHODS)}; 'ours' needs --model)")
-    parser.add_argument("--model", default=None, help="VAE model file for the 'ours' latent codec")
+                        help=f"methods to compare (default: all of {', '.join(METHODS)})")
+    parser.add_argument("--model", default=None,
+                        help="VAE model file for the 'ours' latent codec (default: the model shipped with the package)")
     parser.add_argument("--gaussians-counts", nargs="+", type=_positive_int, default=None, metavar="N",
                         help="Gaussian counts of the 'gaussians' grid (default: 16 24 32 48 64 96 128 192 256 384 512)")
     parser.add_argument("--gaussians-fill", action="store_true",

@@ -71,7 +71,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     heldout = params if args.split == "all" else params[splits[args.split]]
     if args.pca is not None and args.split in ("train", "all"):
         raise ValueError("--pca fits on the training split, so evaluate a held-out split (--split val or test)")
-    report = evaluate_against_mean(model, transform, slot_mean, heldout, per_slot=bool(args.per_slot))
+    report = evaluate_against_mean(model, transform, slot_mean, heldout, per_slot=bool(args.per_slot),
+                                   image_size=args.image_size)
     if args.pca is not None:
         components = config.model.latent_dim if args.pca == 0 else args.pca
         errors = pca_errors(features_of(params[splits["train"]], transform), features_of(heldout, transform),
@@ -119,6 +120,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("val", "test", "train", "all"), default="test",
                    help="evaluate this split of DATA (as split for training) or all of it")
     p.add_argument("--per-slot", metavar="FILE.npz", help="write per-slot errors (model_<group>, slot_mean_<group>)")
+    p.add_argument("--image-size", type=int, default=64, metavar="PX",
+                   help="also compare renderings of decoded and input Gaussians at PX x PX (image_psnr; 0 = off)")
     p.add_argument("--pca", type=int, nargs="?", const=0, default=None, metavar="K",
                    help="also report a K-component PCA code fitted on DATA's training split (K: latent size)")
     p.set_defaults(func=_evaluate)

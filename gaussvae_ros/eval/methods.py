@@ -331,9 +331,8 @@ def _model_gaussian_count(bundle) -> int | None:
 
 
 def load_latent_method(model_path: str | None) -> tuple[LatentMethod | None, str | None]:
-    """``(method, None)`` when the VAE latent codec can run, else ``(None, reason)``."""
-    if not model_path:
-        return None, "no --model given"
+    """``(method, None)`` when the VAE latent codec can run, else ``(None, reason)``. Without
+    ``model_path``, the model shipped with the package (when this build has one)."""
     try:
         spec = importlib.util.find_spec(LATENT_CODEC_MODULE)
     except ImportError:
@@ -344,6 +343,11 @@ def load_latent_method(model_path: str | None) -> tuple[LatentMethod | None, str
         codec = importlib.import_module(LATENT_CODEC_MODULE)
     except ImportError as exc:
         return None, f"{LATENT_CODEC_MODULE} does not import: {exc}"
+    if not model_path:
+        shipped = getattr(codec, "default_model_path", None)
+        if not callable(shipped) or not shipped().exists():
+            return None, "no --model given and no model shipped with this build"
+        model_path = str(shipped())
     missing = [f for f in ("encode_to_budget", "decode_latent") if not callable(getattr(codec, f, None))]
     if missing:
         return None, f"{LATENT_CODEC_MODULE} has no {', '.join(missing)}"

@@ -87,12 +87,29 @@ def natural_errors(pred_params: torch.Tensor, target_params: torch.Tensor) -> di
     }
 
 
+def rendered_psnr(pred: torch.Tensor, target: torch.Tensor, transform: ParamTransform, size: int = 64) -> float:
+    """Mean over samples of the PSNR (dB, peak 1) between the renderings at ``size x size`` of
+    predicted and target features ``[M, F, N]``: how close a decoded memory looks to the Gaussians
+    it was encoded from, whatever slot holds which Gaussian."""
+    from .losses import RenderedImageLoss
+
+    loss = RenderedImageLoss(transform, size)
+    values = []
+    with torch.no_grad():
+        for i in range(0, target.shape[0], 64):
+            a, b = loss.render_batch(pred[i:i + 64]), loss.render_batch(target[i:i + 64])
+            mse = (a - b).pow(2).flatten(1).mean(1).clamp(min=1e-10)
+            values += (-10.0 * torch.log10(mse)).tolist()
+    return float(np.mean(values))
+
+
 def evaluate_against_mean(model: nn.Module, transform: ParamTransform, slot_mean: np.ndarray, params: np.ndarray,
-                          batch_size: int = 256, per_slot: bool = False) -> dict:
+                          batch_size: int = 256, per_slot: bool = False, image_size: int = 0) -> dict:
     """Compare ``model`` with the slot-mean and global-mean predictors on raw parameters ``[M, N, 5 + C]``.
 
     Returns ``{"samples", "groups": {g: {model, slot_mean, global_mean, model_over_slot_mean}},
-    "natural": {metric: {model, slot_mean}}}`` and, with ``per_slot``, ``"per_slot": {"model": {g: [N]},
+    "natural": {metric: {model, slot_mean}}}``; with ``image_size`` also ``"image_psnr": {model,
+    slot_mean}`` (:func:`rendered_psnr`), with ``per_slot`` also ``"per_slot": {"model": {g: [N]},
     "slot_mean": {g: [N]}}`` (numpy arrays).
     """
     target = features_of(params, transform)
@@ -117,6 +134,10 @@ def evaluate_against_mean(model: nn.Module, transform: ParamTransform, slot_mean
                "slot_mean": transform.decode(slot_pred.transpose(1, 2))}
     natural = {name: natural_errors(p, raw_target) for name, p in decoded.items()}
     report["natural"] = {k: {name: natural[name][k] for name in natural} for k in natural["model"]}
+    if image_size:
+        report["image_psnr"] = {name: rendered_psnr(p, target, transform, image_size)
+                                for name, p in (("model", pred), ("slot_mean", slot_pred))}
+        report["image_size"] = int(image_size)
     if per_slot:
         report["per_slot"] = {"model": model_slots, "slot_mean": slot_slots}
     return report

@@ -11,7 +11,8 @@ Output directory layout (``gaussvae train --output DIR``):
   epoch ends, every ``checkpoint_every`` steps and when ``max_steps`` is reached;
 * ``model.pt``: latest model file for inference (:func:`gaussvae_ros.vae.checkpoint.load_model`);
 * ``eval_val.json``: model vs mean predictors on the validation split at the end
-  (:mod:`gaussvae_ros.vae.evaluate`).
+  (:mod:`gaussvae_ros.vae.evaluate`: per-group errors, and the PSNR of the decoded Gaussians'
+  renderings against the inputs' at ``loss.image_size``).
 
 Determinism and resume: weights are initialized from ``seed``; each epoch's data order comes from
 :class:`~torch.utils.data.DistributedSampler` seeded with ``seed`` and the epoch; sampling noise
@@ -300,9 +301,11 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
         if not (output / "model.pt").exists():  # nothing ran (already finished): still leave a model file
             save_model(output / "model.pt", model, config, transform, slot_mean)
         if val_set is not None:
-            report = evaluate_against_mean(model, transform, slot_mean, val_set.params)
+            report = evaluate_against_mean(model, transform, slot_mean, val_set.params,
+                                           image_size=config.loss.image_size)
             (output / "eval_val.json").write_text(json.dumps(report, indent=2))
             summary["eval_val"] = {g: {k: round(v, 5) for k, v in row.items()} for g, row in report["groups"].items()}
+            summary["eval_val"]["image_psnr"] = {k: round(v, 2) for k, v in report["image_psnr"].items()}
         writer.close()
     if ctx.distributed:
         dist.barrier()
