@@ -109,3 +109,27 @@ def test_splits_are_disjoint_deterministic_and_sized():
     assert not np.array_equal(s["val"], split_indices(1000, 0.05, 0.1, seed=4)["val"])
     with pytest.raises(ValueError, match="too few"):
         split_indices(2, 0.4, 0.4, seed=0)
+
+
+def test_dihedral_views_render_as_the_mirrored_and_turned_image():
+    from gaussvae_ros.core import Gaussians, morton_order, render
+    from gaussvae_ros.vae.data import dihedral_views
+
+    rng = np.random.default_rng(3)
+    n = 40
+    params = np.concatenate([rng.uniform(0.1, 0.9, (n, 2)), rng.uniform(0.02, 0.12, (n, 2)),
+                             rng.uniform(-3, 3, (n, 1)), rng.uniform(0, 1, (n, 3))], 1).astype(np.float32)
+    params = params[morton_order(params[:, :2])]
+    views = dihedral_views(params[None])
+    assert views.shape == (8, n, 8)
+    np.testing.assert_array_equal(views[0], params)
+    image = render(Gaussians.from_array(params), 32, 32)
+    expected = []
+    for transpose in (False, True):
+        base = image.transpose(1, 0, 2) if transpose else image
+        for flip_u in (False, True):
+            for flip_v in (False, True):
+                expected.append(base[::-1 if flip_v else 1, ::-1 if flip_u else 1])
+    for view, want in zip(views, expected):
+        assert np.array_equal(morton_order(view[:, :2]), np.arange(n))  # each view is Morton-sorted
+        np.testing.assert_allclose(render(Gaussians.from_array(view), 32, 32), want, atol=1e-4)

@@ -46,6 +46,7 @@ class DataConfig:
     val_fraction: float = 0.0435  #: share of samples held out for validation
     test_fraction: float = 0.0434  #: share of samples held out for testing
     split_seed: int = 0  #: seed of the train/val/test shuffle
+    augment: str = "none"  #: none | dihedral (train on the 8 mirror images / quarter turns of each sample)
 
 
 @dataclass

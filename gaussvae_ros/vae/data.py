@@ -114,6 +114,38 @@ def split_indices(count: int, val_fraction: float, test_fraction: float, seed: i
             "train": np.sort(order[n_val + n_test:])}
 
 
+#: Training-set augmentations (``data.augment``).
+AUGMENTATIONS = ("none", "dihedral")
+
+
+def dihedral_views(params: np.ndarray) -> np.ndarray:
+    """The 8 mirror images and quarter turns of each fitted image: ``[M, N, 5 + C]`` -> ``[8 M, N, 5 + C]``.
+
+    Exact and free: the Gaussians of a mirrored or transposed image are the mirrored or transposed
+    Gaussians (``u -> 1 - u`` negates the angle, swapping ``u, v`` reflects it about 45 degrees),
+    re-sorted along the Morton curve so that each view is a valid sample. View 0 is the input.
+    """
+    from gaussvae_ros.core import morton_order
+
+    params = check_params_array(params)
+    views = []
+    for transpose in (False, True):
+        for flip_u in (False, True):
+            for flip_v in (False, True):
+                p = params.copy()
+                if transpose:
+                    p[..., [0, 1]] = p[..., [1, 0]]
+                    p[..., 4] = np.pi / 2 - p[..., 4]
+                if flip_u:
+                    p[..., 0] = 1.0 - p[..., 0]
+                    p[..., 4] = -p[..., 4]
+                if flip_v:
+                    p[..., 1] = 1.0 - p[..., 1]
+                    p[..., 4] = -p[..., 4]
+                views.append(np.stack([s[morton_order(s[:, :2])] for s in p]))
+    return np.concatenate(views)
+
+
 class GaussianParamDataset(Dataset):
     """Standardized VAE inputs for a set of fitted images.
 

@@ -44,7 +44,7 @@ from torch.utils.data import DistributedSampler
 
 from .checkpoint import capture_rng, load_checkpoint, load_model, restore_rng, save_checkpoint, save_model
 from .config import ExperimentConfig, save_config
-from .data import GaussianParamDataset, load_param_set, split_indices
+from .data import AUGMENTATIONS, GaussianParamDataset, dihedral_views, load_param_set, split_indices
 from .evaluate import evaluate_against_mean, slot_mean_of
 from .losses import RenderedImageLoss, VAELoss
 from .models import build_model, count_parameters
@@ -172,12 +172,17 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
     # Data, split and parameter-space statistics (identical on every rank).
     params = load_param_set(config.data.path)
     splits = split_indices(len(params), config.data.val_fraction, config.data.test_fraction, config.data.split_seed)
+    if config.data.augment not in AUGMENTATIONS:
+        raise ValueError(f"data.augment must be one of {AUGMENTATIONS}, got {config.data.augment!r}")
+    train_params = params[splits["train"]]
+    if config.data.augment == "dihedral":
+        train_params = dihedral_views(train_params)
     if ckpt is not None:
         transform: ParamTransform = ckpt["transform"]
     else:
         transform = ParamTransform(config.data.representation, config.data.log_scale, config.data.canonical,
-                                   config.data.normalization, params.shape[2] - 5).fit(params[splits["train"]])
-    train_set = GaussianParamDataset(params[splits["train"]], transform)
+                                   config.data.normalization, params.shape[2] - 5).fit(train_params)
+    train_set = GaussianParamDataset(train_params, transform)
     val_set = GaussianParamDataset(params[splits["val"]], transform) if len(splits["val"]) else None
     slot_mean = ckpt["slot_mean"] if ckpt is not None else slot_mean_of(train_set.features)
     config.model.in_channels, config.model.seq_len = transform.num_features, params.shape[1]
