@@ -34,7 +34,7 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
     ],
-    package_data={package_name: ["core/_raster.c"]},
+    package_data={package_name: ["core/_raster.c", "models/*.pt", "models/*.md"]},
     install_requires=["setuptools"],
     zip_safe=False,
     maintainer="gaussvae_ros developers",

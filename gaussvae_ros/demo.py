@@ -840,6 +840,7 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
             summary["psnr_db"] = {"mean": round(statistics.fmean(psnrs), 2), "min": round(min(psnrs), 2),
                                   "max": round(max(psnrs), 2), "at": f"{c.width}x{c.height} (original size)"}
             summary["recall_ms_256x256_median"] = round(statistics.median(times) * 1e3, 1)
+            summary["vae_latent"] = latent_comparison(database, originals)
             if summary["psnr_db"]["mean"] < c.min_psnr:
                 raise DemoError(f"mean PSNR {summary['psnr_db']['mean']} dB is below {c.min_psnr} dB")
             summary["outputs"] = {"recalled": str(recalled_dir), "contact_sheet": str(out / "contact_sheet.png"),
@@ -859,6 +860,29 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
     summary["seconds"] = dict(stage.seconds, total=round(time.perf_counter() - started, 1))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def latent_comparison(database: Path, originals: dict) -> dict | None:
+    """The stored memories re-encoded with the shipped VAE latent model (``vae-latent`` at its
+    default step): bytes and PSNR against the camera frames, beside the stored payloads'. None when
+    this build ships no model."""
+    from gaussvae_ros.core import decode_gaussians, render, to_uint8
+    from gaussvae_ros.store.store import Store
+    from gaussvae_ros.vae import latent_codec as lc
+
+    if not lc.default_model_path().exists():
+        return None
+    bundle = lc.load_default_bundle()
+    sizes, psnrs = [], []
+    with Store(database, create=False) as store:
+        for record in store.by_time(with_payload=True):
+            original = originals[record.stamp_ns].image
+            payload = lc.encode_latent(bundle, decode_gaussians(record.payload))
+            image = to_uint8(render(lc.decode_latent(bundle, payload), *original.shape[:2]))
+            sizes.append(len(payload))
+            psnrs.append(_psnr_u8(original, image))
+    return {"model_id": bundle.model_id, "bytes_per_memory": round(statistics.fmean(sizes), 1),
+            "psnr_db_mean": round(statistics.fmean(psnrs), 2)}
 
 
 def print_summary(s: dict) -> None:
@@ -881,6 +905,10 @@ def print_summary(s: dict) -> None:
     p = s["psnr_db"]
     print(f"  recall at {p['at']}: PSNR mean {p['mean']:.2f} dB (min {p['min']:.2f}, max {p['max']:.2f}); "
           f"one memory at 256x256 in {s['recall_ms_256x256_median']:.1f} ms (median)")
+    if s.get("vae_latent"):
+        v = s["vae_latent"]
+        print(f"  the same memories as VAE latents (codec vae-latent, model {v['model_id']}): "
+              f"{v['bytes_per_memory']:.0f} bytes per memory, PSNR mean {v['psnr_db_mean']:.2f} dB")
     o = s["outputs"]
     print(f"  wrote {o['recalled']}/*.png, {o['contact_sheet']}, {o['pose_map']}, {o['gallery_map']}, "
           f"{o['summary']}")

@@ -165,3 +165,29 @@ def test_transform_standardizes_with_training_statistics_and_decodes_back():
         ParamTransform("quaternion")
     with pytest.raises(ValueError, match="raw parameters"):
         ParamTransform("angle").fit(train[..., :7])
+
+
+def test_grid_slot_bias_starts_the_decoder_from_a_picture_covering_the_image():
+    from gaussvae_ros.core import Gaussians, render
+    from gaussvae_ros.vae.models import grid_layout, init_slot_bias
+
+    layout = grid_layout(512)
+    image = render(Gaussians.from_array(layout), 64, 96)
+    assert np.abs(image - 0.5).max() < 1e-3  # mid-grey everywhere: no holes, no seams
+    rng = np.random.default_rng(0)
+    train = np.concatenate([rng.uniform(0, 1, (6, 512, 2)), rng.uniform(0.01, 0.05, (6, 512, 2)),
+                            rng.uniform(-3, 3, (6, 512, 1)), rng.uniform(0, 1, (6, 512, 3))], -1)
+    transform = ParamTransform("cholesky").fit(train)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(slot_bias="grid")).eval()
+    assert count_parameters(model) == 1_745_368 + 8 * 512
+    init_slot_bias(model, transform, np.zeros((512, 8)))
+    with torch.no_grad():
+        decoded = transform.decode(model.decode(torch.randn(1, 512)).transpose(1, 2))[0].numpy()
+    assert np.abs(decoded[:, :2] - layout[:, :2]).max() < 0.02  # the layout, whatever the latent
+    slot_mean = rng.normal(size=(512, 8)).astype(np.float32)
+    model = build_model(ModelConfig(slot_bias="slot_mean"))
+    init_slot_bias(model, transform, slot_mean)
+    np.testing.assert_array_equal(model.slot_bias.detach().numpy(), slot_mean.T)
+    with pytest.raises(ValueError, match="slot_bias"):
+        build_model(ModelConfig(slot_bias="sideways"))

@@ -32,6 +32,7 @@ class ModelConfig:
     kernel_size: int = 8  #: convolution kernel length (slots)
     upsampling: str = "transposed"  #: decoder upsampling: transposed (ConvTranspose1d) | nearest (repeat + conv)
     norm_groups: int = 0  #: GroupNorm groups inside residual blocks (0 = no normalization layers)
+    slot_bias: str = "none"  #: learned per-slot output offset: none | slot_mean | grid (its initial value)
 
 
 @dataclass

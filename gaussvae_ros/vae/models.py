@@ -18,6 +18,11 @@ Shared design choices (the prototype write-up is silent on them):
 * Output head: a 1x1 convolution to F channels with no activation (features are standardized,
   so unbounded).
 * ``logvar`` is clamped to ``[-30, 20]``. In ``eval()`` mode ``forward`` decodes ``z = mu``.
+* ``slot_bias`` (not in the prototype; off by default): a learned offset ``[F, N]`` added to the
+  output, one per slot and feature, so the decoder predicts departures from a per-slot layout.
+  Its start (:func:`init_slot_bias`) is the training set's slot means (``slot_mean``) or a uniform
+  grid of round Gaussians covering the image (``grid``): a decoder trained through the renderer
+  then starts from a picture (a flat mosaic) instead of Gaussians piled on the mean Morton curve.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,6 +40,7 @@ from .config import ModelConfig
 MODEL_REGISTRY: dict[str, type[nn.Module]] = {}
 
 UPSAMPLING_MODES = ("transposed", "nearest")
+SLOT_BIASES = ("none", "slot_mean", "grid")
 
 
 def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -122,6 +129,10 @@ class _Conv1dVAEBase(nn.Module):
         self.to_posterior = nn.Linear(flat, 2 * config.latent_dim)
         self.from_latent = nn.Sequential(nn.Linear(config.latent_dim, flat), nn.ReLU())
         self.head = nn.Conv1d(config.decoder_channels[-1], config.in_channels, 1)
+        if config.slot_bias not in SLOT_BIASES:
+            raise ValueError(f"unknown slot_bias {config.slot_bias!r}; choose one of {SLOT_BIASES}")
+        self.slot_bias = (nn.Parameter(torch.zeros(config.in_channels, config.seq_len))
+                          if config.slot_bias != "none" else None)
 
     # Subclasses set self.encoder_body ([B, F, N] -> [B, C_last, N / down]) and
     # self.decoder_body ([B, C_last, N / down] -> [B, C_dec_last, N]).
@@ -144,7 +155,8 @@ class _Conv1dVAEBase(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``z [B, latent_dim]`` -> ``x_hat [B, F, N]``."""
         h = self.from_latent(z).view(z.shape[0], self.bottleneck_channels, self.bottleneck_length)
-        return self.head(self.decoder_body(h))
+        out = self.head(self.decoder_body(h))
+        return out if self.slot_bias is None else out + self.slot_bias
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Returns ``x_hat``, ``mu``, ``logvar`` and the decoded ``z`` (sampled in training, ``mu`` in eval)."""
@@ -224,3 +236,39 @@ class ResNetConv1dVAE(_Conv1dVAEBase):
             blocks.append(ResidualBlock1d(c_in, c_out, k, upsample=stride, norm_groups=g))
             c_in = c_out
         self.decoder_body = nn.Sequential(*blocks)
+
+
+def grid_layout(n: int, color_channels: int = 3, aspect: float = 1.5) -> np.ndarray:
+    """``n`` round-ish Gaussians on a uniform grid over the image, Morton-sorted: raw parameters
+    ``[n, 5 + C]`` (mid-grey). The grid has about ``aspect`` times more columns than rows (a
+    landscape image); each Gaussian's standard deviation is 0.6 of its cell along each axis."""
+    from gaussvae_ros.core import morton_order
+
+    rows = max(1, round(math.sqrt(n / aspect)))
+    cols = math.ceil(n / rows)
+    index = np.arange(n)
+    u, v = (index % cols + 0.5) / cols, (index // cols + 0.5) / rows
+    params = np.zeros((n, 5 + color_channels), dtype=np.float32)
+    params[:, 0], params[:, 1] = u, v
+    params[:, 2], params[:, 3] = 0.6 / cols, 0.6 / rows
+    params[:, 5:] = 0.5
+    return params[morton_order(params[:, :2])]
+
+
+@torch.no_grad()
+def init_slot_bias(model: nn.Module, transform, slot_mean: np.ndarray) -> None:
+    """Set a fresh model's ``slot_bias`` as its config says (no-op without one): the slot means
+    ``[N, F]`` of the standardized training features, or the standardized :func:`grid_layout`. With
+    ``grid`` the output head's weights are scaled by 0.1 and its bias zeroed, so the first decodes
+    stay near the grid."""
+    mode = model.config.slot_bias
+    if mode == "none":
+        return
+    if mode == "slot_mean":
+        start = np.asarray(slot_mean, dtype=np.float32).T
+    else:
+        layout = grid_layout(model.config.seq_len, transform.color_channels)
+        start = transform.encode(layout[None])[0].T.numpy()
+        model.head.weight.mul_(0.1)
+        model.head.bias.zero_()
+    model.slot_bias.copy_(torch.from_numpy(np.ascontiguousarray(start)))

@@ -47,7 +47,7 @@ from .config import ExperimentConfig, save_config
 from .data import AUGMENTATIONS, GaussianParamDataset, dihedral_views, load_param_set, split_indices
 from .evaluate import evaluate_against_mean, slot_mean_of
 from .losses import RenderedImageLoss, VAELoss
-from .models import build_model, count_parameters
+from .models import build_model, count_parameters, init_slot_bias
 from .params import ParamTransform
 
 
@@ -194,6 +194,8 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
         model.load_state_dict(ckpt["model"].state_dict())
     elif init is not None:
         model.load_state_dict(_initial_weights(init, config, transform))
+    else:
+        init_slot_bias(model, transform, slot_mean)
     model.to(ctx.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     if ckpt is not None:
