@@ -865,7 +865,7 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
 def latent_comparison(database: Path, originals: dict) -> dict | None:
     """The stored memories re-encoded with the shipped VAE latent model (``vae-latent`` at its
     default step): bytes and PSNR against the camera frames, beside the stored payloads'. None when
-    this build ships no model."""
+    this build ships no model; ``skipped`` says why when the memories hold another Gaussian count."""
     from gaussvae_ros.core import decode_gaussians, render, to_uint8
     from gaussvae_ros.store.store import Store
     from gaussvae_ros.vae import latent_codec as lc
@@ -877,7 +877,11 @@ def latent_comparison(database: Path, originals: dict) -> dict | None:
     with Store(database, create=False) as store:
         for record in store.by_time(with_payload=True):
             original = originals[record.stamp_ns].image
-            payload = lc.encode_latent(bundle, decode_gaussians(record.payload))
+            gaussians = decode_gaussians(record.payload)
+            if len(gaussians) != bundle.seq_len:
+                return {"model_id": bundle.model_id, "skipped": f"memories hold {len(gaussians)} Gaussians, "
+                                                               f"the model encodes {bundle.seq_len}"}
+            payload = lc.encode_latent(bundle, gaussians)
             image = to_uint8(render(lc.decode_latent(bundle, payload), *original.shape[:2]))
             sizes.append(len(payload))
             psnrs.append(_psnr_u8(original, image))
@@ -905,7 +909,7 @@ def print_summary(s: dict) -> None:
     p = s["psnr_db"]
     print(f"  recall at {p['at']}: PSNR mean {p['mean']:.2f} dB (min {p['min']:.2f}, max {p['max']:.2f}); "
           f"one memory at 256x256 in {s['recall_ms_256x256_median']:.1f} ms (median)")
-    if s.get("vae_latent"):
+    if s.get("vae_latent") and "skipped" not in s["vae_latent"]:
         v = s["vae_latent"]
         print(f"  the same memories as VAE latents (codec vae-latent, model {v['model_id']}): "
               f"{v['bytes_per_memory']:.0f} bytes per memory, PSNR mean {v['psnr_db_mean']:.2f} dB")

@@ -204,9 +204,13 @@ def test_corrupt_and_truncated_payloads_raise(bundle):
 def test_wrong_inputs_are_refused(bundle):
     with pytest.raises(ValueError, match="Gaussians"):
         lc.encode_latent(bundle, _gaussians(n=N // 2))
-    gray = Gaussians.from_array(_random_params(1, N, channels=1)[0])
+    gray = Gaussians.from_array(_random_params(1, N, channels=1)[0])  # grey goes through as R = G = B
+    payload = lc.encode_latent(bundle, gray)
+    assert lc.payload_info(payload)["channels"] == 1 and lc.decode_latent(bundle, payload).channels == 1
+    weird = Gaussians(gray.xy, gray.scale, gray.rot, np.zeros((N, 3)))
+    weird.color = np.zeros((N, 2), np.float32)  # neither grey nor RGB
     with pytest.raises(ValueError, match="colour"):
-        lc.encode_latent(bundle, gray)
+        lc.encode_latent(bundle, weird)
     with pytest.raises(ValueError, match="step"):
         lc.encode_latent(bundle, _gaussians(), step=-1.0)
 
