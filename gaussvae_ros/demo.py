@@ -866,6 +866,8 @@ def latent_comparison(database: Path, originals: dict) -> dict | None:
     """The stored memories re-encoded with the shipped VAE latent model (``vae-latent`` at its
     default step): bytes and PSNR against the camera frames, beside the stored payloads'. None when
     this build ships no model; ``skipped`` says why when the memories hold another Gaussian count."""
+    import statistics
+
     from gaussvae_ros.core import decode_gaussians, render, to_uint8
     from gaussvae_ros.store.store import Store
     from gaussvae_ros.vae import latent_codec as lc
