@@ -298,3 +298,19 @@ def test_build_bundle_file_fits_on_the_training_split(tmp_path, capsys):
     assert b.model_id == model_id and len(model_id) == 16
     g = Gaussians.from_array(params[0])
     assert len(lc.decode_latent(b, lc.encode_latent(b, g))) == N
+
+
+def test_model_id_hashes_only_non_default_config_fields(bundle):
+    """Model ids hash the config fields that differ from their defaults, so a field added in a later
+    version (present at its default in every older model) leaves existing ids, and their stored
+    memories, valid; a real difference still changes the id."""
+    import copy
+    import json as json_module
+
+    hashed = json_module.loads(bundle.config.non_default_json())
+    assert "grid_input" not in hashed["model"] and "slot_bias" not in hashed["model"]
+    assert hashed["model"]["latent_dim"] == LATENT  # differs from the default 512
+    before = lc.model_fingerprint(bundle.model, bundle.config, bundle.transform, bundle.entropy)
+    changed = copy.deepcopy(bundle.config)
+    changed.loss.beta = 0.5
+    assert lc.model_fingerprint(bundle.model, changed, bundle.transform, bundle.entropy) != before

@@ -96,6 +96,7 @@ def _rebuild(obj: dict, path: Path) -> tuple[nn.Module, ExperimentConfig, ParamT
         raise ValueError(f"{path}: stored config is unreadable: {exc}") from exc
     transform.mean, transform.std = obj["norm_mean"].numpy(), obj["norm_std"].numpy()
     model = build_model(config.model)
+    model.attach_transform(transform)
     try:
         model.load_state_dict(obj["state_dict"], strict=True)
     except RuntimeError as exc:

@@ -33,6 +33,7 @@ class ModelConfig:
     upsampling: str = "transposed"  #: decoder upsampling: transposed (ConvTranspose1d) | nearest (repeat + conv)
     norm_groups: int = 0  #: GroupNorm groups inside residual blocks (0 = no normalization layers)
     slot_bias: str = "none"  #: learned per-slot output offset: none | slot_mean | grid (its initial value)
+    grid_input: bool = False  #: encoder also reads the input's rendering at the grid cells (RGB per slot)
 
 
 @dataclass
@@ -91,6 +92,16 @@ class ExperimentConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def non_default_json(self) -> str:
+        """JSON of the fields that differ from their defaults (sections kept): stable when a new
+        field with a default is added, which is what model ids hash."""
+        out = {}
+        for name, cls in _SECTIONS.items():
+            section, default = getattr(self, name), cls()
+            out[name] = {f.name: getattr(section, f.name) for f in dataclasses.fields(cls)
+                         if getattr(section, f.name) != getattr(default, f.name)}
+        return json.dumps(out, sort_keys=True)
 
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "loss": LossConfig, "train": TrainConfig}

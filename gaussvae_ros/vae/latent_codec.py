@@ -121,8 +121,9 @@ class LatentModelBundle:
 
 def model_fingerprint(model: nn.Module, config: ExperimentConfig, transform: ParamTransform,
                       entropy: EntropyModel) -> bytes:
-    """SHA-256 over what decoding depends on (config, transform, weights, entropy parameters)."""
-    h = hashlib.sha256(b"gaussvae-vae-latent-fingerprint-v1\0")
+    """SHA-256 over what decoding depends on (config fields that differ from their defaults,
+    transform, weights, entropy parameters)."""
+    h = hashlib.sha256(b"gaussvae-vae-latent-fingerprint-v2\0")
 
     def add(name: str, value) -> None:
         h.update(name.encode() + b"\0")
@@ -137,7 +138,7 @@ def model_fingerprint(model: nn.Module, config: ExperimentConfig, transform: Par
             h.update(repr(value).encode())
         h.update(b"\0")
 
-    add("config", config.to_json())
+    add("config", config.non_default_json())  # new config fields with defaults keep old ids
     add("transform", str(sorted(transform.to_dict().items())))
     add("norm_mean", np.asarray(transform.mean, dtype=np.float32))
     add("norm_std", np.asarray(transform.std, dtype=np.float32))

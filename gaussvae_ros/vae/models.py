@@ -23,6 +23,10 @@ Shared design choices (the prototype write-up is silent on them):
   Its start (:func:`init_slot_bias`) is the training set's slot means (``slot_mean``) or a uniform
   grid of round Gaussians covering the image (``grid``): a decoder trained through the renderer
   then starts from a picture (a flat mosaic) instead of Gaussians piled on the mean Morton curve.
+* ``grid_input`` (not in the prototype; off by default): the encoder also reads, per slot, the
+  colour of the input Gaussians' own rendering at that slot's grid cell (:meth:`grid_colours`), so
+  what the decoder must put in slot k arrives at slot k instead of being routed from wherever the
+  adaptive fit placed its Gaussians. Still a function of the Gaussians alone.
 """
 
 from __future__ import annotations
@@ -123,6 +127,12 @@ class _Conv1dVAEBase(nn.Module):
             raise ValueError(f"seq_len {config.seq_len} is not divisible by the total stride {down}")
         if config.latent_dim <= 0 or config.in_channels <= 0:
             raise ValueError("latent_dim and in_channels must be positive")
+        if config.grid_input and config.in_channels < 8:
+            raise ValueError("grid_input needs RGB features (8 or 9 channels)")
+        #: channels the encoder body reads: the features, plus the RGB of the Gaussians' own
+        #: rendering at the grid's cells with ``grid_input``
+        self.encoder_in_channels = config.in_channels + (3 if config.grid_input else 0)
+        self._transform = None
         self.bottleneck_channels = config.encoder_channels[-1]
         self.bottleneck_length = config.seq_len // down
         flat = self.bottleneck_channels * self.bottleneck_length
@@ -145,9 +155,34 @@ class _Conv1dVAEBase(nn.Module):
             raise ValueError(f"{type(self).__name__} expects input [B, {expected[0]}, {expected[1]}] "
                              f"(features x Gaussians), got {tuple(x.shape)}")
 
+    def attach_transform(self, transform) -> None:
+        """Give a ``grid_input`` model the feature transform it renders its input with (training
+        and model loading do this; a no-op for other models)."""
+        if self.config.grid_input and transform.color_channels != 3:
+            raise ValueError("grid_input models read RGB Gaussians")
+        self._transform = transform
+
+    @torch.no_grad()
+    def grid_colours(self, x: torch.Tensor) -> torch.Tensor:
+        """The input Gaussians ``x [B, F, N]`` rendered at the grid's cells (:func:`grid_cells`), as
+        ``[B, 3, N]`` in slot order, centred (``(rgb - 0.5) / 0.25``)."""
+        from gaussvae_ros.core.render import render_covariance
+
+        if self._transform is None:
+            raise RuntimeError("a grid_input model needs attach_transform(transform) before encoding")
+        rows, cols, cells = grid_cells(self.config.seq_len)
+        xy, cov, colour = self._transform.decode_covariance(x.transpose(1, 2))
+        images = torch.stack([render_covariance(xy[b].float().contiguous(), cov[b].float().contiguous(),
+                                                colour[b].float().contiguous(), rows, cols, threads=1)
+                              for b in range(x.shape[0])]).clamp(0.0, 1.0)
+        picked = images.reshape(x.shape[0], rows * cols, 3)[:, torch.from_numpy(cells).to(x.device)]
+        return ((picked - 0.5) / 0.25).transpose(1, 2).to(x.dtype)
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, F, N]`` -> ``(mu, logvar)``, each ``[B, latent_dim]``."""
         self._check_input(x)
+        if self.config.grid_input:
+            x = torch.cat([x, self.grid_colours(x)], 1)
         h = self.encoder_body(x).flatten(1)
         mu, logvar = self.to_posterior(h).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
@@ -176,7 +211,7 @@ class Conv1dVAE(_Conv1dVAEBase):
         super().__init__(config)
         k = config.kernel_size
         layers: list[nn.Module] = []
-        c_in = config.in_channels
+        c_in = self.encoder_in_channels
         for c_out, stride in zip(config.encoder_channels, config.encoder_strides):
             layers += [_strided_conv(c_in, c_out, k, stride), nn.ReLU()]
             c_in = c_out
@@ -226,7 +261,7 @@ class ResNetConv1dVAE(_Conv1dVAEBase):
         super().__init__(config)
         k, g = config.kernel_size, config.norm_groups
         blocks: list[nn.Module] = []
-        c_in = config.in_channels
+        c_in = self.encoder_in_channels
         for c_out, stride in zip(config.encoder_channels, config.encoder_strides):
             blocks.append(ResidualBlock1d(c_in, c_out, k, stride=stride, norm_groups=g))
             c_in = c_out
@@ -238,21 +273,29 @@ class ResNetConv1dVAE(_Conv1dVAEBase):
         self.decoder_body = nn.Sequential(*blocks)
 
 
-def grid_layout(n: int, color_channels: int = 3, aspect: float = 1.5) -> np.ndarray:
-    """``n`` round-ish Gaussians on a uniform grid over the image, Morton-sorted: raw parameters
-    ``[n, 5 + C]`` (mid-grey). The grid has about ``aspect`` times more columns than rows (a
-    landscape image); each Gaussian's standard deviation is 0.6 of its cell along each axis."""
+def grid_cells(n: int, aspect: float = 1.5) -> tuple[int, int, np.ndarray]:
+    """The grid of ``n`` slots: ``(rows, cols, cells)`` with about ``aspect`` times more columns than
+    rows (a landscape image) and ``cells [n]`` the row-major cell index of each slot, slots in
+    Morton order of the cell centres (the first ``n`` cells are used)."""
     from gaussvae_ros.core import morton_order
 
     rows = max(1, round(math.sqrt(n / aspect)))
     cols = math.ceil(n / rows)
     index = np.arange(n)
-    u, v = (index % cols + 0.5) / cols, (index // cols + 0.5) / rows
+    centres = np.stack([(index % cols + 0.5) / cols, (index // cols + 0.5) / rows], 1)
+    return rows, cols, index[morton_order(centres)]
+
+
+def grid_layout(n: int, color_channels: int = 3, aspect: float = 1.5) -> np.ndarray:
+    """``n`` round-ish Gaussians on the uniform grid of :func:`grid_cells`, in its slot order: raw
+    parameters ``[n, 5 + C]`` (mid-grey); each Gaussian's standard deviation is 0.6 of its cell
+    along each axis."""
+    rows, cols, cells = grid_cells(n, aspect)
     params = np.zeros((n, 5 + color_channels), dtype=np.float32)
-    params[:, 0], params[:, 1] = u, v
+    params[:, 0], params[:, 1] = (cells % cols + 0.5) / cols, (cells // cols + 0.5) / rows
     params[:, 2], params[:, 3] = 0.6 / cols, 0.6 / rows
     params[:, 5:] = 0.5
-    return params[morton_order(params[:, :2])]
+    return params
 
 
 @torch.no_grad()

@@ -190,6 +190,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
     # Model and optimizer.
     torch.manual_seed(tc.seed)
     model = build_model(config.model)
+    model.attach_transform(transform)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"].state_dict())
     elif init is not None:
