@@ -21,7 +21,7 @@ if [ -d "$BAGS" ]; then
   gaussvae dataset from-bag "$BAGS/t265_fisheye_mcap" "${FIT[@]}" --out "$DATA/t265"
 fi
 
-# 2. Training through the renderer (config/latent_default.yaml: 14,000 steps, ~35 min).
+# 2. Training through the renderer (config/latent_default.yaml: 6,000 steps, ~15 min).
 gaussvae train --config config/latent_default.yaml --output "$OUT/run" --set data.path="$DATA"
 
 # 3. The entropy model on the training split, then the shipped file.

@@ -277,3 +277,31 @@ def test_warm_start_only_from_a_similar_keyframe(monkeypatch):
             pub.publish(image_msg(pixels, "rgb8", (i + 1) * S, "warm"))
             wait_until(lambda: encoder.counters()["keyframes"] == i + 1, 15.0, f"keyframe {i + 1}")
     assert inits == [False, True, False]
+
+
+def test_vae_latent_codec_publishes_latents_and_guards_its_gaussian_count(tmp_path):
+    from conftest import write_tiny_latent_model
+    from gaussvae_ros.nodes.codecs import decode_payload
+    from gaussvae_ros.vae import latent_codec as lc
+
+    n = FAST_ENCODER["n_gaussians"]
+    model = write_tiny_latent_model(tmp_path / "tiny.pt", n=n)
+    model_id = lc.load_bundle(model).model_id
+    with RosGraph() as graph:
+        with pytest.raises(ValueError, match="not found"):
+            graph.add(EncoderNode, dict(FAST_ENCODER, codec="vae-latent", latent_model=str(tmp_path / "none.pt")))
+        with pytest.raises(ValueError, match=f"{n} Gaussians"):
+            graph.add(EncoderNode, dict(FAST_ENCODER, codec="vae-latent", latent_model=str(model), n_gaussians=n + 1))
+        encoder = graph.add(EncoderNode, dict(FAST_ENCODER, codec="vae-latent", latent_model=str(model),
+                                              latent_max_bytes=64))
+        records = graph.collect(MemoryRecord, "memories", MEMORY_QOS.get())
+        pub = graph.publisher(Image, "image_raw", qos_profile_sensor_data)
+        graph.wait_for_subscribers(pub)
+        pub.publish(image_msg(pattern_image(seed=3), "rgb8", 5 * S, "latent"))
+        wait_until(lambda: len(records) == 1, 15.0, "a latent memory")
+        record = records[0]
+        assert (record.codec_id, record.model_id) == ("vae-latent", model_id)
+        assert record.payload_size == len(record.payload) <= 64
+        assert decode_payload(bytes(record.payload), record.codec_id, record.model_id).channels == 3
+        results = encoder.set_parameters([Parameter("n_gaussians", value=n + 1)])  # the model's count is fixed
+        assert not results[0].successful and "Gaussians" in results[0].reason
