@@ -66,7 +66,8 @@ from .params import ParamTransform
 
 __all__ = [
     "CODEC_ID", "DEFAULT_STEP", "DEFAULT_STEPS", "LatentModelBundle", "attach_entropy_model", "build_bundle_file",
-    "decode_latent", "decode_memory", "default_model_path", "load_default_bundle", "encode_latent", "encode_to_budget", "find_latent_model", "fit_entropy_model",
+    "decode_latent", "decode_memory", "default_model_path", "encode_latent", "encode_to_budget",
+    "find_latent_model", "fit_entropy_model", "load_default_bundle",
     "latent_of", "load_bundle", "make_bundle", "model_fingerprint", "payload_info", "register_latent_model",
     "save_bundle",
 ]
