@@ -79,12 +79,13 @@ def fit_benchmark(config: FitConfig, progress: bool = True) -> dict:
 
 
 def kitti_frames(bag: Path, count: int, long_side: int) -> list[np.ndarray]:
-    """The first ``count`` frames, brought to the working size exactly as replay and the encoder do."""
+    """The first ``count`` frames, brought to the working size exactly as replay and the encoder do,
+    as float ``[H, W, C]`` images."""
     from itertools import islice
 
     from .vae.fitted_sets import bag_frames
 
-    return [image for _, image in islice(bag_frames(bag, long_side=long_side), count)]
+    return [to_float_image(image) for _, image in islice(bag_frames(bag, long_side=long_side), count)]
 
 
 def warm_start_benchmark(bag: Path, pairs: int = WARM_START_PAIRS, progress: bool = True) -> dict:

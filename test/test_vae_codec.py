@@ -170,6 +170,8 @@ def test_encode_to_budget_picks_the_finest_step_that_fits(bundle):
     assert payload == lc.encode_latent(bundle, g, step=step)
     with pytest.raises(ValueError, match="no step fits"):
         lc.encode_to_budget(bundle, g, 10)
+    smallest, coarsest = lc.encode_to_budget(bundle, g, 10, or_smallest=True)  # a memory is never dropped
+    assert len(smallest) == min(sizes.values()) and smallest == lc.encode_latent(bundle, g, step=coarsest)
 
 
 def test_other_model_is_refused(bundle, other_bundle):

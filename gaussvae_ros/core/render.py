@@ -93,10 +93,15 @@ def project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, height: in
 def _project(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, height: int, width: int,
              lowpass: float = LOWPASS_VARIANCE) -> tuple[torch.Tensor, torch.Tensor]:
     """PyTorch implementation of :func:`project` (any device and dtype)."""
+    return project_covariance(xy, covariance_from_scale_rot(scale, rot), height, width, lowpass)
+
+
+def covariance_from_scale_rot(scale: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """``cov [..., 3] = (sxx, sxy, syy)`` of ``R(rot) diag(s1^2, s2^2) R(rot)^T`` for ``scale [..., 2]``,
+    ``rot [...]`` (any units; normalized ones here)."""
     cos, sin = torch.cos(rot), torch.sin(rot)
-    v1, v2 = scale[:, 0] ** 2, scale[:, 1] ** 2
-    cov = torch.stack([v1 * cos * cos + v2 * sin * sin, (v1 - v2) * cos * sin, v1 * sin * sin + v2 * cos * cos], -1)
-    return project_covariance(xy, cov, height, width, lowpass)
+    v1, v2 = scale[..., 0] ** 2, scale[..., 1] ** 2
+    return torch.stack([v1 * cos * cos + v2 * sin * sin, (v1 - v2) * cos * sin, v1 * sin * sin + v2 * cos * cos], -1)
 
 
 def project_covariance(xy: torch.Tensor, cov: torch.Tensor, height: int, width: int,

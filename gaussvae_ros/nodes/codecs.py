@@ -199,10 +199,7 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     def encode(gaussians) -> bytes:
         if not max_bytes:
             return lc.encode_latent(bundle, gaussians, step)
-        try:
-            return lc.encode_to_budget(bundle, gaussians, max_bytes)[0]
-        except ValueError:
-            return lc.encode_latent(bundle, gaussians, max(lc.DEFAULT_STEPS))
+        return lc.encode_to_budget(bundle, gaussians, max_bytes, or_smallest=True)[0]
 
     rate = f"<= {max_bytes} B" if max_bytes else f"step {step:g}"
     return PayloadEncoder(codec_id, bundle.model_id, encode, f"VAE latent (model {bundle.model_id}, {rate})",

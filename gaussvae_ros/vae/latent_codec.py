@@ -252,21 +252,26 @@ def encode_latent(bundle: LatentModelBundle, gaussians: Gaussians, step: float =
 
 
 def encode_to_budget(bundle: LatentModelBundle, gaussians: Gaussians, max_bytes: int,
-                     steps=DEFAULT_STEPS) -> tuple[bytes, float]:
+                     steps=DEFAULT_STEPS, or_smallest: bool = False) -> tuple[bytes, float]:
     """``(payload, step)`` for the finest step in ``steps`` whose payload has at most ``max_bytes``
-    bytes (the encoder runs once; each step costs one entropy coding, ~0.1 ms).
+    bytes (the encoder runs once; each step costs one entropy coding, ~0.1 ms). With
+    ``or_smallest``, the smallest payload of the ladder when none fits.
 
     Raises:
-        ValueError: not even the coarsest step fits.
+        ValueError: not even the coarsest step fits (and not ``or_smallest``).
     """
     mu = latent_of(bundle, gaussians)
-    smallest = None
+    smallest: tuple[bytes, float] | None = None
     for step in sorted(check_step(s) for s in steps):
         payload = _pack(bundle, mu, step, gaussians.blend, gaussians.channels)
         if len(payload) <= max_bytes:
             return payload, step
-        smallest = len(payload) if smallest is None else min(smallest, len(payload))
-    raise ValueError(f"no step fits {max_bytes} bytes (smallest payload: {smallest} bytes)")
+        if smallest is None or len(payload) < len(smallest[0]):
+            smallest = (payload, step)
+    if or_smallest and smallest is not None:
+        return smallest
+    raise ValueError(f"no step fits {max_bytes} bytes (smallest payload: "
+                     f"{len(smallest[0]) if smallest else '-'} bytes)")
 
 
 # ---------------------------------------------------------------------------------------- decoding

@@ -132,6 +132,7 @@ class _Conv1dVAEBase(nn.Module):
         #: channels the encoder body reads: the features, plus the RGB of the Gaussians' own
         #: rendering at the grid's cells with ``grid_input``
         self.encoder_in_channels = config.in_channels + (3 if config.grid_input else 0)
+        self._grid = grid_cells(config.seq_len) if config.grid_input else None  # (rows, cols, cells)
         self._transform = None
         self.bottleneck_channels = config.encoder_channels[-1]
         self.bottleneck_length = config.seq_len // down
@@ -170,7 +171,7 @@ class _Conv1dVAEBase(nn.Module):
 
         if self._transform is None:
             raise RuntimeError("a grid_input model needs attach_transform(transform) before encoding")
-        rows, cols, cells = grid_cells(self.config.seq_len)
+        rows, cols, cells = self._grid
         xy, cov, colour = self._transform.decode_covariance(x.transpose(1, 2))
         images = torch.stack([render_covariance(xy[b].float().contiguous(), cov[b].float().contiguous(),
                                                 colour[b].float().contiguous(), rows, cols, threads=1)

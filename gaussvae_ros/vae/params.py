@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gaussvae_ros.core.render import covariance_from_scale_rot
+
 REPRESENTATIONS = ("angle", "doubled_angle", "cholesky")
 NORMALIZATIONS = ("none", "channel", "slot")
 
@@ -91,9 +93,7 @@ def canonicalize(params: torch.Tensor) -> torch.Tensor:
 
 def covariance_entries(scale: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(a, b, c)`` of the covariance ``[[a, b], [b, c]] = R diag(s1^2, s2^2) R^T``."""
-    c, s = torch.cos(rot), torch.sin(rot)
-    v1, v2 = scale[..., 0] ** 2, scale[..., 1] ** 2
-    return v1 * c * c + v2 * s * s, (v1 - v2) * c * s, v1 * s * s + v2 * c * c
+    return covariance_from_scale_rot(scale, rot).unbind(-1)
 
 
 def scale_rot_from_covariance(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +184,7 @@ def features_to_covariance(features: torch.Tensor, representation: str,
         cov = torch.stack([l11 * l11, l11 * l21, l21 * l21 + l22 * l22], -1)
         return features[..., 0:2], cov, features[..., 5:]
     params = features_to_params(features, representation, log_scale)
-    cov = torch.stack(covariance_entries(params[..., 2:4], params[..., 4]), -1)
+    cov = covariance_from_scale_rot(params[..., 2:4], params[..., 4])
     return params[..., 0:2], cov, params[..., 5:]
 
 
