@@ -197,6 +197,11 @@ def test_diagnostics(setup):
     wait_until(lambda: any(s.name == name for a in list(arrays) for s in a.status), 5.0, "memory node diagnostics")
 
 
+def encoder_stamps(records) -> list[int]:
+    """Header stamps (ns) of the collected memory records, in arrival order."""
+    return [r.header.stamp.sec * S + r.header.stamp.nanosec for r in list(records)]
+
+
 def test_burst_drops_oldest_frames_and_stays_bounded():
     with RosGraph() as graph:
         encoder = graph.add(EncoderNode, dict(FAST_ENCODER, queue_size=3, n_gaussians=96, max_iters=60, long_side=64))
@@ -210,15 +215,19 @@ def test_burst_drops_oldest_frames_and_stays_bounded():
             pub.publish(image_msg(pattern_image(seed=i), "rgb8", (1000 + i) * S // 10, "burst"))
             depths.append(encoder.queue_depth)
             time.sleep(0.005)
-        wait_until(lambda: encoder.counters()["received"] >= frames - 2, 10.0, "the burst received")
+        # Sensor-data QoS is best effort with a short history: on a loaded machine DDS itself may drop
+        # part of a 200 Hz burst before the node sees it. What the node owns is what follows receipt.
+        newest = (1000 + frames - 1) * S // 10
+        wait_until(lambda: newest in encoder_stamps(records), 30.0, "the newest frame encoded")
         wait_until(lambda: encoder.queue_depth == 0 and not encoder._busy, 30.0, "the queue drained")
         counts = encoder.counters()
-        assert counts["dropped"] > 0 and counts["high_water"] <= 3 and max(depths) <= 3
+        assert counts["received"] >= 8, counts  # a burst reached the node ...
+        assert counts["dropped"] > 0 and counts["high_water"] <= 3 and max(depths) <= 3, counts  # ... and overflowed
         assert counts["processed"] + counts["dropped"] == counts["received"]
         assert counts["keyframes"] == counts["processed"]
         wait_until(lambda: len(records) == counts["keyframes"], 5.0, "every keyframe published")
-        stamps = [r.header.stamp.sec * S + r.header.stamp.nanosec for r in records]
-        assert stamps == sorted(stamps) and stamps[-1] == (1000 + frames - 1) * S // 10  # the newest survives
+        stamps = encoder_stamps(records)
+        assert stamps == sorted(stamps) and stamps[-1] == newest  # the newest survives
 
         def dropped_status():
             for a in list(arrays):
