@@ -107,8 +107,9 @@ class ReplayOptions:
         seed: fitting seed.
         codec: payload codec of the memories (``gaussians-q`` or ``vae-latent``, see
             :func:`gaussvae_ros.nodes.codecs.payload_encoder`).
-        latent_model, latent_step, latent_max_bytes: ``vae-latent`` model file (``""``: the shipped
-            model), quantization step (0: the codec's default) or byte budget per memory (0: off).
+        latent_model, latent_step, latent_max_bytes, latent_refine_iters: ``vae-latent`` model file
+            (``""``: the shipped model), quantization step (0: the codec's default) or byte budget per
+            memory (0: off), refinement iterations of each latent against its frame (0: off).
     """
 
     image_topics: list[str] | None = None
@@ -131,6 +132,7 @@ class ReplayOptions:
     latent_model: str = ""
     latent_step: float = 0.0
     latent_max_bytes: int = 0
+    latent_refine_iters: int = 0
 
     def __post_init__(self) -> None:
         if self.no_pose not in ("store", "skip"):
@@ -237,7 +239,8 @@ def working_image(image: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.n
 def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, max_iters: int | None = None,
                threads: int | None = None, encode=None, **fit_overrides):
     """Fit a working-resolution image, warm-started from ``init`` when its channels match, and
-    encode it with ``encode(gaussians) -> bytes`` (default: :func:`gaussvae_ros.core.encode_gaussians`).
+    encode it with ``encode(gaussians, image) -> bytes`` (default: :func:`gaussvae_ros.core.encode_gaussians`;
+    see :class:`gaussvae_ros.nodes.codecs.PayloadEncoder`).
 
     When the warm-started fit fails (its result cannot be encoded, e.g. it diverged), the frame is
     fitted again from scratch: a bad previous keyframe never costs the next one.
@@ -256,7 +259,7 @@ def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, encode=None,
     """:func:`fit_memory`, also saying whether the warm start was used (False after a cold restart)."""
     from .core import encode_gaussians, fit_image
 
-    encode = encode or encode_gaussians
+    encode = encode or (lambda gaussians, _image: encode_gaussians(gaussians))
     channels = 1 if image.ndim == 2 else image.shape[2]
     if init is not None and init.channels != channels:
         init = None
@@ -267,11 +270,11 @@ def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, encode=None,
     if init is not None:
         try:
             result = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
-            return result, encode(result.gaussians), True
+            return result, encode(result.gaussians, image), True
         except (ValueError, RuntimeError):  # diverged (non-finite) parameters fail in either way
             pass  # fall through to a cold start
     result = fit_image(image, n_gaussians=n_gaussians, seed=seed, **fit_overrides)
-    return result, encode(result.gaussians), False
+    return result, encode(result.gaussians, image), False
 
 
 def _store_pose(pose: Pose | None):
@@ -367,7 +370,8 @@ def payload_encoder_of(options: ReplayOptions):
     """The :class:`~gaussvae_ros.nodes.codecs.PayloadEncoder` that ``options`` ask for (ValueError if bad)."""
     from .nodes.codecs import payload_encoder
 
-    encoder = payload_encoder(options.codec, options.latent_model, options.latent_step, options.latent_max_bytes)
+    encoder = payload_encoder(options.codec, options.latent_model, options.latent_step, options.latent_max_bytes,
+                              options.latent_refine_iters)
     encoder.check_count(options.n_gaussians)
     return encoder
 

@@ -305,7 +305,7 @@ def test_vae_latent_codec_publishes_latents_and_guards_its_gaussian_count(tmp_pa
         with pytest.raises(ValueError, match=f"{n} Gaussians"):
             graph.add(EncoderNode, dict(FAST_ENCODER, codec="vae-latent", latent_model=str(model), n_gaussians=n + 1))
         encoder = graph.add(EncoderNode, dict(FAST_ENCODER, codec="vae-latent", latent_model=str(model),
-                                              latent_max_bytes=64))
+                                              latent_max_bytes=64, latent_refine_iters=3))
         records = graph.collect(MemoryRecord, "memories", MEMORY_QOS.get())
         pub = graph.publisher(Image, "image_raw", qos_profile_sensor_data)
         graph.wait_for_subscribers(pub)

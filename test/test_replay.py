@@ -374,7 +374,8 @@ def test_replay_stores_vae_latents_that_recall_decodes_also_after_a_resume(tmp_p
     bundle = lc.load_bundle(model)
     bag = synthetic_recording(tmp_path / "bag", frames=4, front=drifting)
     every = KeyframeConfig(min_image_change=0.03, duplicate_image_change=0.01)
-    options = ReplayOptions(**FAST, keyframes=every, codec="vae-latent", latent_model=str(model))
+    options = ReplayOptions(**FAST, keyframes=every, codec="vae-latent", latent_model=str(model),
+                            latent_refine_iters=5)
     report = replay_bag(bag, tmp_path / "m.db", options)
     assert report.memories_stored == 8 and report.error_count == 0
     with open_store(tmp_path / "m.db") as store:

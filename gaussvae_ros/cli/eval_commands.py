@@ -18,14 +18,22 @@ import sys
 METHODS = ("gaussians", "jpeg", "webp", "avif", "ours")
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, lowest: int, kind: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "positive")
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0, "non-negative")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"methods to compare (default: all of {', '.join(METHODS)})")
     parser.add_argument("--model", default=None,
                         help="VAE model file for the 'ours' latent codec (default: the model shipped with the package)")
+    parser.add_argument("--refine-iters", type=_non_negative_int, default=150, metavar="N",
+                        help="'ours': refine each latent against the image for N steps before coding "
+                             "(gaussvae_ros.vae.refine; 0 = the encoder's latent as is)")
     parser.add_argument("--gaussians-counts", nargs="+", type=_positive_int, default=None, metavar="N",
                         help="Gaussian counts of the 'gaussians' grid (default: 16 24 32 48 64 96 128 192 256 384 512)")
     parser.add_argument("--gaussians-fill", action="store_true",
@@ -76,7 +87,7 @@ def build_methods(args: argparse.Namespace):
     methods += codecs
     notes.update(codec_notes)
     if "ours" in args.methods:
-        latent, reason = load_latent_method(args.model)
+        latent, reason = load_latent_method(args.model, args.refine_iters)
         if latent is None:
             notes["ours"] = f"omitted: {reason}"
         else:

@@ -25,7 +25,8 @@ def _replay(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, max_iters=args.iterations or None,
         warm_start_max_change=args.warm_start_max_change, threads=args.threads or None,
         progress=not args.quiet and not args.json, dry_run=args.dry_run, seed=args.seed, codec=args.codec,
-        latent_model=args.latent_model, latent_step=args.latent_step, latent_max_bytes=args.latent_max_bytes)
+        latent_model=args.latent_model, latent_step=args.latent_step, latent_max_bytes=args.latent_max_bytes,
+        latent_refine_iters=args.latent_refine_iters)
     if args.db is None and not args.dry_run:
         raise ValueError("--db FILE is required (or --dry-run)")
     report = replay_bag(args.bag, args.db, options, started=started)
@@ -98,6 +99,9 @@ def register(subparsers) -> None:
                    help="vae-latent quantization step (default: the codec's, 1.0; larger = fewer bytes)")
     g.add_argument("--latent-max-bytes", type=int, default=0, metavar="B",
                    help="vae-latent: finest step whose payload fits B bytes (default: off, use --latent-step)")
+    g.add_argument("--latent-refine-iters", type=int, default=0, metavar="N",
+                   help="vae-latent: refine each latent against its frame for N steps (~10 ms each; "
+                        "better pictures at the same bytes; default 0: off)")
     g = p.add_argument_group("keyframe policy")
     g.add_argument("--min-translation", type=float, default=k.min_translation_m, metavar="M",
                    help=f"metres moved since the last keyframe (default {k.min_translation_m})")

@@ -268,19 +268,20 @@ class LatentMethod(Method):
     ``codec`` is the codec module and ``bundle`` the model it loaded (``load_bundle``). The payload
     is ``encode_to_budget(bundle, gaussians, max_bytes)`` (the finest quantization step that fits;
     ``(payload, step)`` or bytes), decoded by ``decode_latent(bundle, payload)``. When no step fits
-    (ValueError), the smallest output is scored: ``encode_latent`` at the coarsest of the codec's
-    ``DEFAULT_STEPS`` (a codec without those is asked for ``max_bytes=0``). Images whose colour
+    (ValueError), the smallest output is scored (``or_smallest=True``). Images whose colour
     channels differ from the model's are fitted converted (gray stacked to RGB, or RGB to luma)
-    and the rendering converted back.
+    and the rendering converted back. With ``refine_iters > 0`` each latent is refined against
+    the image before coding (``image=``, ``refine_iters=`` of ``encode_to_budget``).
     """
 
     name = "ours"
 
-    def __init__(self, codec, bundle, n_gaussians: int, channels: int | None = None):
+    def __init__(self, codec, bundle, n_gaussians: int, channels: int | None = None, refine_iters: int = 0):
         self.codec = codec
         self.bundle = bundle
         self.n_gaussians = int(n_gaussians)
         self.channels = channels
+        self.refine_iters = int(refine_iters)
 
     @staticmethod
     def _split(result) -> tuple[bytes, dict]:
@@ -291,13 +292,6 @@ class LatentMethod(Method):
             return bytes(result[0]), extra
         raise TypeError(f"encode_to_budget returned {type(result).__name__}, expected bytes or (bytes, step)")
 
-    def _smallest(self, gaussians) -> tuple[bytes, dict]:
-        steps = getattr(self.codec, "DEFAULT_STEPS", None)
-        if steps and callable(getattr(self.codec, "encode_latent", None)):
-            step = max(steps)
-            return bytes(self.codec.encode_latent(self.bundle, gaussians, step)), {"step": float(step)}
-        return self._split(self.codec.encode_to_budget(self.bundle, gaussians, 0))
-
     def compress(self, ctx: ImageContext, budget: int) -> Encoded:
         cache = self._cache(ctx)
         if budget not in cache:
@@ -305,13 +299,18 @@ class LatentMethod(Method):
             if len(gaussians) != self.n_gaussians:
                 raise ValueError(f"the fit of {ctx.name} has {len(gaussians)} Gaussians, the model needs "
                                  f"{self.n_gaussians} (raise --max-iters)")
+            refine = {}
+            if self.refine_iters > 0:
+                refine = {"image": ctx.target(self.channels), "refine_iters": self.refine_iters}
             try:
-                payload, setting = self._split(self.codec.encode_to_budget(self.bundle, gaussians, budget))
+                payload, setting = self._split(self.codec.encode_to_budget(self.bundle, gaussians, budget, **refine))
             except ValueError:
-                payload, setting = self._smallest(gaussians)
+                payload, setting = self._split(self.codec.encode_to_budget(self.bundle, gaussians, budget,
+                                                                           or_smallest=True, **refine))
             decoded = self.codec.decode_latent(self.bundle, payload)
             decoded = getattr(decoded, "gaussians", decoded)
-            cache[budget] = Encoded(len(payload), ctx.render(decoded), {"gaussians": self.n_gaussians, **setting})
+            cache[budget] = Encoded(len(payload), ctx.render(decoded), {"gaussians": self.n_gaussians,
+                                                                         "refine_iters": self.refine_iters, **setting})
         return cache[budget]
 
 
@@ -330,9 +329,10 @@ def _model_gaussian_count(bundle) -> int | None:
     return None
 
 
-def load_latent_method(model_path: str | None) -> tuple[LatentMethod | None, str | None]:
+def load_latent_method(model_path: str | None, refine_iters: int = 0) -> tuple[LatentMethod | None, str | None]:
     """``(method, None)`` when the VAE latent codec can run, else ``(None, reason)``. Without
-    ``model_path``, the model shipped with the package (when this build has one)."""
+    ``model_path``, the model shipped with the package (when this build has one); ``refine_iters``
+    as in :class:`LatentMethod`."""
     try:
         spec = importlib.util.find_spec(LATENT_CODEC_MODULE)
     except ImportError:
@@ -361,7 +361,7 @@ def load_latent_method(model_path: str | None) -> tuple[LatentMethod | None, str
     if n is None:
         return None, f"cannot tell how many Gaussians the model in {model_path} expects"
     channels = getattr(getattr(bundle, "transform", None), "color_channels", None)
-    return LatentMethod(codec, bundle, n, channels if channels in (1, 3) else None), None
+    return LatentMethod(codec, bundle, n, channels if channels in (1, 3) else None, refine_iters), None
 
 
 def pillow_codecs(names=("jpeg", "webp", "avif")) -> tuple[list[PillowCodec], dict[str, str]]:

@@ -136,6 +136,8 @@ PARAMETERS = (
               "bytes)", True),
     ParamSpec("latent_max_bytes", 0, "vae-latent: finest step whose payload fits this many bytes (0 = off, use "
               "latent_step)", True),
+    ParamSpec("latent_refine_iters", 0, "vae-latent: refine each latent against its frame for this many steps "
+              "(~10 ms each on one core; 0 = off)", True),
 )
 
 #: Pose inputs: best effort like sensor data (matches every publisher) but a deep history, so a
@@ -167,6 +169,7 @@ def check_parameters(values: dict) -> list[str]:
     check_choice(problems, values, "codec", ENCODABLE_CODECS)
     check_range(problems, values, "latent_step", 0.0, 1e6)
     check_range(problems, values, "latent_max_bytes", 0, 1 << 30)
+    check_range(problems, values, "latent_refine_iters", 0, 100_000)
     for name in ("pose_tolerance_s", "pose_max_gap_s", "pose_wait_s"):
         check_range(problems, values, name, 0.0, 3600.0)
     check_range(problems, values, "diagnostics_period_s", 1e-3, 3600.0)
@@ -239,7 +242,8 @@ class EncoderNode(Node):
         super().__init__("gaussvae_encoder", **kwargs)
         self._values = declare_parameters(self, PARAMETERS, check_parameters)
         self._payload = payload_encoder(self._values["codec"], self._values["latent_model"],
-                                        float(self._values["latent_step"]), int(self._values["latent_max_bytes"]))
+                                        float(self._values["latent_step"]), int(self._values["latent_max_bytes"]),
+                                        int(self._values["latent_refine_iters"]))
         self._payload.check_count(int(self._values["n_gaussians"]))
         self._apply(self._values)
         self._queue_size = int(self._values["queue_size"])

@@ -222,6 +222,20 @@ class EntropyModel:
         _, stds, units = self._require_update()
         return np.sqrt((stds / (units * check_step(step))) ** 2 + self.min_std ** 2)
 
+    def estimated_bits(self, z: torch.Tensor, step: float) -> torch.Tensor:
+        """Differentiable estimate of the coded size (bits) of latents ``z [..., D]`` at ``step``:
+        ``-log2`` of each dimension's prior mass over the unit bin around ``(z - m) / delta``,
+        summed over the last axis (shape ``[...]``). Pair with ``quantize(z, step, "noise")``
+        for the training-time proxy of the coder; escapes are not modelled."""
+        means, _, units = self._require_update()
+        self._check_dim(z)
+        delta = torch.as_tensor(units * check_step(step), dtype=z.dtype, device=z.device)
+        scale = torch.as_tensor(self.symbol_stds(step), dtype=z.dtype, device=z.device)
+        y = (z - torch.as_tensor(means, dtype=z.dtype, device=z.device)) / delta
+        normal = torch.distributions.Normal(torch.zeros((), dtype=z.dtype), torch.ones((), dtype=z.dtype))
+        mass = normal.cdf((y + 0.5) / scale) - normal.cdf((y - 0.5) / scale)
+        return -torch.log2(mass.clamp_min(1e-9)).sum(-1)
+
     # ------------------------------------------------------------------ entropy coding
 
     def _family(self):

@@ -245,33 +245,80 @@ def _pack(bundle: LatentModelBundle, mu: np.ndarray, step: float, blend: str, ch
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def encode_latent(bundle: LatentModelBundle, gaussians: Gaussians, step: float = DEFAULT_STEP) -> bytes:
-    """Encode ``gaussians`` (exactly ``seq_len`` of them, the model's colour channels) to a payload."""
+def encode_latent(bundle: LatentModelBundle, gaussians: Gaussians, step: float = DEFAULT_STEP, *,
+                  image: np.ndarray | None = None, refine_iters: int = 0) -> bytes:
+    """Encode ``gaussians`` (exactly ``seq_len`` of them, the model's colour channels) to a payload.
+
+    With ``image`` (the picture the Gaussians were fitted to, see
+    :func:`~gaussvae_ros.vae.refine.image_target`) and ``refine_iters > 0``, the latent is
+    refined against the image first (:mod:`.refine`); the refined payload is kept only when its
+    rendering is closer to the image than the plain one's.
+    """
     mu = latent_of(bundle, gaussians)
-    return _pack(bundle, mu, step, gaussians.blend, gaussians.channels)
+    plain = _pack(bundle, mu, step, gaussians.blend, gaussians.channels)
+    if image is None or refine_iters <= 0:
+        return plain
+    return _refined(bundle, gaussians, mu, image, refine_iters, plain, step, [check_step(step)], None)
 
 
 def encode_to_budget(bundle: LatentModelBundle, gaussians: Gaussians, max_bytes: int,
-                     steps=DEFAULT_STEPS, or_smallest: bool = False) -> tuple[bytes, float]:
+                     steps=DEFAULT_STEPS, or_smallest: bool = False, *, image: np.ndarray | None = None,
+                     refine_iters: int = 0) -> tuple[bytes, float]:
     """``(payload, step)`` for the finest step in ``steps`` whose payload has at most ``max_bytes``
     bytes (the encoder runs once; each step costs one entropy coding, ~0.1 ms). With
-    ``or_smallest``, the smallest payload of the ladder when none fits.
+    ``or_smallest``, the smallest payload of the ladder when none fits. ``image`` and
+    ``refine_iters`` refine the latent at the chosen step as in :func:`encode_latent` (the
+    refined latent may move to a coarser step of the ladder to stay within ``max_bytes``).
 
     Raises:
         ValueError: not even the coarsest step fits (and not ``or_smallest``).
     """
     mu = latent_of(bundle, gaussians)
+    ladder = sorted(check_step(s) for s in steps)
     smallest: tuple[bytes, float] | None = None
-    for step in sorted(check_step(s) for s in steps):
+    chosen: tuple[bytes, float] | None = None
+    for step in ladder:
         payload = _pack(bundle, mu, step, gaussians.blend, gaussians.channels)
         if len(payload) <= max_bytes:
-            return payload, step
+            chosen = (payload, step)
+            break
         if smallest is None or len(payload) < len(smallest[0]):
             smallest = (payload, step)
-    if or_smallest and smallest is not None:
-        return smallest
-    raise ValueError(f"no step fits {max_bytes} bytes (smallest payload: "
-                     f"{len(smallest[0]) if smallest else '-'} bytes)")
+    if chosen is None:
+        if not (or_smallest and smallest is not None):
+            raise ValueError(f"no step fits {max_bytes} bytes (smallest payload: "
+                             f"{len(smallest[0]) if smallest else '-'} bytes)")
+        chosen = smallest
+    if image is None or refine_iters <= 0:
+        return chosen
+    payload, step = chosen
+    coarser = [s for s in ladder if s >= step]
+    budget = max(max_bytes, len(payload))  # the smallest plain payload bounds an over-budget refinement
+    refined = _refined(bundle, gaussians, mu, image, refine_iters, payload, step, coarser, budget)
+    return refined, (step if refined is payload else payload_info(refined)["step"])
+
+
+def _refined(bundle: LatentModelBundle, gaussians: Gaussians, mu: np.ndarray, image: np.ndarray, iters: int,
+             plain: bytes, step: float, steps: list[float], max_bytes: int | None) -> bytes:
+    """The payload of the latent refined at ``step`` (first of ``steps`` that fits ``max_bytes``),
+    or ``plain`` when no refined payload fits or the plain one renders closer to the image."""
+    from . import refine
+
+    target = refine.image_target(image, bundle.transform.color_channels)
+    z = refine.refine_latent(bundle, mu, target, step, iters=iters, blend=gaussians.blend)
+    for candidate_step in steps:
+        payload = _pack(bundle, z, candidate_step, gaussians.blend, gaussians.channels)
+        if max_bytes is None or len(payload) <= max_bytes:
+            break
+    else:
+        return plain
+
+    def error(data: bytes) -> float:
+        info = payload_info(data)
+        symbols = bundle.entropy.decompress(data[_HEADER.size:-_CRC.size], info["step"])
+        return refine.latent_error(bundle, bundle.entropy.dequantize(symbols, info["step"]), target, gaussians.blend)
+
+    return payload if error(payload) < error(plain) else plain
 
 
 # ---------------------------------------------------------------------------------------- decoding
