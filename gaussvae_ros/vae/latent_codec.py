@@ -61,6 +61,7 @@ from gaussvae_ros.core import Gaussians, morton_order
 from .checkpoint import MODEL_FORMAT, CHECKPOINT_FORMAT, VERSION as MODEL_VERSION
 from .checkpoint import _atomic_save, _check_format, _model_entries, _rebuild, _safe_load
 from .config import ExperimentConfig
+from . import refine
 from .entropy import EntropyModel, check_step
 from .params import ParamTransform
 
@@ -301,24 +302,20 @@ def encode_to_budget(bundle: LatentModelBundle, gaussians: Gaussians, max_bytes:
 def _refined(bundle: LatentModelBundle, gaussians: Gaussians, mu: np.ndarray, image: np.ndarray, iters: int,
              plain: bytes, step: float, steps: list[float], max_bytes: int | None) -> bytes:
     """The payload of the latent refined at ``step`` (first of ``steps`` that fits ``max_bytes``),
-    or ``plain`` when no refined payload fits or the plain one renders closer to the image."""
-    from . import refine
-
+    or ``plain`` (``mu`` at ``step``) when no refined payload fits or the plain one renders closer
+    to the image."""
     target = refine.image_target(image, bundle.transform.color_channels)
     z = refine.refine_latent(bundle, mu, target, step, iters=iters, blend=gaussians.blend)
-    for candidate_step in steps:
-        payload = _pack(bundle, z, candidate_step, gaussians.blend, gaussians.channels)
+    for refined_step in steps:
+        payload = _pack(bundle, z, refined_step, gaussians.blend, gaussians.channels)
         if max_bytes is None or len(payload) <= max_bytes:
             break
     else:
         return plain
-
-    def error(data: bytes) -> float:
-        info = payload_info(data)
-        symbols = bundle.entropy.decompress(data[_HEADER.size:-_CRC.size], info["step"])
-        return refine.latent_error(bundle, bundle.entropy.dequantize(symbols, info["step"]), target, gaussians.blend)
-
-    return payload if error(payload) < error(plain) else plain
+    entropy, blend = bundle.entropy, gaussians.blend
+    refined_error = refine.latent_error(bundle, entropy.quantize(z, refined_step), target, blend)
+    plain_error = refine.latent_error(bundle, entropy.quantize(mu, step), target, blend)
+    return payload if refined_error < plain_error else plain
 
 
 # ---------------------------------------------------------------------------------------- decoding
