@@ -267,8 +267,8 @@ class LatentMethod(Method):
 
     ``codec`` is the codec module and ``bundle`` the model it loaded (``load_bundle``). The payload
     is ``encode_to_budget(bundle, gaussians, max_bytes)`` (the finest quantization step that fits;
-    ``(payload, step)`` or bytes), decoded by ``decode_latent(bundle, payload)``. When no step fits
-    (ValueError), the smallest output is scored (``or_smallest=True``). Images whose colour
+    ``(payload, step)`` or bytes), decoded by ``decode_latent(bundle, payload)``. When no step fits,
+    the smallest output is scored (``or_smallest=True``). Images whose colour
     channels differ from the model's are fitted converted (gray stacked to RGB, or RGB to luma)
     and the rendering converted back. With ``refine_iters > 0`` each latent is refined against
     the image before coding (``image=``, ``refine_iters=`` of ``encode_to_budget``).
@@ -302,11 +302,8 @@ class LatentMethod(Method):
             refine = {}
             if self.refine_iters > 0:
                 refine = {"image": ctx.target(self.channels), "refine_iters": self.refine_iters}
-            try:
-                payload, setting = self._split(self.codec.encode_to_budget(self.bundle, gaussians, budget, **refine))
-            except ValueError:
-                payload, setting = self._split(self.codec.encode_to_budget(self.bundle, gaussians, budget,
-                                                                           or_smallest=True, **refine))
+            payload, setting = self._split(self.codec.encode_to_budget(self.bundle, gaussians, budget,
+                                                                       or_smallest=True, **refine))
             decoded = self.codec.decode_latent(self.bundle, payload)
             decoded = getattr(decoded, "gaussians", decoded)
             cache[budget] = Encoded(len(payload), ctx.render(decoded), {"gaussians": self.n_gaussians,
