@@ -129,5 +129,5 @@ def test_latent_comparison_reencodes_memories_plain_and_refined(tmp_path):
             originals[stamp] = SimpleNamespace(image=image)
     result = demo.latent_comparison(tmp_path / "m.db", originals)
     assert result["model_id"] == latent_codec.load_default_bundle().model_id
-    assert 50 < result["bytes_per_memory"] < 600 and 50 < result["refined_bytes_per_memory"] < 600
+    assert 50 < result["refined_bytes_per_memory"] <= result["bytes_per_memory"] < 600  # within the same bytes
     assert 8 < result["psnr_db_mean"] <= result["refined_psnr_db_mean"] < 40  # refining never loses
