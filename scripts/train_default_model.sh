@@ -3,7 +3,7 @@
 # scratch: fitted Gaussians of real images, training through the renderer, the entropy model.
 #   scripts/train_default_model.sh            (from the repository root, in the project's venv)
 # Environment: DATA (training shards), OUT (runs), BAGS (the shared recordings), SHIP=0 to keep the
-# shipped file untouched. About 1 h on the 2-core development machine (fitting ~20 min).
+# shipped file untouched. About 1.5 h on the 2-core development machine (fitting ~20 min).
 set -euo pipefail
 DATA=${DATA:-experiments/data/real192}
 OUT=${OUT:-experiments/latent_default}
@@ -24,6 +24,20 @@ fi
 # 2. Training through the renderer (config/latent_default.yaml: 6,000 steps, ~15 min).
 gaussvae train --config config/latent_default.yaml --output "$OUT/run" --set data.path="$DATA"
 
-# 3. The entropy model on the training split, then the shipped file.
-python -m gaussvae_ros.vae.latent_codec "$OUT/run/model.pt" --params "$DATA" --out "$OUT/latent.pt"
+# 3. Two fine-tuning stages with the prototype's Delaunay artworks mixed in (no fitting needed):
+#    3,000 steps with 750 of them, then 6,000 steps with 1,500 (the first 750 are the same).
+#    The trainer reads every .npz below data.path, so each stage gets its own folder: hard links
+#    of the fitted shards plus the artworks.
+for count in 750 1500; do
+  mix="$OUT/data_mix$count"
+  rm -rf "$mix" && mkdir -p "$mix/delaunay" && cp -al "$DATA"/. "$mix"/
+  gaussvae vae-dataset --count "$count" --seed 0 --output "$mix/delaunay/delaunay_$count.npz"
+done
+gaussvae train --config config/latent_default.yaml --output "$OUT/mix750" --init "$OUT/run/model.pt" \
+  --set data.path="$OUT/data_mix750" --max-steps 3000
+gaussvae train --config config/latent_default.yaml --output "$OUT/mix1500" --init "$OUT/mix750/model.pt" \
+  --set data.path="$OUT/data_mix1500"
+
+# 4. The entropy model on the last stage's training split, then the shipped file.
+python -m gaussvae_ros.vae.latent_codec "$OUT/mix1500/model.pt" --params "$OUT/data_mix1500" --out "$OUT/latent.pt"
 [ "${SHIP:-1}" = 0 ] || cp "$OUT/latent.pt" gaussvae_ros/models/gaussvae_latent_default.pt
