@@ -87,7 +87,7 @@ def test_image_target_converts_and_downscales():
     colour = np.zeros((8, 8, 3), np.float32)
     colour[..., 0] = 0.9
     assert torch.allclose(refine.image_target(colour, 1), torch.full((8, 8, 1), 0.3))
-    for bad in (np.zeros((4, 4, 2), np.uint8), np.zeros((4,), np.uint8), np.zeros((4, 4), np.int32)):
+    for bad in (np.zeros((4, 4, 5), np.uint8), np.zeros((4,), np.uint8), np.full((4, 4), np.nan, np.float32)):
         with pytest.raises(ValueError):
             refine.image_target(bad, 3)
 

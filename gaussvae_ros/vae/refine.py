@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gaussvae_ros.core.image import to_float_image
 from gaussvae_ros.core.render import render_covariance
 
 __all__ = ["DEFAULT_LONG_SIDE", "DEFAULT_LR", "DEFAULT_RATE_WEIGHT", "DEFAULT_REFINE_ITERS", "image_target",
@@ -44,29 +45,17 @@ def image_target(image: np.ndarray, channels: int, long_side: int = DEFAULT_LONG
     """The comparison target: float32 ``[h, w, channels]`` in ``[0, 1]``, area-downscaled so its
     long side is at most ``long_side``.
 
-    ``image`` is ``[H, W]`` or ``[H, W, 1 | 3]``, uint8 (0..255), uint16 (0..65535) or float in
-    ``[0, 1]``. A grey image against a colour model is stacked to R = G = B; a colour image
-    against a grey model becomes its mean.
+    ``image`` is anything :func:`~gaussvae_ros.core.image.to_float_image` accepts (uint8, uint16 or
+    float in ``[0, 1]``; ``[H, W]`` or ``[H, W, 1..4]``). A grey image against a colour model is
+    stacked to R = G = B; a colour image against a grey model becomes its mean.
     """
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 3) or min(array.shape[:2]) < 1:
-        raise ValueError(f"image must be [H, W] or [H, W, 1|3], got shape {np.asarray(image).shape}")
-    if array.dtype == np.uint8:
-        pixels = array.astype(np.float32) / 255.0
-    elif array.dtype == np.uint16:
-        pixels = array.astype(np.float32) / 65535.0
-    elif np.issubdtype(array.dtype, np.floating):
-        pixels = np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0)
-    else:
-        raise ValueError(f"image must be uint8, uint16 or float, got {array.dtype}")
-    if pixels.shape[2] != channels:
-        pixels = np.repeat(pixels, channels, axis=2) if pixels.shape[2] == 1 else pixels.mean(2, keepdims=True)
-    target = torch.from_numpy(np.ascontiguousarray(pixels))
-    h, w = target.shape[:2]
     if long_side < 8:
         raise ValueError(f"long_side must be at least 8 px, got {long_side}")
+    pixels = to_float_image(image)
+    if pixels.shape[2] != channels:
+        pixels = np.repeat(pixels, channels, axis=2) if pixels.shape[2] == 1 else pixels.mean(2, keepdims=True)
+    target = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
+    h, w = target.shape[:2]
     if max(h, w) > long_side:
         scale = long_side / max(h, w)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
