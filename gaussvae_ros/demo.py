@@ -862,7 +862,7 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
     return summary
 
 
-#: Refinement steps of the demo's re-encoded latents (~1.5 s per memory on one core).
+#: Refinement steps of the demo's re-encoded latents (~1 s per memory on one core).
 REFINE_ITERS = 100
 
 
@@ -870,9 +870,8 @@ def latent_comparison(database: Path, originals: dict) -> dict | None:
     """The stored memories re-encoded with the shipped VAE latent model (``vae-latent`` at its
     default step), as the encoder's latent and refined against the camera frame within the same
     bytes (:mod:`gaussvae_ros.vae.refine`): bytes and PSNR against the frames, beside the stored
-    payloads'.
-    None when this build ships no model; ``skipped`` says why when the memories hold another
-    Gaussian count."""
+    payloads'. None when this build ships no model; ``skipped`` says why when the memories hold
+    another Gaussian count."""
     import statistics
 
     from gaussvae_ros.core import decode_gaussians, render, to_uint8
