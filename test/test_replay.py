@@ -394,6 +394,25 @@ def test_replay_stores_vae_latents_that_recall_decodes_also_after_a_resume(tmp_p
     assert resumed.memories_stored == 2 and resumed.warm_starts == 2 and resumed.error_count == 0
 
 
+def test_cli_codec_options_reach_the_stored_latents(tmp_path):
+    from conftest import write_tiny_latent_model
+
+    model = write_tiny_latent_model(tmp_path / "tiny.pt", n=FAST["n_gaussians"])
+    bag = synthetic_recording(tmp_path / "bag", frames=3)
+    db = tmp_path / "m.db"
+    done = run_cli("replay", str(bag), "--db", str(db), "--json", "--size", "32", "--gaussians", "24",
+                   "--codec", "vae-latent", "--latent-model", str(model),
+                   "--latent-max-bytes", "40", "--latent-refine-iters", "3")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["memories_stored"] >= 2
+    with open_store(db) as store:
+        records = store.by_time(with_payload=True)
+    assert records and all(r.codec == "vae-latent" and len(r.payload) <= 40 for r in records)
+    bad = run_cli("replay", str(bag), "--db", str(tmp_path / "n.db"), "--codec", "vae-latent",
+                  "--latent-model", str(model), "--gaussians", "24", "--latent-refine-iters", "-1")
+    assert bad.returncode != 0 and "refine_iters" in bad.stderr and not (tmp_path / "n.db").exists()
+
+
 def test_replay_refuses_a_latent_model_for_another_gaussian_count_before_writing(tmp_path):
     from conftest import write_tiny_latent_model
 
