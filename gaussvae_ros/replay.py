@@ -239,8 +239,8 @@ def working_image(image: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.n
 def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, max_iters: int | None = None,
                threads: int | None = None, encode=None, **fit_overrides):
     """Fit a working-resolution image, warm-started from ``init`` when its channels match, and
-    encode it with ``encode(gaussians, image) -> bytes`` (default: :func:`gaussvae_ros.core.encode_gaussians`;
-    see :class:`gaussvae_ros.nodes.codecs.PayloadEncoder`).
+    encode it with ``encode(gaussians, image) -> bytes`` (default: quantized Gaussians,
+    :func:`gaussvae_ros.nodes.codecs.payload_encoder`'s ``gaussians-q``).
 
     When the warm-started fit fails (its result cannot be encoded, e.g. it diverged), the frame is
     fitted again from scratch: a bad previous keyframe never costs the next one.
@@ -257,9 +257,10 @@ def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, ma
 
 def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, encode=None, **fit_overrides):
     """:func:`fit_memory`, also saying whether the warm start was used (False after a cold restart)."""
-    from .core import encode_gaussians, fit_image
+    from .core import fit_image
+    from .nodes.codecs import payload_encoder
 
-    encode = encode or (lambda gaussians, _image: encode_gaussians(gaussians))
+    encode = encode or payload_encoder().encode  # quantized Gaussians
     channels = 1 if image.ndim == 2 else image.shape[2]
     if init is not None and init.channels != channels:
         init = None

@@ -259,7 +259,7 @@ def encode_latent(bundle: LatentModelBundle, gaussians: Gaussians, step: float =
     plain = _pack(bundle, mu, step, gaussians.blend, gaussians.channels)
     if image is None or refine_iters <= 0:
         return plain
-    return _refined(bundle, gaussians, mu, image, refine_iters, plain, step, [check_step(step)], None)
+    return _refined(bundle, gaussians, mu, image, refine_iters, (plain, step), [check_step(step)], None)[0]
 
 
 def encode_to_budget(bundle: LatentModelBundle, gaussians: Gaussians, max_bytes: int,
@@ -295,15 +295,15 @@ def encode_to_budget(bundle: LatentModelBundle, gaussians: Gaussians, max_bytes:
     payload, step = chosen
     coarser = [s for s in ladder if s >= step]
     budget = max(max_bytes, len(payload))  # the smallest plain payload bounds an over-budget refinement
-    refined = _refined(bundle, gaussians, mu, image, refine_iters, payload, step, coarser, budget)
-    return refined, (step if refined is payload else payload_info(refined)["step"])
+    return _refined(bundle, gaussians, mu, image, refine_iters, chosen, coarser, budget)
 
 
 def _refined(bundle: LatentModelBundle, gaussians: Gaussians, mu: np.ndarray, image: np.ndarray, iters: int,
-             plain: bytes, step: float, steps: list[float], max_bytes: int | None) -> bytes:
-    """The payload of the latent refined at ``step`` (first of ``steps`` that fits ``max_bytes``),
-    or ``plain`` (``mu`` at ``step``) when no refined payload fits or the plain one renders closer
-    to the image."""
+             plain: tuple[bytes, float], steps: list[float], max_bytes: int | None) -> tuple[bytes, float]:
+    """``(payload, step)`` of the latent refined at ``plain``'s step (coded at the first of
+    ``steps`` that fits ``max_bytes``), or ``plain`` (``mu``'s payload and step) when no refined
+    payload fits or the plain one renders closer to the image."""
+    step = plain[1]
     target = refine.image_target(image, bundle.transform.color_channels)
     z = refine.refine_latent(bundle, mu, target, step, iters=iters, blend=gaussians.blend)
     for refined_step in steps:
@@ -315,7 +315,7 @@ def _refined(bundle: LatentModelBundle, gaussians: Gaussians, mu: np.ndarray, im
     entropy, blend = bundle.entropy, gaussians.blend
     refined_error = refine.latent_error(bundle, entropy.quantize(z, refined_step), target, blend)
     plain_error = refine.latent_error(bundle, entropy.quantize(mu, step), target, blend)
-    return payload if refined_error < plain_error else plain
+    return (payload, refined_step) if refined_error < plain_error else plain
 
 
 # ---------------------------------------------------------------------------------------- decoding

@@ -24,7 +24,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gaussvae_ros.core.render import render_covariance
 
 
 def kl_weight(step: int, beta: float, anneal_steps: int, anneal_start: int = 0) -> float:
@@ -123,11 +122,7 @@ class RenderedImageLoss(nn.Module):
 
     def render_batch(self, features: torch.Tensor) -> torch.Tensor:
         """Standardized features ``[B, F, N]`` -> images ``[B, size, size, C]`` in ``[0, 1]``."""
-        xy, cov, color = self.transform.decode_covariance(features.transpose(1, 2))
-        images = [render_covariance(xy[b].float().contiguous(), cov[b].float().contiguous(),
-                                    color[b].float().contiguous(), self.size, self.size, blend=self.blend, threads=1)
-                  for b in range(features.shape[0])]
-        return torch.stack(images).clamp(0.0, 1.0)
+        return self.transform.render_features(features, self.size, self.size, self.blend)
 
     def forward(self, x_hat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -167,15 +167,10 @@ class _Conv1dVAEBase(nn.Module):
     def grid_colours(self, x: torch.Tensor) -> torch.Tensor:
         """The input Gaussians ``x [B, F, N]`` rendered at the grid's cells (:func:`grid_cells`), as
         ``[B, 3, N]`` in slot order, centred (``(rgb - 0.5) / 0.25``)."""
-        from gaussvae_ros.core.render import render_covariance
-
         if self._transform is None:
             raise RuntimeError("a grid_input model needs attach_transform(transform) before encoding")
         rows, cols, cells = self._grid
-        xy, cov, colour = self._transform.decode_covariance(x.transpose(1, 2))
-        images = torch.stack([render_covariance(xy[b].float().contiguous(), cov[b].float().contiguous(),
-                                                colour[b].float().contiguous(), rows, cols, threads=1)
-                              for b in range(x.shape[0])]).clamp(0.0, 1.0)
+        images = self._transform.render_features(x, rows, cols)
         picked = images.reshape(x.shape[0], rows * cols, 3)[:, torch.from_numpy(cells).to(x.device)]
         return ((picked - 0.5) / 0.25).transpose(1, 2).to(x.dtype)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gaussvae_ros.core.render import covariance_from_scale_rot
+from gaussvae_ros.core.render import covariance_from_scale_rot, render_covariance
 
 REPRESENTATIONS = ("angle", "doubled_angle", "cholesky")
 NORMALIZATIONS = ("none", "channel", "slot")
@@ -276,6 +276,17 @@ class ParamTransform:
         """Standardized features ``[..., N, F]`` -> ``(xy, cov, colour)`` (:func:`features_to_covariance`)."""
         mean, std = self._stats(features)
         return features_to_covariance(features * std + mean, self.representation, self.log_scale)
+
+    def render_features(self, features: torch.Tensor, height: int, width: int,
+                        blend: str = "normalized") -> torch.Tensor:
+        """Standardized features in the models' layout ``[B, F, N]`` -> images ``[B, height, width, C]``
+        in ``[0, 1]`` (clamped, as recall does), each sample on the CPU kernel with one thread;
+        differentiable in ``features``."""
+        xy, cov, colour = self.decode_covariance(features.transpose(1, 2))
+        images = [render_covariance(xy[b].float().contiguous(), cov[b].float().contiguous(),
+                                    colour[b].float().contiguous(), height, width, blend=blend, threads=1)
+                  for b in range(features.shape[0])]
+        return torch.stack(images).clamp(0.0, 1.0)
 
     def to_dict(self) -> dict:
         """JSON-able settings (no statistics)."""

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from gaussvae_ros.core.image import to_float_image
-from gaussvae_ros.core.render import render_covariance
 
 __all__ = ["DEFAULT_LONG_SIDE", "DEFAULT_LR", "DEFAULT_RATE_WEIGHT", "DEFAULT_REFINE_ITERS", "image_target",
            "latent_error", "refine_latent"]
@@ -65,11 +64,7 @@ def image_target(image: np.ndarray, channels: int, long_side: int = DEFAULT_LONG
 
 def _render_latent(bundle, z: torch.Tensor, height: int, width: int, blend: str) -> torch.Tensor:
     """Latent ``[1, D]`` -> image ``[height, width, C]`` in ``[0, 1]`` (differentiable in ``z``)."""
-    features = bundle.model.decode(z)  # [1, F, N]
-    xy, cov, color = bundle.transform.decode_covariance(features.transpose(1, 2))
-    image = render_covariance(xy[0].float().contiguous(), cov[0].float().contiguous(), color[0].float().contiguous(),
-                              height, width, blend=blend, threads=1)
-    return image.clamp(0.0, 1.0)
+    return bundle.transform.render_features(bundle.model.decode(z), height, width, blend)[0]
 
 
 def latent_error(bundle, z: np.ndarray, target: torch.Tensor, blend: str = "normalized") -> float:
