@@ -6,6 +6,14 @@ times, through each, the median latency of a time-range query (at most 100 resul
 query and a k = 10 nearest-neighbour query (expanding box search in both), and reports insert
 rates and the store's per-record overhead: (file size - payload bytes) / records.
 
+Page cache: at 10M records the two files (5-6 GB each) are read from disk unless cached, and the
+one written last is the one cached, which skews a side-by-side comparison (at stop 6 the store's
+file was mostly evicted while the baseline's was hot: 3.2x "slower"). So both files are put in
+the same cache state before the queries: ``--cache warm`` (default) reads each file through
+once, ``--cache cold`` drops the page cache before each query kind (root only: writes
+``/proc/sys/vm/drop_caches``), ``--cache asis`` leaves it as the build left it. The share of
+each file resident in the page cache when the queries start is reported (``mincore``).
+
 Data: one camera at 2 Hz on a ground robot doing a random walk at 1 m/s over a 1 km x 1 km square
 (heading noise, reflected at the borders, z within centimetres of 0, yaw-only orientation), with
 400-byte random payloads. Query points are positions of stored memories (plus up to 1 m of noise
@@ -13,6 +21,7 @@ for kNN), time ranges start at stamps of stored memories.
 
     python benchmarks/bench_store.py --records 100000            # development size
     python benchmarks/bench_store.py --records 1000000 --json    # report size
+    python benchmarks/bench_store.py --records 10000000 --cache cold   # disk-bound (root only)
 
 Targets: queries <= 1 ms median and within 2x of bare SQLite, insert >= 25,000 records/s,
 overhead <= 150 B/record.
@@ -21,8 +30,11 @@ overhead <= 150 B/record.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import math
+import mmap
 import os
 import sqlite3
 import statistics
@@ -149,6 +161,45 @@ def bare_knn(conn, p, k: int, hint: dict) -> list:
     return rows
 
 
+def cached_fraction(path: Path) -> float | None:
+    """Share of ``path``'s pages resident in the OS page cache (``mincore``), ``None`` if unknown."""
+    size = os.path.getsize(path)
+    name = ctypes.util.find_library("c")
+    if size == 0 or name is None:
+        return None
+    libc = ctypes.CDLL(name, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vector = (ctypes.c_ubyte * pages)()
+    with open(path, "rb") as f:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            return None
+        try:
+            if libc.mincore(address, size, vector) != 0:
+                return None
+        finally:
+            libc.munmap(address, size)
+    return sum(v & 1 for v in bytes(vector)) / pages
+
+
+def read_through(path: Path, chunk: int = 8 << 20) -> None:
+    """Read the whole file once, which leaves it in the page cache if memory allows."""
+    with open(path, "rb", buffering=0) as f:
+        while f.read(chunk):
+            pass
+
+
+def drop_page_cache() -> None:
+    """Empty the OS page cache (Linux, root); ``PermissionError`` otherwise."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("1\n")
+
+
 def latencies_ms(pairs, args_list) -> list[tuple[float, float]]:
     """Median and 90th percentile latency (ms) of each function in ``pairs`` over ``args_list``.
 
@@ -180,7 +231,7 @@ def query_workload(count: int, queries: int, seed: int):
 
 
 def run(count: int, batch: int, queries: int, seed: int, workdir: Path, store_options: dict | None = None,
-        bare: bool = True) -> dict:
+        bare: bool = True, cache: str = "warm") -> dict:
     store_path, bare_path = workdir / "store.db", workdir / "bare.db"
     for path in (store_path, bare_path):
         for suffix in ("", "-wal", "-shm"):
@@ -194,7 +245,12 @@ def run(count: int, batch: int, queries: int, seed: int, workdir: Path, store_op
     knn_points = [tuple(np.add(p, rng.normal(0, 0.5, 3) * [1, 1, 0.05]).tolist()) for p in positions]
     span_ns = int(99.5 * FRAME_INTERVAL_S * 1e9)
     results: dict = {"records": count, "batch": batch, "queries": len(positions),
-                     "payload_bytes": PAYLOAD_BYTES, "store_options": store_options or {}}
+                     "payload_bytes": PAYLOAD_BYTES, "store_options": store_options or {}, "cache": cache}
+    files = [store_path, bare_path] if bare else [store_path]
+    results["cached_after_build"] = {p.stem: cached_fraction(p) for p in files}
+    if cache == "warm":
+        for path in files:
+            read_through(path)
 
     store = Store(store_path, create=False)
     conn = sqlite3.connect(bare_path, isolation_level=None) if bare else None
@@ -212,9 +268,13 @@ def run(count: int, batch: int, queries: int, seed: int, workdir: Path, store_op
             store.within_radius(p, 5.0)
             if bare:
                 bare_radius(conn, p, 5.0)
-        timings = {}
+        timings, cached = {}, {}
         for kind, (args, store_fn, bare_fn) in kinds.items():
+            if cache == "cold":
+                drop_page_cache()
+            cached[kind] = {p.stem: cached_fraction(p) for p in files}
             timings[kind] = latencies_ms([store_fn, bare_fn] if bare else [store_fn], args)
+        results["cached_before_queries"] = cached
         stats = store.stats()
         sizes = {"time": statistics.mean(len(store.by_time(start_ns=s, end_ns=s + span_ns, limit=100))
                                          for s in stamps[:50]),
@@ -260,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment-extent", type=float, default=None, help="store option segment_extent_m")
     parser.add_argument("--segment-max-ids", type=int, default=None, help="store option segment_max_ids")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare SQLite baseline")
+    parser.add_argument("--cache", choices=("warm", "cold", "asis"), default="warm",
+                        help="page cache state for the queries: both files read through first (warm), dropped "
+                             "before each query kind (cold, root only), or as the build left it (asis)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
     options = {k: v for k, v in (("segment_extent_m", args.segment_extent), ("segment_max_ids", args.segment_max_ids))
@@ -267,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 1000 or args.batch < 1 or args.queries < 1:
         parser.error("--records must be >= 1000, --batch and --queries >= 1")
     with tempfile.TemporaryDirectory(prefix="bench_store_", dir=args.dir) as tmp:
-        results = run(args.records, args.batch, args.queries, args.seed, Path(tmp), options, not args.no_bare)
+        results = run(args.records, args.batch, args.queries, args.seed, Path(tmp), options, not args.no_bare,
+                      args.cache)
     if args.json or args.no_bare:
         print(json.dumps(results, indent=2))
     else:
@@ -281,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{q:>6} median: store {s[f'{q}_ms']:.3f} ms, bare {b[f'{q}_ms']:.3f} ms "
                   f"({results['ratio_store_to_bare'][q]:.2f}x); p90 store {s[f'{q}_p90_ms']:.3f} ms")
         print(f"mean results: {s['mean_results']}")
+        print(f"page cache ({args.cache}): resident after the build {results['cached_after_build']}, "
+              f"before the queries {results['cached_before_queries']}")
         print(f"targets met: {results['targets_met']}")
     return 0
 

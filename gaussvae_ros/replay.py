@@ -352,7 +352,8 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
         report.image_topics, report.pose_topic = topics, pose_topic
         encoder = None if options.dry_run else payload_encoder_of(options)
         timer.add("open", t)
-        writer = None if options.dry_run else _MemoryWriter(database, options.batch_size, timer)
+        writer = None if options.dry_run else _MemoryWriter(
+            database, options.batch_size, timer, encoder.payload_bytes(options.n_gaussians))
         try:
             _Replay(bag, topics, pose_topic, options, report, writer, timer, encoder).run()
             if writer is not None:
@@ -380,10 +381,10 @@ def payload_encoder_of(options: ReplayOptions):
 class _MemoryWriter:
     """Batches memories into the store, one transaction per batch, and knows what is already stored."""
 
-    def __init__(self, database, batch_size: int, timer: _Timer) -> None:
-        from .store.store import Store
+    def __init__(self, database, batch_size: int, timer: _Timer, payload_bytes: int | None = None) -> None:
+        from .store import Store, page_size_for_payload
 
-        self.store = Store(database)
+        self.store = Store(database, page_size=page_size_for_payload(payload_bytes))
         self.batch_size = int(batch_size)
         self.pending: list = []
         self.timer = timer

@@ -23,7 +23,9 @@ from gaussvae_ros.bag.writer import (
     odometry_message,
     write_bag,
 )
+from gaussvae_ros.core import encoded_size
 from gaussvae_ros.replay import ReplayOptions, replay_bag, working_image
+from gaussvae_ros.store import page_size_for_payload
 
 ROOT = Path(__file__).parents[1]
 BAGS = ROOT / ".." / "shared" / "data" / "bags"
@@ -113,6 +115,8 @@ def test_replay_keeps_cameras_apart_and_records_pose_size_and_camera_info(tmp_pa
         stats = store.stats()
     assert {(s.topic, s.camera_frame_id) for s in stats.streams} == {
         ("/front/image_raw", "front_optical"), ("/down/image_raw/compressed", "down_optical")}
+    with sqlite3.connect(tmp_path / "m.db") as conn:  # pages sized for this codec's payloads
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == page_size_for_payload(encoded_size(24, 3))
     for r in records:
         assert (r.width, r.height) == (64, 48)  # original size, not the working size
         assert r.pose is not None and r.pose_frame_id == "odom"

@@ -151,13 +151,16 @@ class PayloadEncoder:
     """How new memories are encoded: ``encode(gaussians, image) -> bytes`` (``image``: the picture
     the Gaussians were fitted to, ``[H, W]`` or ``[H, W, C]``, or None; codecs that do not look at
     it ignore it), stored with ``codec_id`` and ``model_id`` so that recall finds the decoder.
-    ``n_gaussians``: the count the codec needs (0: any)."""
+    ``n_gaussians``: the count the codec needs (0: any). ``payload_bytes(n_gaussians)``: the
+    typical payload size of a memory (bytes, for RGB frames; ``None``: unknown), which sizes a new
+    store's pages (:func:`gaussvae_ros.store.page_size_for_payload`)."""
 
     codec_id: str
     model_id: str
     encode: Callable
     description: str = ""
     n_gaussians: int = 0
+    payload_bytes: Callable[[int], int | None] = lambda n_gaussians: None
 
     def check_count(self, n_gaussians: int) -> None:
         """ValueError unless memories of ``n_gaussians`` Gaussians can be encoded."""
@@ -185,10 +188,11 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     if codec_id == "gaussians-q":
         if model or step or max_bytes or refine_iters:
             raise ValueError("codec 'gaussians-q' takes no model, step, byte budget or refinement")
-        from gaussvae_ros.core import encode_gaussians
+        from gaussvae_ros.core import encode_gaussians, encoded_size
 
         return PayloadEncoder(codec_id, "", lambda gaussians, image=None: encode_gaussians(gaussians),
-                              "quantized Gaussians (12/8/8/8 bits)")
+                              "quantized Gaussians (12/8/8/8 bits)",
+                              payload_bytes=lambda n_gaussians: encoded_size(int(n_gaussians), 3))
     if codec_id != "vae-latent":
         raise UnknownCodecError(f"cannot encode with codec {codec_id!r}; choose one of {', '.join(ENCODABLE_CODECS)}")
     if step < 0 or max_bytes < 0 or refine_iters < 0:
@@ -211,7 +215,7 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     if refine_iters:
         rate += f", refined {refine_iters} iterations"
     return PayloadEncoder(codec_id, bundle.model_id, encode, f"VAE latent (model {bundle.model_id}, {rate})",
-                          bundle.seq_len)
+                          bundle.seq_len, payload_bytes=lambda n_gaussians: max_bytes or None)
 
 
 def _decode_quantized_gaussians(payload: bytes, model_id: str):

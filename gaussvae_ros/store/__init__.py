@@ -10,6 +10,7 @@ migrations, and :mod:`.retention` for how a full store forgets. ROS-free: plain 
 
 from .records import (DEFAULT_CODEC, CameraIntrinsics, InsertResult, Memory, MemoryRecord, Pose, Profile,
                       StoreError, StoreStats, Stream, StreamStats, seconds_to_ns)
+from .pages import page_size_for_payload
 from .retention import RetentionPolicy, RetentionReport, apply_retention
 from .schema import SCHEMA_VERSION
 from .store import Store
@@ -17,5 +18,5 @@ from .store import Store
 __all__ = [
     "DEFAULT_CODEC", "SCHEMA_VERSION", "CameraIntrinsics", "InsertResult", "Memory", "MemoryRecord", "Pose",
     "Profile", "RetentionPolicy", "RetentionReport", "Store", "StoreError", "StoreStats", "Stream", "StreamStats",
-    "apply_retention", "seconds_to_ns",
+    "apply_retention", "page_size_for_payload", "seconds_to_ns",
 ]

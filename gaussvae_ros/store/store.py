@@ -44,6 +44,7 @@ from . import schema
 from .records import (CameraIntrinsics, InsertResult, Memory, MemoryRecord, Pose, Profile, StoreError,
                       StoreStats, Stream, StreamStats, check_position, check_quaternion, check_stamp_ns,
                       seconds_to_ns)
+from .pages import DEFAULT_PAGE_SIZE
 from .segments import Segment, extend_segments
 
 _META_COLUMNS = "m.id, m.stream_id, m.stamp_ns, m.profile_id, m.x, m.y, m.z, m.qx, m.qy, m.qz, m.qw, " \
@@ -138,18 +139,19 @@ class Store:
         create: create a missing file; if false a missing file raises ``FileNotFoundError``.
         timeout_s: how long a write waits for another writer before raising :class:`StoreError`.
         page_size: SQLite page size in bytes for a new file (ignored for an existing one). Rows
-            are packed whole into pages, so the overhead per memory depends on the payload size
-            (measured, bytes per memory beyond the payload, payload sizes +-5 %):
-            400 B payloads: 115 (4 KiB pages), 101 (8 KiB); 3.6 KB: ~530 for 4-16 KiB pages;
-            4.7 KB: 163 (4 KiB), 3533 (8 KiB: one row per page), 800 (16 KiB). Pick 4096 for
-            payloads just above 4 KB; the default 8192 suits payloads up to ~4 KB.
+            are packed whole into pages, so the bytes a memory costs beyond its payload depend on
+            the payload's size; :func:`~gaussvae_ros.store.pages.page_size_for_payload` picks the
+            page size for an expected payload size. Measured (bytes per memory beyond the payload,
+            payloads +-5 %, 4 / 8 / 16 KiB pages): 230 B: 98 / 104 / 142; 400 B: 111 / 119 / 146;
+            2.4 KB: 1,760 / 397 / 433; 3.6 KB: 548 / 559 / 588; 4.7 KB: 172 / 3,627 / 929. The
+            default, 4096, suits the default codecs' payloads.
         cache_mb: page cache per connection, MiB.
         segment_extent_m, segment_max_ids: pose index granularity (see :mod:`.schema`); stored in
             the file, applying to segments built from then on. ``None`` keeps the stored values.
     """
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, timeout_s: float = 5.0,
-                 page_size: int = 8192, cache_mb: float = 64.0, segment_extent_m: float | None = None,
+                 page_size: int = DEFAULT_PAGE_SIZE, cache_mb: float = 64.0, segment_extent_m: float | None = None,
                  segment_max_ids: int | None = None) -> None:
         if not isinstance(path, (str, os.PathLike)) or str(path) in ("", ":memory:") \
                 or str(path).startswith("file:"):

@@ -1,0 +1,61 @@
+"""Page size of a new store from its expected payload size, checked against real SQLite files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from gaussvae_ros.core import encoded_size
+from gaussvae_ros.store import Memory, Pose, Store, page_size_for_payload
+from gaussvae_ros.store.pages import CANDIDATE_PAGE_SIZES, DEFAULT_PAGE_SIZE, predicted_overhead
+from test_store_support import SECOND, T0
+
+
+def measured_overhead(tmp_path, payload_bytes: int, page_size: int, count: int = 600) -> float:
+    """File bytes per memory beyond the payload, between a store of ``count`` and one of ``2 count``
+    memories (so the schema's fixed pages cancel), payloads +-5 % around ``payload_bytes``."""
+    rng = np.random.default_rng(payload_bytes)
+    path = tmp_path / f"s{payload_bytes}_{page_size}.db"
+    sizes, payloads = [], 0
+    with Store(path, page_size=page_size) as store:
+        for half in range(2):
+            memories = []
+            for i in range(half * count, (half + 1) * count):
+                n = payload_bytes + int(rng.integers(-payload_bytes // 20, payload_bytes // 20 + 1))
+                memories.append(Memory(T0 + i * SECOND, "/cam", "cam", rng.bytes(n), 640, 480, "rgb8",
+                                       pose=Pose((0.5 * i, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)), pose_frame_id="odom"))
+                payloads += n if half else 0
+            store.insert_many(memories)
+            store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            sizes.append(os.path.getsize(path))
+    return (sizes[1] - sizes[0] - payloads) / count
+
+
+def test_defaults_and_bad_sizes():
+    assert page_size_for_payload(None) == DEFAULT_PAGE_SIZE == 4096
+    assert page_size_for_payload(encoded_size(512, 3)) == 4096  # the default RGB gaussians-q payload (4,638 B)
+    assert page_size_for_payload(encoded_size(256, 3)) > 4096  # 2,334 B: two rows would not fit a 4 KiB page
+    assert page_size_for_payload(250) == 4096  # a latent: any page packs it; the smallest wins the tie
+    for bad in (-1, 1.5, True, "4096", 1 << 31):
+        with pytest.raises(ValueError):
+            page_size_for_payload(bad)
+    assert predicted_overhead(4638, 8192) > 3000  # one 4.7 KB row per 8 KiB page
+
+
+@pytest.mark.parametrize("payload_bytes", [250, 2334, 3614, 4638, 9300])
+def test_the_chosen_page_size_wastes_least_in_a_real_file(tmp_path, payload_bytes):
+    measured = {p: measured_overhead(tmp_path, payload_bytes, p) for p in CANDIDATE_PAGE_SIZES}
+    chosen = page_size_for_payload(payload_bytes)
+    assert measured[chosen] <= min(measured.values()) * 1.15 + 40, (chosen, measured)
+    assert measured[chosen] < 600  # never most of a page per memory
+
+
+def test_store_opens_existing_files_with_their_page_size(tmp_path):
+    with Store(tmp_path / "a.db", page_size=8192):
+        pass
+    with Store(tmp_path / "a.db") as store:  # the default (4096) applies to new files only
+        assert store._conn.execute("PRAGMA page_size").fetchone()[0] == 8192
+    with Store(tmp_path / "b.db") as store:
+        assert store._conn.execute("PRAGMA page_size").fetchone()[0] == DEFAULT_PAGE_SIZE
