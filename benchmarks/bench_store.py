@@ -6,6 +6,9 @@ times, through each, the median latency of a time-range query (at most 100 resul
 query and a k = 10 nearest-neighbour query (expanding box search in both), and reports insert
 rates and the store's per-record overhead: (file size - payload bytes) / records.
 
+The store gets the page size :func:`gaussvae_ros.store.page_size_for_payload` picks for 400 B
+payloads (8 KiB), as replay and the memory node size a new store for their codec's payloads.
+
 Page cache: at 10M records the two files (5-6 GB each) are read from disk unless cached, and the
 one written last is the one cached, which skews a side-by-side comparison (at stop 6 the store's
 file was mostly evicted while the baseline's was hot: 3.2x "slower"). So both files are put in
@@ -47,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gaussvae_ros.store import Memory, Pose, Store  # noqa: E402
+from gaussvae_ros.store import Memory, Pose, Store, page_size_for_payload  # noqa: E402
 
 PAYLOAD_BYTES = 400
 FRAME_INTERVAL_S = 0.5
@@ -237,7 +240,8 @@ def run(count: int, batch: int, queries: int, seed: int, workdir: Path, store_op
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
     print(f"building the store with {count} records ...", file=sys.stderr)
-    store_build = build_store(store_path, count, batch, seed, store_options or {})
+    store_options = {"page_size": page_size_for_payload(PAYLOAD_BYTES), **(store_options or {})}
+    store_build = build_store(store_path, count, batch, seed, store_options)
     if bare:
         print("building the bare SQLite baseline ...", file=sys.stderr)
         bare_build = build_bare(bare_path, count, batch, seed)
@@ -245,7 +249,7 @@ def run(count: int, batch: int, queries: int, seed: int, workdir: Path, store_op
     knn_points = [tuple(np.add(p, rng.normal(0, 0.5, 3) * [1, 1, 0.05]).tolist()) for p in positions]
     span_ns = int(99.5 * FRAME_INTERVAL_S * 1e9)
     results: dict = {"records": count, "batch": batch, "queries": len(positions),
-                     "payload_bytes": PAYLOAD_BYTES, "store_options": store_options or {}, "cache": cache}
+                     "payload_bytes": PAYLOAD_BYTES, "store_options": store_options, "cache": cache}
     files = [store_path, bare_path] if bare else [store_path]
     results["cached_after_build"] = {p.stem: cached_fraction(p) for p in files}
     if cache == "warm":

@@ -37,7 +37,8 @@ def test_defaults_and_bad_sizes():
     assert page_size_for_payload(None) == DEFAULT_PAGE_SIZE == 4096
     assert page_size_for_payload(encoded_size(512, 3)) == 4096  # the default RGB gaussians-q payload (4,638 B)
     assert page_size_for_payload(encoded_size(256, 3)) > 4096  # 2,334 B: two rows would not fit a 4 KiB page
-    assert page_size_for_payload(250) == 4096  # a latent: any page packs it; the smallest wins the tie
+    assert page_size_for_payload(250) == 8192  # a latent: any page packs it; a tie goes to 8 KiB
+    assert page_size_for_payload(400) == 8192  # the store benchmark's payloads
     for bad in (-1, 1.5, True, "4096", 1 << 31):
         with pytest.raises(ValueError):
             page_size_for_payload(bad)
