@@ -19,12 +19,15 @@ each file resident in the page cache when the queries start is reported (``minco
 
 Data: one camera at 2 Hz on a ground robot doing a random walk at 1 m/s over a 1 km x 1 km square
 (heading noise, reflected at the borders, z within centimetres of 0, yaw-only orientation), with
-400-byte random payloads. Query points are positions of stored memories (plus up to 1 m of noise
+400-byte random payloads. At 10M records that is 58 days of driving in one square kilometre: a
+5 m disk holds ~940 memories, which no query returns in 1 ms; ``--side-m 10000`` spreads them over
+100 km^2 (~9 per disk, a fleet's city-scale map). Query points are positions of stored memories (plus up to 1 m of noise
 for kNN), time ranges start at stamps of stored memories.
 
     python benchmarks/bench_store.py --records 100000            # development size
     python benchmarks/bench_store.py --records 1000000 --json    # report size
     python benchmarks/bench_store.py --records 10000000 --cache cold   # disk-bound (root only)
+    python benchmarks/bench_store.py --records 10000000 --side-m 10000  # sparse: ~9 per 5 m disk
 
 Targets: queries <= 1 ms median and within 2x of bare SQLite, insert >= 25,000 records/s,
 overhead <= 150 B/record.
@@ -60,10 +63,10 @@ START_NS = 1_700_000_000_000_000_000
 TOPIC, CAMERA = "/camera/image_raw", "camera_optical"
 
 
-def trajectory(count: int, seed: int, chunk: int = 100_000):
+def trajectory(count: int, seed: int, side_m: float = SIDE_M, chunk: int = 100_000):
     """Yield ``(stamps_ns [n], xyz [n, 3], quat_xyzw [n, 4], payloads [n, 400] uint8)`` chunks."""
     rng = np.random.default_rng(seed)
-    x, y, heading = SIDE_M / 2, SIDE_M / 2, 0.0
+    x, y, heading = side_m / 2, side_m / 2, 0.0
     step = SPEED_M_S * FRAME_INTERVAL_S
     for start in range(0, count, chunk):
         n = min(chunk, count - start)
@@ -74,11 +77,11 @@ def trajectory(count: int, seed: int, chunk: int = 100_000):
             heading += turns[i]
             x += step * math.cos(heading)
             y += step * math.sin(heading)
-            if not 0 <= x <= SIDE_M:
-                x = -x if x < 0 else 2 * SIDE_M - x
+            if not 0 <= x <= side_m:
+                x = -x if x < 0 else 2 * side_m - x
                 heading = math.pi - heading
-            if not 0 <= y <= SIDE_M:
-                y = -y if y < 0 else 2 * SIDE_M - y
+            if not 0 <= y <= side_m:
+                y = -y if y < 0 else 2 * side_m - y
                 heading = -heading
             xyz[i, 0], xyz[i, 1] = x, y
             yaw[i] = heading
@@ -90,11 +93,11 @@ def trajectory(count: int, seed: int, chunk: int = 100_000):
         yield stamps, xyz, quat, payloads
 
 
-def build_store(path: Path, count: int, batch: int, seed: int, store_options: dict) -> dict:
+def build_store(path: Path, count: int, batch: int, seed: int, store_options: dict, side_m: float = SIDE_M) -> dict:
     """Insert through the store API; times ``insert_many`` alone and with building the Memory objects."""
     inserting = building = 0.0
     with Store(path, **store_options) as store:
-        for stamps, xyz, quat, payloads in trajectory(count, seed):
+        for stamps, xyz, quat, payloads in trajectory(count, seed, side_m):
             rows = list(zip(stamps.tolist(), xyz.tolist(), quat.tolist(), [p.tobytes() for p in payloads]))
             started = time.perf_counter()
             memories = [Memory(t, TOPIC, CAMERA, p, 1226, 370, "mono8", pose=Pose(q, o), pose_frame_id="odom",
@@ -107,7 +110,7 @@ def build_store(path: Path, count: int, batch: int, seed: int, store_options: di
             "insert_rate_with_memory_objects": count / (inserting + building)}
 
 
-def build_bare(path: Path, count: int, batch: int, seed: int) -> dict:
+def build_bare(path: Path, count: int, batch: int, seed: int, side_m: float = SIDE_M) -> dict:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -117,7 +120,7 @@ def build_bare(path: Path, count: int, batch: int, seed: int) -> dict:
     conn.execute("CREATE VIRTUAL TABLE poses USING rtree(id, min_x, max_x, min_y, max_y, min_z, max_z)")
     inserting = 0.0
     next_id = 1
-    for stamps, xyz, quat, payloads in trajectory(count, seed):
+    for stamps, xyz, quat, payloads in trajectory(count, seed, side_m):
         rows = [(next_id + i, t, *q, *o, 30.0, 0.9, p.tobytes())
                 for i, (t, q, o, p) in enumerate(zip(stamps.tolist(), xyz.tolist(), quat.tolist(), payloads))]
         boxes = [(r[0], r[2], r[2], r[3], r[3], r[4], r[4]) for r in rows]
@@ -153,11 +156,11 @@ def bare_radius(conn, p, radius: float, limit: int | None = None) -> list:
     return conn.execute(sql, args).fetchall()
 
 
-def bare_knn(conn, p, k: int, hint: dict) -> list:
+def bare_knn(conn, p, k: int, hint: dict, side_m: float = SIDE_M) -> list:
     radius = hint.get("r", 1.0)
     while True:
         rows = bare_radius(conn, p, radius, k)
-        if len(rows) == k or radius > 2 * SIDE_M:
+        if len(rows) == k or radius > 2 * side_m:
             break
         radius *= 2.0
     hint["r"] = math.sqrt(rows[-1][-1]) * 1.5 + 1e-6
@@ -219,12 +222,12 @@ def latencies_ms(pairs, args_list) -> list[tuple[float, float]]:
     return [(statistics.median(t), float(np.percentile(t, 90))) for t in times]
 
 
-def query_workload(count: int, queries: int, seed: int):
+def query_workload(count: int, queries: int, seed: int, side_m: float = SIDE_M):
     """Positions and stamps of random stored memories (re-generated from the same seed)."""
     rng = np.random.default_rng(seed + 1)
     picks = np.sort(rng.choice(count, size=min(queries, count), replace=False))
     positions, stamps, offset = [], [], 0
-    for chunk_stamps, xyz, _, _ in trajectory(count, seed):
+    for chunk_stamps, xyz, _, _ in trajectory(count, seed, side_m):
         inside = picks[(picks >= offset) & (picks < offset + len(chunk_stamps))] - offset
         positions.extend(map(tuple, xyz[inside].tolist()))
         stamps.extend(chunk_stamps[inside].tolist())
@@ -234,22 +237,23 @@ def query_workload(count: int, queries: int, seed: int):
 
 
 def run(count: int, batch: int, queries: int, seed: int, workdir: Path, store_options: dict | None = None,
-        bare: bool = True, cache: str = "warm") -> dict:
+        bare: bool = True, cache: str = "warm", side_m: float = SIDE_M) -> dict:
     store_path, bare_path = workdir / "store.db", workdir / "bare.db"
     for path in (store_path, bare_path):
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
     print(f"building the store with {count} records ...", file=sys.stderr)
     store_options = {"page_size": page_size_for_payload(PAYLOAD_BYTES), **(store_options or {})}
-    store_build = build_store(store_path, count, batch, seed, store_options)
+    store_build = build_store(store_path, count, batch, seed, store_options, side_m)
     if bare:
         print("building the bare SQLite baseline ...", file=sys.stderr)
-        bare_build = build_bare(bare_path, count, batch, seed)
-    positions, stamps, rng = query_workload(count, queries, seed)
+        bare_build = build_bare(bare_path, count, batch, seed, side_m)
+    positions, stamps, rng = query_workload(count, queries, seed, side_m)
     knn_points = [tuple(np.add(p, rng.normal(0, 0.5, 3) * [1, 1, 0.05]).tolist()) for p in positions]
     span_ns = int(99.5 * FRAME_INTERVAL_S * 1e9)
     results: dict = {"records": count, "batch": batch, "queries": len(positions),
-                     "payload_bytes": PAYLOAD_BYTES, "store_options": store_options, "cache": cache}
+                     "payload_bytes": PAYLOAD_BYTES, "side_m": side_m, "store_options": store_options,
+                     "cache": cache}
     files = [store_path, bare_path] if bare else [store_path]
     results["cached_after_build"] = {p.stem: cached_fraction(p) for p in files}
     if cache == "warm":
@@ -265,7 +269,7 @@ def run(count: int, batch: int, queries: int, seed: int, workdir: Path, store_op
                  lambda s: bare_time(conn, s, s + span_ns)),
         "radius": ([(p,) for p in positions], lambda p: store.within_radius(p, 5.0),
                    lambda p: bare_radius(conn, p, 5.0)),
-        "knn": ([(p,) for p in knn_points], lambda p: store.nearest(p, 10), lambda p: bare_knn(conn, p, 10, hint)),
+        "knn": ([(p,) for p in knn_points], lambda p: store.nearest(p, 10), lambda p: bare_knn(conn, p, 10, hint, side_m)),
     }
     try:
         for p in positions[:20]:  # warm up both the same way
@@ -324,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment-extent", type=float, default=None, help="store option segment_extent_m")
     parser.add_argument("--segment-max-ids", type=int, default=None, help="store option segment_max_ids")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare SQLite baseline")
+    parser.add_argument("--side-m", type=float, default=SIDE_M,
+                        help="side of the square the robot roams, m (default 1000: ~940 memories in a 5 m disk at "
+                             "10M records; 10000 gives ~9)")
     parser.add_argument("--cache", choices=("warm", "cold", "asis"), default="warm",
                         help="page cache state for the queries: both files read through first (warm), dropped "
                              "before each query kind (cold, root only), or as the build left it (asis)")
@@ -331,11 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = {k: v for k, v in (("segment_extent_m", args.segment_extent), ("segment_max_ids", args.segment_max_ids))
                if v is not None}
-    if args.records < 1000 or args.batch < 1 or args.queries < 1:
-        parser.error("--records must be >= 1000, --batch and --queries >= 1")
+    if args.records < 1000 or args.batch < 1 or args.queries < 1 or not args.side_m > 10:
+        parser.error("--records must be >= 1000, --batch and --queries >= 1, --side-m > 10")
     with tempfile.TemporaryDirectory(prefix="bench_store_", dir=args.dir) as tmp:
         results = run(args.records, args.batch, args.queries, args.seed, Path(tmp), options, not args.no_bare,
-                      args.cache)
+                      args.cache, args.side_m)
     if args.json or args.no_bare:
         print(json.dumps(results, indent=2))
     else:
