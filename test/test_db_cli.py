@@ -1,4 +1,4 @@
-"""``gaussvae db stats|query|export`` on a database built by a replay of a written recording."""
+"""``gaussvae db stats|query|export|compact`` on a database built by a replay of a written recording."""
 
 from __future__ import annotations
 
@@ -116,6 +116,28 @@ def test_errors_are_reported(db, tmp_path, capsys, args, message):
     args = [a.replace("{db}", str(db)) if a != "missing.db" else str(tmp_path / a) for a in args]
     code, _, err = run(capsys, *args)
     assert code == 2 and message in err
+
+
+def test_a_damaged_file_is_an_error_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"not a database " * 500)
+    for command in ("stats", "query", "compact"):
+        code, _, err = run(capsys, "db", command, str(path))
+        assert code == 2 and "damaged or not a SQLite database" in err and "Traceback" not in err
+    assert path.read_bytes() == b"not a database " * 500
+
+
+def test_compact_keeps_the_memories(db, tmp_path, capsys):
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(db.read_bytes())
+    code, before, _ = run(capsys, "db", "query", str(copy), "--json")
+    code, out, _ = run(capsys, "db", "compact", str(copy), "--page-size", "16384", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["page_size"] == 16384 and result["bytes_after"] == copy.stat().st_size
+    assert run(capsys, "db", "query", str(copy), "--json")[1] == before
+    with pytest.raises(SystemExit):
+        main(["db", "compact", str(copy), "--page-size", "5000"])
+    assert "power of two" in capsys.readouterr().err
 
 
 def test_bad_size_is_a_usage_error(db, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""Page size of a new store from its expected payload size, checked against real SQLite files."""
+"""Page size of a new store from its expected payload size, checked against real SQLite files, and
+compaction (free pages dropped, pages resized) of an existing one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from gaussvae_ros.core import encoded_size
-from gaussvae_ros.store import Memory, Pose, Store, page_size_for_payload
+from gaussvae_ros.store import Memory, Pose, Store, StoreError, page_size_for_payload
 from gaussvae_ros.store.pages import CANDIDATE_PAGE_SIZES, DEFAULT_PAGE_SIZE, predicted_overhead
 from test_store_support import SECOND, T0
 
@@ -60,3 +61,49 @@ def test_store_opens_existing_files_with_their_page_size(tmp_path):
         assert store._conn.execute("PRAGMA page_size").fetchone()[0] == 8192
     with Store(tmp_path / "b.db") as store:
         assert store._conn.execute("PRAGMA page_size").fetchone()[0] == DEFAULT_PAGE_SIZE
+
+
+def posed_memories(count: int, payload_bytes: int, seed: int = 0, first: int = 0) -> list[Memory]:
+    rng = np.random.default_rng(seed)
+    return [Memory(T0 + i * SECOND, "/cam", "cam", rng.bytes(payload_bytes), 640, 480, "rgb8",
+                   pose=Pose((0.3 * i, 0.1 * (i % 7), 0.0), (0.0, 0.0, 0.0, 1.0)), pose_frame_id="odom")
+            for i in range(first, first + count)]
+
+
+def answers(store: Store) -> tuple:
+    """What the queries return, to compare before and after a compaction."""
+    return ([(r.id, r.stamp_ns) for r in store.by_time()],
+            [(r.id, round(r.distance_m, 9)) for r in store.within_radius((30.0, 0.3, 0.0), 12.0)],
+            [r.id for r in store.nearest((11.0, 0.5, 0.0), 7)],
+            [store.load_payload(i) for i in (1, 150, 300)])
+
+
+def test_compact_resizes_pages_drops_free_ones_and_keeps_every_memory(tmp_path):
+    path = tmp_path / "old.db"
+    with Store(path, page_size=8192) as store:  # the page size of stores made before 2026-12-02
+        store.insert_many(posed_memories(300, encoded_size(512, 3)))
+        store.delete(range(2, 300, 3))  # what retention leaves behind: free pages
+        expected = answers(store)
+        before, after = store.compact("auto")
+        assert store.stats().page_size == 4096 and after < 0.45 * before
+        assert answers(store) == expected and store.integrity_check() == []
+        new_ids = store.insert_many(posed_memories(5, encoded_size(512, 3), seed=1, first=300)).ids
+        assert min(new_ids) > 300  # AUTOINCREMENT survives: ids are never reused
+    with Store(path) as store:
+        assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.stats().count == 300 - 100 + 5
+
+
+def test_compact_is_refused_while_another_connection_has_the_file(tmp_path):
+    path = tmp_path / "shared.db"
+    with Store(path, page_size=8192) as store:
+        store.insert_many(posed_memories(40, 3000))
+        with Store(path, create=False) as other:
+            other.by_time(limit=1)
+            with pytest.raises(StoreError, match="another connection"):
+                store.compact(4096)
+            assert other.stats().page_size == 8192 and len(other.by_time()) == 40
+        assert store.compact(4096)[1] <= os.path.getsize(path)
+        assert store.stats().page_size == 4096 and len(store.by_time()) == 40
+    with pytest.raises(ValueError, match="power of two"):
+        Store(path).compact(3000)

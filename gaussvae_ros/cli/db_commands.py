@@ -1,10 +1,12 @@
-"""``gaussvae db stats|query|export FILE``: look into a memory database.
+"""``gaussvae db stats|query|export|compact FILE``: look into a memory database, or compact it.
 
 * ``stats``: counts, size, time span, pose bounds, per camera.
 * ``query``: memories by time range (``--start/--end`` seconds) or by pose (``--near X Y Z`` with
   ``--radius M`` or ``--k N``), as a table or JSON.
 * ``export``: the queried memories recalled as PNG images at any size (``--size WxH``, default the
   original camera size), optionally a contact sheet and a PNG map of the stored poses coloured by time.
+* ``compact``: rewrite the file without the pages deletes and retention freed, optionally with the
+  page size that wastes least for its payloads (``--page-size auto``); needs the file to itself.
 
 Times on the command line are seconds: absolute ROS time, or after the first stored memory with
 ``--relative``. Positions are metres in the stored poses' frame.
@@ -41,6 +43,7 @@ def _stats(args: argparse.Namespace) -> int:
         s = store.stats()
     data = {
         "file": str(args.file), "memories": s.count, "payload_bytes": s.payload_bytes, "file_bytes": s.file_bytes,
+        "page_size": s.page_size,
         "bytes_per_memory": s.payload_bytes / s.count if s.count else None,
         "first_stamp_ns": s.first_stamp_ns, "last_stamp_ns": s.last_stamp_ns, "time_span_s": s.time_span_s,
         "with_pose": s.pose_count,
@@ -54,7 +57,8 @@ def _stats(args: argparse.Namespace) -> int:
         print(json.dumps(data))
         return 0
     print(f"{args.file}: {s.count} memories, {s.payload_bytes / 1024:.1f} KiB of payload "
-          f"({data['bytes_per_memory'] or 0:.0f} B each), file {s.file_bytes / 1024:.1f} KiB")
+          f"({data['bytes_per_memory'] or 0:.0f} B each), file {s.file_bytes / 1024:.1f} KiB "
+          f"({s.page_size} B pages)")
     if s.count:
         print(f"  time: {s.first_stamp_ns * 1e-9:.3f} .. {s.last_stamp_ns * 1e-9:.3f} s ({s.time_span_s:.2f} s)")
     if s.pose_bounds is not None:
@@ -244,6 +248,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- compact ------------------------------------------------------------------------------------
+
+def _page_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) not in (1024, 2048, 4096, 8192, 16384, 32768, 65536):
+        raise argparse.ArgumentTypeError(f"page size must be 'auto' or a power of two in [1024, 65536], got {text!r}")
+    return int(text)
+
+
+def _compact(args: argparse.Namespace) -> int:
+    with _open_store(args.file) as store:
+        before, after = store.compact(args.page_size)
+        page_size = store.stats().page_size
+    data = {"file": str(args.file), "bytes_before": before, "bytes_after": after, "page_size": page_size}
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(f"{args.file}: {before / 1024:.1f} KiB -> {after / 1024:.1f} KiB ({page_size} B pages)")
+    return 0
+
+
 # --- parsers ------------------------------------------------------------------------------------
 
 def _add_query_options(p: argparse.ArgumentParser) -> None:
@@ -262,7 +288,7 @@ def _add_query_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    db = subparsers.add_parser("db", help="inspect a memory database: stats, query, export images",
+    db = subparsers.add_parser("db", help="inspect a memory database: stats, query, export images, compact",
                                description=__doc__.split("\n\n")[0])
     sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
 
@@ -287,3 +313,11 @@ def register(subparsers) -> None:
     p.add_argument("--map", action="store_true", help="also write pose_map.png (all memories unless filtered)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("compact", help="rewrite the file without free pages, optionally with another page size")
+    p.add_argument("file", help="memory database (no other program may have it open)")
+    p.add_argument("--page-size", type=_page_size, default=None, metavar="auto|BYTES",
+                   help="new page size: 'auto' (the one wasting least for the stored payloads) or bytes; "
+                        "default: keep it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_compact)

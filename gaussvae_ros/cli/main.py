@@ -40,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except Exception as exc:
+        # A store that is locked, damaged or not a store raises StoreError; its module is loaded
+        # whenever one can be raised, and importing it here would slow down every command.
+        records = sys.modules.get("gaussvae_ros.store.records")
+        if not isinstance(exc, (ValueError, OSError)) and not (records and isinstance(exc, records.StoreError)):
+            raise
         print(f"gaussvae {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

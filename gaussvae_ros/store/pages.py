@@ -26,6 +26,7 @@ DEFAULT_PAGE_SIZE = 4096
 #: Page sizes :func:`page_size_for_payload` chooses from, bytes.
 CANDIDATE_PAGE_SIZES = (4096, 8192, 16384)
 
+#: Which page size wins a near tie (see :func:`page_size_for_payload`).
 _TIE_ORDER = (8192, 4096, 16384)
 
 #: Record bytes of a memory's row besides its payload: the record header and the stream, stamp,

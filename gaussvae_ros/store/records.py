@@ -281,7 +281,8 @@ class StreamStats:
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     """Summary of a store. ``pose_bounds`` is ``((min x, y, z), (max x, y, z))`` in metres over the
-    memories that have a pose (mixing pose frames if several were stored), or ``None``."""
+    memories that have a pose (mixing pose frames if several were stored), or ``None``.
+    ``file_bytes``: the database's pages (the WAL not included), ``page_size`` bytes each."""
 
     count: int
     payload_bytes: int
@@ -291,6 +292,7 @@ class StoreStats:
     pose_bounds: tuple[tuple[float, float, float], tuple[float, float, float]] | None
     streams: tuple[StreamStats, ...]
     file_bytes: int
+    page_size: int = 0
 
     @property
     def time_span_s(self) -> float:

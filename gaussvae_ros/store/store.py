@@ -44,7 +44,7 @@ from . import schema
 from .records import (CameraIntrinsics, InsertResult, Memory, MemoryRecord, Pose, Profile, StoreError,
                       StoreStats, Stream, StreamStats, check_position, check_quaternion, check_stamp_ns,
                       seconds_to_ns)
-from .pages import DEFAULT_PAGE_SIZE
+from .pages import DEFAULT_PAGE_SIZE, page_size_for_payload
 from .segments import Segment, extend_segments
 
 _META_COLUMNS = "m.id, m.stream_id, m.stamp_ns, m.profile_id, m.x, m.y, m.z, m.qx, m.qy, m.qz, m.qw, " \
@@ -757,7 +757,8 @@ class Store:
         return StoreStats(
             count=sum(s.count for s in per_stream), payload_bytes=sum(s.payload_bytes for s in per_stream),
             first_stamp_ns=min(firsts) if firsts else None, last_stamp_ns=max(lasts) if lasts else None,
-            pose_count=pose_count, pose_bounds=bounds, streams=tuple(per_stream), file_bytes=page_size * pages)
+            pose_count=pose_count, pose_bounds=bounds, streams=tuple(per_stream), file_bytes=page_size * pages,
+            page_size=page_size)
 
     @staticmethod
     def _pose_index_box(conn: sqlite3.Connection) -> tuple[float, ...] | None:
@@ -816,6 +817,51 @@ class Store:
         if rtree != "ok":
             problems.append(rtree)
         return problems
+
+    def compact(self, page_size: int | str | None = None) -> tuple[int, int]:
+        """Rewrite the file without free pages (what deletes and retention left), optionally with
+        another page size: an ``int`` (bytes, a power of two in [1024, 65536]) or ``"auto"``
+        (:func:`~.pages.page_size_for_payload` of the median of the newest 1,000 payloads).
+        Returns the file size in bytes before (the WAL written back) and after.
+
+        Needs the file to itself: every other connection, in this process or another, must be
+        closed, or :class:`StoreError` is raised and nothing changes; as with :meth:`close`, no
+        other thread may be using this store meanwhile. Crash-safe (SQLite's
+        rollback journal during the rewrite; the file is back in WAL mode afterwards). Takes about
+        as long as copying the file, and as much free disk.
+        """
+        if page_size is not None and page_size != "auto" and (isinstance(page_size, bool) or page_size not in (
+                1024, 2048, 4096, 8192, 16384, 32768, 65536)):
+            raise ValueError(f"page_size must be None, 'auto' or a power of two in [1024, 65536], got {page_size!r}")
+        self._check_open()
+        with self._write_lock:
+            with self._readers_lock:  # this store's own readers would block leaving WAL mode
+                for reader in self._readers:
+                    reader.close()
+                self._readers.clear()
+            self._local = threading.local()
+            conn = self._conn
+            try:
+                if page_size == "auto":
+                    sizes = sorted(r[0] for r in conn.execute(
+                        "SELECT length(payload) FROM memories ORDER BY id DESC LIMIT 1000"))
+                    page_size = page_size_for_payload(sizes[len(sizes) // 2] if sizes else None)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                before = os.path.getsize(self.path)  # with the WAL's pages written back
+                if conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0].lower() != "delete":
+                    raise StoreError(f"{self.path}: cannot compact: another connection uses the file")
+                try:
+                    if page_size is not None:
+                        conn.execute(f"PRAGMA page_size = {int(page_size)}")
+                    conn.execute("VACUUM")
+                finally:
+                    conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.Error as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise StoreError(f"{self.path}: cannot compact while another connection uses the file "
+                                     f"(close the other nodes and tools first); nothing was changed") from exc
+                raise self._error(exc, "compact") from exc
+        return before, os.path.getsize(self.path)
 
     # ----------------------------------------------------------------------------------------
     # retention
