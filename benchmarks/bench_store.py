@@ -20,14 +20,14 @@ each file resident in the page cache when the queries start is reported (``minco
 Data: one camera at 2 Hz on a ground robot doing a random walk at 1 m/s over a 1 km x 1 km square
 (heading noise, reflected at the borders, z within centimetres of 0, yaw-only orientation), with
 400-byte random payloads. At 10M records that is 58 days of driving in one square kilometre: a
-5 m disk holds ~940 memories, which no query returns in 1 ms; ``--side-m 10000`` spreads them over
-100 km^2 (~9 per disk, a fleet's city-scale map). Query points are positions of stored memories (plus up to 1 m of noise
+5 m disk around a stored pose holds ~940 memories, which no query returns in 1 ms; ``--side-m
+10000`` lets the walk roam 100 km^2 (~130 per disk: a random walk keeps coming back). Query points are positions of stored memories (plus up to 1 m of noise
 for kNN), time ranges start at stamps of stored memories.
 
     python benchmarks/bench_store.py --records 100000            # development size
     python benchmarks/bench_store.py --records 1000000 --json    # report size
     python benchmarks/bench_store.py --records 10000000 --cache cold   # disk-bound (root only)
-    python benchmarks/bench_store.py --records 10000000 --side-m 10000  # sparse: ~9 per 5 m disk
+    python benchmarks/bench_store.py --records 10000000 --side-m 10000  # sparser: ~130 per 5 m disk
 
 Targets: queries <= 1 ms median and within 2x of bare SQLite, insert >= 25,000 records/s,
 overhead <= 150 B/record.
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bare", action="store_true", help="skip the bare SQLite baseline")
     parser.add_argument("--side-m", type=float, default=SIDE_M,
                         help="side of the square the robot roams, m (default 1000: ~940 memories in a 5 m disk at "
-                             "10M records; 10000 gives ~9)")
+                             "10M records; 10000 gives ~130)")
     parser.add_argument("--cache", choices=("warm", "cold", "asis"), default="warm",
                         help="page cache state for the queries: both files read through first (warm), dropped "
                              "before each query kind (cold, root only), or as the build left it (asis)")
