@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                if v is not None}
     if args.records < 1000 or args.batch < 1 or args.queries < 1 or not args.side_m > 10:
         parser.error("--records must be >= 1000, --batch and --queries >= 1, --side-m > 10")
+    if args.cache == "cold" and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
+        parser.error("--cache cold drops the page cache: it needs Linux and root")
     with tempfile.TemporaryDirectory(prefix="bench_store_", dir=args.dir) as tmp:
         results = run(args.records, args.batch, args.queries, args.seed, Path(tmp), options, not args.no_bare,
                       args.cache, args.side_m)
