@@ -21,8 +21,9 @@ Data: one camera at 2 Hz on a ground robot doing a random walk at 1 m/s over a 1
 (heading noise, reflected at the borders, z within centimetres of 0, yaw-only orientation), with
 400-byte random payloads. At 10M records that is 58 days of driving in one square kilometre: a
 5 m disk around a stored pose holds ~940 memories, which no query returns in 1 ms; ``--side-m
-10000`` lets the walk roam 100 km^2 (~130 per disk: a random walk keeps coming back). Query points are positions of stored memories (plus up to 1 m of noise
-for kNN), time ranges start at stamps of stored memories.
+10000`` lets the walk roam 100 km^2 (~130 per disk: a random walk keeps coming back). Query
+points are positions of stored memories (plus up to 1 m of noise for kNN), time ranges start at
+stamps of stored memories.
 
     python benchmarks/bench_store.py --records 100000            # development size
     python benchmarks/bench_store.py --records 1000000 --json    # report size
@@ -269,7 +270,8 @@ def run(count: int, batch: int, queries: int, seed: int, workdir: Path, store_op
                  lambda s: bare_time(conn, s, s + span_ns)),
         "radius": ([(p,) for p in positions], lambda p: store.within_radius(p, 5.0),
                    lambda p: bare_radius(conn, p, 5.0)),
-        "knn": ([(p,) for p in knn_points], lambda p: store.nearest(p, 10), lambda p: bare_knn(conn, p, 10, hint, side_m)),
+        "knn": ([(p,) for p in knn_points], lambda p: store.nearest(p, 10),
+                lambda p: bare_knn(conn, p, 10, hint, side_m)),
     }
     try:
         for p in positions[:20]:  # warm up both the same way

@@ -251,9 +251,11 @@ def _export(args: argparse.Namespace) -> int:
 # --- compact ------------------------------------------------------------------------------------
 
 def _page_size(text: str) -> int | str:
+    from gaussvae_ros.store.pages import VALID_PAGE_SIZES
+
     if text == "auto":
         return text
-    if not text.isdigit() or int(text) not in (1024, 2048, 4096, 8192, 16384, 32768, 65536):
+    if not text.isdigit() or int(text) not in VALID_PAGE_SIZES:
         raise argparse.ArgumentTypeError(f"page size must be 'auto' or a power of two in [1024, 65536], got {text!r}")
     return int(text)
 

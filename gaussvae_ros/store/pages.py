@@ -23,6 +23,9 @@ import math
 #: for the default codecs' payloads (a ~250 B latent, ~3.6 KB mono and ~4.6 KB RGB ``gaussians-q``).
 DEFAULT_PAGE_SIZE = 4096
 
+#: Page sizes SQLite accepts, bytes.
+VALID_PAGE_SIZES = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
+
 #: Page sizes :func:`page_size_for_payload` chooses from, bytes.
 CANDIDATE_PAGE_SIZES = (4096, 8192, 16384)
 
