@@ -141,10 +141,10 @@ class Store:
         page_size: SQLite page size in bytes for a new file (ignored for an existing one). Rows
             are packed whole into pages, so the bytes a memory costs beyond its payload depend on
             the payload's size; :func:`~gaussvae_ros.store.pages.page_size_for_payload` picks the
-            page size for an expected payload size. Measured (bytes per memory beyond the payload,
-            payloads +-5 %, 4 / 8 / 16 KiB pages): 230 B: 98 / 104 / 142; 400 B: 111 / 119 / 146;
-            2.4 KB: 1,760 / 397 / 433; 3.6 KB: 548 / 559 / 588; 4.7 KB: 172 / 3,627 / 929. The
-            default, 4096, suits the default codecs' payloads.
+            page size for an expected payload size (e.g. 4.6 KB RGB memories: ~170 B beyond the
+            payload on 4 KiB pages, ~3.6 KB on 8 KiB ones; measured table in BENCHMARKS.md, "Page
+            size against payload size"). The default, 4096, suits the default codecs' payloads;
+            :meth:`compact` changes it for an existing file.
         cache_mb: page cache per connection, MiB.
         segment_extent_m, segment_max_ids: pose index granularity (see :mod:`.schema`); stored in
             the file, applying to segments built from then on. ``None`` keeps the stored values.
