@@ -32,7 +32,7 @@ from gaussvae_ros.eval.rd import load_image  # noqa: E402
 from gaussvae_ros.vae import latent_codec  # noqa: E402
 
 #: Tile grids (rows, columns) for a landscape picture; transposed for a portrait one.
-LAYOUTS = {1: (1, 1), 2: (1, 2), 4: (2, 2)}
+LAYOUTS = {1: (1, 1), 2: (1, 2), 4: (2, 2), 8: (2, 4), 16: (4, 4)}
 
 
 def tiled(reference: np.ndarray, method: LatentMethod, tiles: int, budget: int, fit_options: FitOptions,
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", nargs="+", required=True, type=Path)
     parser.add_argument("--budgets", nargs="+", type=int, default=[256, 512, 1024])
-    parser.add_argument("--tiles", nargs="+", type=int, default=sorted(LAYOUTS), choices=sorted(LAYOUTS))
+    parser.add_argument("--tiles", nargs="+", type=int, default=[1, 2, 4], choices=sorted(LAYOUTS),
+                        help="tile counts to compare (default 1 2 4)")
     parser.add_argument("--model", default=None, help="latent model file (default: the shipped one)")
     parser.add_argument("--refine-iters", type=int, default=150)
     parser.add_argument("--fit-cache", default=None, help="keep the tiles' fits here (as gaussvae eval --fit-cache)")
