@@ -3,6 +3,7 @@ compaction (free pages dropped, pages resized) of an existing one."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -107,3 +108,23 @@ def test_compact_is_refused_while_another_connection_has_the_file(tmp_path):
         assert store.stats().page_size == 4096 and len(store.by_time()) == 40
     with pytest.raises(ValueError, match="power of two"):
         Store(path).compact(3000)
+
+
+def test_db_stats_suggests_compacting_a_badly_paged_store(tmp_path, capsys):
+    from gaussvae_ros.cli.main import main
+
+    path = tmp_path / "old.db"
+    with Store(path, page_size=8192) as store:
+        store.insert_many(posed_memories(120, encoded_size(512, 3)))
+    assert main(["db", "stats", str(path)]) == 0
+    assert "gaussvae db compact" in capsys.readouterr().out
+    assert main(["db", "stats", str(path), "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert main(["db", "compact", str(path), "--page-size", "auto"]) == 0
+    capsys.readouterr()
+    assert main(["db", "stats", str(path), "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert before["page_size"] == 8192 and after["page_size"] == 4096
+    assert after["overhead_bytes_per_memory"] < before["overhead_bytes_per_memory"] / 4  # schema pages included
+    assert main(["db", "stats", str(path)]) == 0
+    assert "gaussvae db compact" not in capsys.readouterr().out

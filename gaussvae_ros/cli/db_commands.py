@@ -45,6 +45,7 @@ def _stats(args: argparse.Namespace) -> int:
         "file": str(args.file), "memories": s.count, "payload_bytes": s.payload_bytes, "file_bytes": s.file_bytes,
         "page_size": s.page_size,
         "bytes_per_memory": s.payload_bytes / s.count if s.count else None,
+        "overhead_bytes_per_memory": (s.file_bytes - s.payload_bytes) / s.count if s.count else None,
         "first_stamp_ns": s.first_stamp_ns, "last_stamp_ns": s.last_stamp_ns, "time_span_s": s.time_span_s,
         "with_pose": s.pose_count,
         "pose_bounds": None if s.pose_bounds is None else {"min": list(s.pose_bounds[0]),
@@ -67,7 +68,25 @@ def _stats(args: argparse.Namespace) -> int:
               f"({', '.join(f'{v:.2f}' for v in hi)}) m")
     for c in s.streams:
         print(f"  {c.topic} [{c.camera_frame_id}]: {c.count} memories, {c.payload_bytes / 1024:.1f} KiB")
+    hint = _page_size_hint(s)
+    if hint:
+        print(f"  {hint}")
     return 0
+
+
+def _page_size_hint(s) -> str | None:
+    """Advice when another page size would waste much less for these payloads, else None."""
+    from gaussvae_ros.store.pages import page_size_for_payload, predicted_overhead
+
+    if s.count < 100:
+        return None
+    payload = round(s.payload_bytes / s.count)
+    better = page_size_for_payload(payload)
+    now, then = predicted_overhead(payload, s.page_size), predicted_overhead(payload, better)
+    if better == s.page_size or then > 0.5 * now or now - then < 200:
+        return None
+    return (f"pages of {s.page_size} B cost ~{now:.0f} B per {payload} B memory, {better} B pages ~{then:.0f} B: "
+            f"`gaussvae db compact FILE --page-size auto` rewrites the file")
 
 
 # --- query --------------------------------------------------------------------------------------
