@@ -85,8 +85,9 @@ def test_compact_resizes_pages_drops_free_ones_and_keeps_every_memory(tmp_path):
         store.insert_many(posed_memories(300, encoded_size(512, 3)))
         store.delete(range(2, 300, 3))  # what retention leaves behind: free pages
         expected = answers(store)
-        before, after = store.compact("auto")
-        assert store.stats().page_size == 4096 and after < 0.45 * before
+        assert store.typical_payload_bytes() == encoded_size(512, 3)
+        before, after, page_size = store.compact("auto")
+        assert page_size == store.stats().page_size == 4096 and after < 0.45 * before
         assert answers(store) == expected and store.integrity_check() == []
         new_ids = store.insert_many(posed_memories(5, encoded_size(512, 3), seed=1, first=300)).ids
         assert min(new_ids) > 300  # AUTOINCREMENT survives: ids are never reused
@@ -104,7 +105,7 @@ def test_compact_is_refused_while_another_connection_has_the_file(tmp_path):
             with pytest.raises(StoreError, match="another connection"):
                 store.compact(4096)
             assert other.stats().page_size == 8192 and len(other.by_time()) == 40
-        assert store.compact(4096)[1] <= os.path.getsize(path)
+        assert store.compact(4096)[1:] == (os.path.getsize(path), 4096)
         assert store.stats().page_size == 4096 and len(store.by_time()) == 40
     with pytest.raises(ValueError, match="power of two"):
         Store(path).compact(3000)

@@ -41,6 +41,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 def _stats(args: argparse.Namespace) -> int:
     with _open_store(args.file) as store:
         s = store.stats()
+        typical_payload = store.typical_payload_bytes()
     data = {
         "file": str(args.file), "memories": s.count, "payload_bytes": s.payload_bytes, "file_bytes": s.file_bytes,
         "page_size": s.page_size,
@@ -68,19 +69,19 @@ def _stats(args: argparse.Namespace) -> int:
               f"({', '.join(f'{v:.2f}' for v in hi)}) m")
     for c in s.streams:
         print(f"  {c.topic} [{c.camera_frame_id}]: {c.count} memories, {c.payload_bytes / 1024:.1f} KiB")
-    hint = _page_size_hint(s)
+    hint = _page_size_hint(s, typical_payload)
     if hint:
         print(f"  {hint}")
     return 0
 
 
-def _page_size_hint(s) -> str | None:
-    """Advice when another page size would waste much less for these payloads, else None."""
+def _page_size_hint(s, payload: int | None) -> str | None:
+    """Advice when another page size would waste much less for payloads of ``payload`` bytes (the
+    store's typical one), else None."""
     from gaussvae_ros.store.pages import page_size_for_payload, predicted_overhead
 
-    if s.count < 100:
+    if s.count < 100 or payload is None:
         return None
-    payload = round(s.payload_bytes / s.count)
     better = page_size_for_payload(payload)
     now, then = predicted_overhead(payload, s.page_size), predicted_overhead(payload, better)
     if better == s.page_size or then > 0.5 * now or now - then < 200:
@@ -281,8 +282,7 @@ def _page_size(text: str) -> int | str:
 
 def _compact(args: argparse.Namespace) -> int:
     with _open_store(args.file) as store:
-        before, after = store.compact(args.page_size)
-        page_size = store.stats().page_size
+        before, after, page_size = store.compact(args.page_size)
     data = {"file": str(args.file), "bytes_before": before, "bytes_after": after, "page_size": page_size}
     if args.json:
         print(json.dumps(data))

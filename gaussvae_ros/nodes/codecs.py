@@ -205,11 +205,11 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
         raise ValueError(f"VAE latent model file not found: {exc.filename or model}") from None
     step = step or lc.DEFAULT_STEP
 
-    def encode(gaussians, image=None) -> bytes:
-        refine = {"image": image, "refine_iters": refine_iters} if image is not None and refine_iters else {}
+    def encode(gaussians, image=None) -> bytes:  # without an image (or iterations) nothing is refined
         if not max_bytes:
-            return lc.encode_latent(bundle, gaussians, step, **refine)
-        return lc.encode_to_budget(bundle, gaussians, max_bytes, or_smallest=True, **refine)[0]
+            return lc.encode_latent(bundle, gaussians, step, image=image, refine_iters=refine_iters)
+        return lc.encode_to_budget(bundle, gaussians, max_bytes, or_smallest=True, image=image,
+                                   refine_iters=refine_iters)[0]
 
     rate = f"<= {max_bytes} B" if max_bytes else f"step {step:g}"
     if refine_iters:

@@ -818,11 +818,19 @@ class Store:
             problems.append(rtree)
         return problems
 
-    def compact(self, page_size: int | str | None = None) -> tuple[int, int]:
+    def typical_payload_bytes(self) -> int | None:
+        """Median size (bytes) of the newest 1,000 payloads, ``None`` for an empty store: what
+        :func:`~.pages.page_size_for_payload` sizes pages for."""
+        with self._read("read payload sizes") as conn:
+            sizes = sorted(r[0] for r in conn.execute(
+                "SELECT length(payload) FROM memories ORDER BY id DESC LIMIT 1000"))
+        return sizes[len(sizes) // 2] if sizes else None
+
+    def compact(self, page_size: int | str | None = None) -> tuple[int, int, int]:
         """Rewrite the file without free pages (what deletes and retention left), optionally with
         another page size: an ``int`` (bytes, a power of two in [1024, 65536]) or ``"auto"``
-        (:func:`~.pages.page_size_for_payload` of the median of the newest 1,000 payloads).
-        Returns the file size in bytes before (the WAL written back) and after.
+        (:func:`~.pages.page_size_for_payload` of :meth:`typical_payload_bytes`).
+        Returns the file size in bytes before (the WAL written back) and after, and the page size.
 
         Needs the file to itself: every other connection, in this process or another, must be
         closed, or :class:`StoreError` is raised and nothing changes; as with :meth:`close`, no
@@ -833,8 +841,10 @@ class Store:
         if page_size is not None and page_size != "auto" and (isinstance(page_size, bool)
                                                               or page_size not in VALID_PAGE_SIZES):
             raise ValueError(f"page_size must be None, 'auto' or a power of two in [1024, 65536], got {page_size!r}")
-        self._check_open()
+        if page_size == "auto":
+            page_size = page_size_for_payload(self.typical_payload_bytes())
         with self._write_lock:
+            self._check_open()
             with self._readers_lock:  # this store's own readers would block leaving WAL mode
                 for reader in self._readers:
                     reader.close()
@@ -842,10 +852,6 @@ class Store:
             self._local = threading.local()
             conn = self._conn
             try:
-                if page_size == "auto":
-                    sizes = sorted(r[0] for r in conn.execute(
-                        "SELECT length(payload) FROM memories ORDER BY id DESC LIMIT 1000"))
-                    page_size = page_size_for_payload(sizes[len(sizes) // 2] if sizes else None)
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 before = os.path.getsize(self.path)  # with the WAL's pages written back
                 if conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0].lower() != "delete":
@@ -856,12 +862,10 @@ class Store:
                     conn.execute("VACUUM")
                 finally:
                     conn.execute("PRAGMA journal_mode = WAL")
-            except sqlite3.Error as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise StoreError(f"{self.path}: cannot compact while another connection uses the file "
-                                     f"(close the other nodes and tools first); nothing was changed") from exc
-                raise self._error(exc, "compact") from exc
-        return before, os.path.getsize(self.path)
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            except sqlite3.Error as exc:  # another connection: "locked by another connection"
+                raise self._error(exc, "compact (close the other nodes and tools first)") from exc
+        return before, os.path.getsize(self.path), page_size
 
     # ----------------------------------------------------------------------------------------
     # retention

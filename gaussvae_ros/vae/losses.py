@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 
-
 def kl_weight(step: int, beta: float, anneal_steps: int, anneal_start: int = 0) -> float:
     """Linear KL annealing: 0 before ``anneal_start``, rising linearly to ``beta`` over
     ``anneal_steps`` steps, ``beta`` afterwards (``beta`` throughout when ``anneal_steps == 0``)."""
