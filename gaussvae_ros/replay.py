@@ -107,9 +107,10 @@ class ReplayOptions:
         seed: fitting seed.
         codec: payload codec of the memories (``gaussians-q`` or ``vae-latent``, see
             :func:`gaussvae_ros.nodes.codecs.payload_encoder`).
-        latent_model, latent_step, latent_max_bytes, latent_refine_iters: ``vae-latent`` model file
-            (``""``: the shipped model), quantization step (0: the codec's default) or byte budget per
-            memory (0: off), refinement iterations of each latent against its frame (0: off).
+        latent_model, latent_step, latent_max_bytes, latent_refine_iters, latent_tiles: ``vae-latent``
+            model file (``""``: the shipped model), quantization step (0: the codec's default) or byte
+            budget per memory (0: off), refinement iterations of each latent against its frame (0:
+            off), tiles per frame (1; 0: chosen per frame, see ``payload_encoder``).
     """
 
     image_topics: list[str] | None = None
@@ -133,6 +134,7 @@ class ReplayOptions:
     latent_step: float = 0.0
     latent_max_bytes: int = 0
     latent_refine_iters: int = 0
+    latent_tiles: int = 1
 
     def __post_init__(self) -> None:
         if self.no_pose not in ("store", "skip"):
@@ -373,7 +375,8 @@ def payload_encoder_of(options: ReplayOptions):
     from .nodes.codecs import payload_encoder
 
     encoder = payload_encoder(options.codec, options.latent_model, options.latent_step, options.latent_max_bytes,
-                              options.latent_refine_iters)
+                              options.latent_refine_iters, options.latent_tiles, options.max_iters or 0,
+                              options.threads)
     encoder.check_count(options.n_gaussians)
     return encoder
 

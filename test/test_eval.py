@@ -12,7 +12,7 @@ from gaussvae_ros.cli.main import build_parser
 from gaussvae_ros.core import BitDepths, decode_gaussians, encode_gaussians, encoded_size
 from gaussvae_ros.eval import (FitOptions, GaussianMethod, ImageContext, LatentMethod, PillowCodec, evaluate,
                                load_latent_method, pillow_codecs, prepare_image)
-from gaussvae_ros.eval.methods import LATENT_CODEC_MODULE
+from gaussvae_ros.eval.methods import LATENT_CODEC_MODULE, psnr_uint8
 
 CODECS = ("jpeg", "webp", "avif")
 TINY = ["--long-side", "48", "--gaussians-counts", "16", "32", "--max-iters", "20", "--quiet",
@@ -208,28 +208,46 @@ def test_latent_method_unavailable_reasons(tmp_path):
         assert "cannot load" in reason
 
 
+def _tiny_latent_bundle(n: int = 16):
+    """A tiny untrained VAE bundle (``n`` Gaussians, 8-D latent): plumbing, not quality."""
+    lc = pytest.importorskip(LATENT_CODEC_MODULE)
+    import torch
+
+    from gaussvae_ros.vae import ParamTransform, build_model
+    from gaussvae_ros.vae.config import ExperimentConfig, ModelConfig
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    train = np.concatenate([rng.uniform(0, 1, (24, n, 2)), np.exp(rng.normal(np.log(0.1), 0.3, (24, n, 2))),
+                            rng.uniform(-np.pi, np.pi, (24, n, 1)), rng.uniform(0, 1, (24, n, 3))], -1)
+    train = train.astype(np.float32)
+    config = ExperimentConfig()
+    config.model = ModelConfig(latent_dim=8, seq_len=n, in_channels=8, encoder_channels=[8, 16],
+                               encoder_strides=[4, 4], decoder_channels=[16, 8], decoder_strides=[4, 4],
+                               kernel_size=4)
+    transform = ParamTransform(representation="cholesky").fit(train)
+    model = build_model(config.model).eval()
+    entropy = lc.fit_entropy_model(model, transform, train)
+    return lc, lc.make_bundle(model, config, transform, entropy, transform.encode(train).mean(0).numpy())
+
+
 def test_ours_through_the_method_interface():
-    """A stand-in latent codec: keeps as many Gaussians as the budget allows (ValueError if none)."""
-
-    def encode_to_budget(bundle, gaussians, max_bytes, or_smallest=False):
-        n = len(gaussians)
-        while n > 0 and encoded_size(n, gaussians.channels, bundle) > max_bytes:
-            n -= 1
-        if n == 0:
-            assert or_smallest  # the method scores the smallest output when nothing fits
-            return encode_gaussians(gaussians.take(np.arange(1)), bundle)
-        return encode_gaussians(gaussians.take(np.arange(n)), bundle)
-
-    codec = types.SimpleNamespace(encode_to_budget=encode_to_budget,
-                                  decode_latent=lambda bundle, payload: decode_gaussians(payload))
-    ours = LatentMethod(codec, BitDepths(8, 6, 6, 6), n_gaussians=24)
-    images = [("coffee", prepare_image(_photo("coffee"), 40))]
-    report = evaluate(images, [ours], [20, 120, 400], FitOptions(max_iters=60), per_image=True)
-    rows = {b: report["per_image"][b]["ours"][0] for b in ("20", "120", "400")}
-    assert rows["20"]["over_budget"] and rows["20"]["bytes"] == encoded_size(1, 3, BitDepths(8, 6, 6, 6))
-    assert not rows["120"]["over_budget"] and rows["120"]["bytes"] <= 120
-    assert rows["120"]["bytes"] < rows["400"]["bytes"] <= encoded_size(24, 3, BitDepths(8, 6, 6, 6))
-    assert report["budgets"]["400"]["ours"]["psnr"] > report["budgets"]["20"]["ours"]["psnr"]
+    """Per-image rate control over tile grids: every image gets the grid whose decoding is closest to
+    it among those within the budget; nothing fits -> the smallest output, counted over budget."""
+    lc, bundle = _tiny_latent_bundle()
+    ours = LatentMethod(lc, bundle, n_gaussians=16, channels=3, refine_iters=3, tiles=(1, 2))
+    images = [("coffee", prepare_image(_photo("coffee"), 40)), ("camera", prepare_image(_photo("camera"), 40))]
+    report = evaluate(images, [ours], [8, 2000], FitOptions(max_iters=30), per_image=True)
+    for item in report["per_image"]["8"]["ours"]:
+        assert item["over_budget"] and item["tiles"] == 1 and item["bytes"] > 8  # the smallest: one latent
+    for item in report["per_image"]["2000"]["ours"]:
+        assert not item["over_budget"] and item["tiles"] in (1, 2) and item["step"] > 0
+    ctx = ImageContext("coffee", images[0][1], FitOptions(max_iters=30))
+    chosen = ours.compress(ctx, 2000)
+    for tiles in (1, 2):  # the chosen grid is the best of the candidates
+        alone = LatentMethod(lc, bundle, n_gaussians=16, channels=3, refine_iters=3, tiles=(tiles,))
+        single = alone.compress(ImageContext("coffee", images[0][1], FitOptions(max_iters=30)), 2000)
+        assert psnr_uint8(ctx.reference, chosen.image) >= psnr_uint8(ctx.reference, single.image) - 0.05
 
 
 def test_fit_cache_reused(tmp_path, monkeypatch):
@@ -253,27 +271,10 @@ def test_fit_cache_reused(tmp_path, monkeypatch):
 
 def test_ours_with_a_real_latent_codec_model(image_dir, tmp_path, capsys):
     """A tiny untrained VAE bundle (16 Gaussians, 8-D latent) through ``--model``: plumbing, not quality."""
-    lc = pytest.importorskip(LATENT_CODEC_MODULE)
-    import torch
-
-    from gaussvae_ros.vae import ParamTransform, build_model
-    from gaussvae_ros.vae.config import ExperimentConfig, ModelConfig
-
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    n = 16
-    train = np.concatenate([rng.uniform(0, 1, (24, n, 2)), np.exp(rng.normal(np.log(0.1), 0.3, (24, n, 2))),
-                            rng.uniform(-np.pi, np.pi, (24, n, 1)), rng.uniform(0, 1, (24, n, 3))], -1)
-    train = train.astype(np.float32)
-    config = ExperimentConfig()
-    config.model = ModelConfig(latent_dim=8, seq_len=n, in_channels=8, encoder_channels=[8, 16],
-                               encoder_strides=[4, 4], decoder_channels=[16, 8], decoder_strides=[4, 4],
-                               kernel_size=4)
-    transform = ParamTransform(representation="cholesky").fit(train)
-    model = build_model(config.model).eval()
-    entropy = lc.fit_entropy_model(model, transform, train)
-    path = lc.save_bundle(tmp_path / "latent.pt", model, config, transform, transform.encode(train).mean(0).numpy(),
-                          entropy)
+    lc, bundle = _tiny_latent_bundle()
+    n = bundle.seq_len
+    path = lc.save_bundle(tmp_path / "latent.pt", bundle.model, bundle.config, bundle.transform, bundle.slot_mean,
+                          bundle.entropy)
     report = _run(capsys, ["--images", str(image_dir), "--budgets", "8", "2000", "--json", "--per-image",
                            "--methods", "ours", "--model", str(path), "--long-side", "32", "--max-iters", "60",
                            "--quiet"])

@@ -307,8 +307,10 @@ def test_vae_latent_codec_publishes_latents_and_guards_its_gaussian_count(tmp_pa
             graph.add(EncoderNode, dict(FAST_ENCODER, codec="vae-latent", latent_model=str(tmp_path / "none.pt")))
         with pytest.raises(ValueError, match=f"{n} Gaussians"):
             graph.add(EncoderNode, dict(FAST_ENCODER, codec="vae-latent", latent_model=str(model), n_gaussians=n + 1))
+        with pytest.raises(ValueError, match="latent_tiles"):
+            graph.add(EncoderNode, dict(FAST_ENCODER, codec="vae-latent", latent_model=str(model), latent_tiles=3))
         encoder = graph.add(EncoderNode, dict(FAST_ENCODER, codec="vae-latent", latent_model=str(model),
-                                              latent_max_bytes=64, latent_refine_iters=3))
+                                              latent_max_bytes=64, latent_refine_iters=3, latent_tiles=2))
         records = graph.collect(MemoryRecord, "memories", MEMORY_QOS.get())
         pub = graph.publisher(Image, "image_raw", qos_profile_sensor_data)
         graph.wait_for_subscribers(pub)
@@ -317,6 +319,8 @@ def test_vae_latent_codec_publishes_latents_and_guards_its_gaussian_count(tmp_pa
         record = records[0]
         assert (record.codec_id, record.model_id) == ("vae-latent", model_id)
         assert record.payload_size == len(record.payload) <= 64
-        assert decode_payload(bytes(record.payload), record.codec_id, record.model_id).channels == 3
+        assert lc.payload_info(bytes(record.payload))["grid"].count == 2  # one latent per half of the frame
+        decoded = decode_payload(bytes(record.payload), record.codec_id, record.model_id)
+        assert decoded.channels == 3 and len(decoded) == 2 * n
         results = encoder.set_parameters([Parameter("n_gaussians", value=n + 1)])  # the model's count is fixed
         assert not results[0].successful and "Gaussians" in results[0].reason

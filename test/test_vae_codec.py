@@ -13,6 +13,7 @@ from gaussvae_ros.vae import ParamTransform, build_model, save_model
 from gaussvae_ros.vae.config import ExperimentConfig, ModelConfig
 from gaussvae_ros.vae.entropy import EntropyModel
 from gaussvae_ros.vae import latent_codec as lc
+from gaussvae_ros.vae.tiles import TileGrid
 
 N = 64
 LATENT = 32
@@ -215,6 +216,81 @@ def test_wrong_inputs_are_refused(bundle):
         lc.encode_latent(bundle, weird)
     with pytest.raises(ValueError, match="step"):
         lc.encode_latent(bundle, _gaussians(), step=-1.0)
+
+
+# ------------------------------------------------------------------------------------ tiled payloads (version 2)
+
+
+def _tiles(count: int, blend: str = "normalized") -> list[Gaussians]:
+    return [_gaussians(seed=20 + t, blend=blend) for t in range(count)]
+
+
+def test_tiled_payload_decodes_each_tile_into_its_place(bundle):
+    grid = TileGrid(2, 3)
+    tiles = _tiles(grid.count, blend="sum")
+    for step in (0.5, 2.0):
+        payload = lc.encode_latent(bundle, tiles, step, grid=grid)
+        info = lc.payload_info(payload)
+        assert info["grid"] == grid and info["n"] == N and info["blend"] == "sum" and info["step"] == step
+        out = lc.decode_latent(bundle, payload)
+        assert len(out) == grid.count * N and out.blend == "sum"
+        # the same quantized latents as one-latent payloads, decoded and mapped into the picture
+        singles = [lc.decode_latent(bundle, lc.encode_latent(bundle, g, step)).to_array() for g in tiles]
+        expected = grid.params_to_picture(torch.from_numpy(np.stack(singles)).double()).numpy()
+        np.testing.assert_allclose(out.to_array(), expected, rtol=1e-4, atol=1e-6)
+        origin, size = grid.origins_sizes()
+        for t in range(grid.count):  # every tile's Gaussians have their means in (or near) its rectangle
+            xy = out.xy[t * N:(t + 1) * N]
+            assert np.median(np.abs(xy - (origin[t] + size[t] / 2)) / size[t]) < 0.5
+        # one stream and one header: smaller than the tiles' separate payloads
+        separate = sum(len(lc.encode_latent(bundle, g, step)) for g in tiles)
+        assert len(payload) <= separate - 24 * (grid.count - 1) + 2
+
+
+def test_one_tile_is_the_version_1_payload(bundle):
+    g = _gaussians()
+    assert lc.encode_latent(bundle, [g], 1.0, grid=TileGrid()) == lc.encode_latent(bundle, g, 1.0)
+    assert lc.payload_info(lc.encode_latent(bundle, g))["grid"] == TileGrid(1, 1)
+
+
+def test_tiled_budget_and_refusals(bundle, other_bundle):
+    grid = TileGrid(1, 2)
+    tiles = _tiles(2)
+    sizes = [len(lc.encode_latent(bundle, tiles, s, grid=grid)) for s in (0.5, 4.0)]
+    budget = (sizes[0] + sizes[1]) // 2
+    payload, step = lc.encode_to_budget(bundle, tiles, budget, grid=grid)
+    assert len(payload) <= budget and 0.5 < step <= 4.0 and lc.payload_info(payload)["grid"] == grid
+    with pytest.raises(codecs.ModelMismatchError):
+        lc.decode_latent(other_bundle, payload)
+    with pytest.raises(ValueError, match="needs 2"):
+        lc.encode_latent(bundle, tiles[:1], grid=grid)
+    with pytest.raises(ValueError, match="differ"):
+        lc.encode_latent(bundle, [tiles[0], _gaussians(blend="sum")], grid=grid)
+    for cut in range(len(payload)):
+        with pytest.raises(ValueError):
+            lc.decode_latent(bundle, payload[:cut])
+    body = bytearray(payload[:-4])
+    for rows, cols in ((0, 2), (1, 17)):  # intact framing (CRC recomputed), impossible grid
+        body[20], body[21] = rows, cols
+        with pytest.raises(ValueError, match="corrupt"):
+            lc.decode_latent(bundle, bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little"))
+    body[20], body[21] = 2, 2  # a grid that does not match the coded symbols
+    with pytest.raises(ValueError):
+        lc.decode_latent(bundle, bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little"))
+
+
+def test_entropy_model_codes_several_latents_in_one_stream():
+    rng = np.random.default_rng(3)
+    em = EntropyModel.fit(rng.normal(size=(200, 16)), rng.normal(-1, 0.2, size=(200, 16))).update()
+    symbols = em.quantize(rng.normal(size=(5, 16)) * 2, 0.5, "symbols")
+    data = em.compress(symbols, 0.5)
+    np.testing.assert_array_equal(em.decompress(data, 0.5, count=5), symbols)
+    assert len(data) < sum(len(em.compress(row, 0.5)) for row in symbols)
+    for bad in (np.zeros((2, 15), int), np.zeros((0, 16), int), np.zeros((2, 2, 16), int)):
+        with pytest.raises(ValueError):
+            em.compress(bad, 0.5)
+    with pytest.raises(ValueError, match="count"):
+        em.decompress(data, 0.5, count=0)
 
 
 # ------------------------------------------------------------------------------------ model files, registry

@@ -26,7 +26,7 @@ def _replay(args: argparse.Namespace) -> int:
         warm_start_max_change=args.warm_start_max_change, threads=args.threads or None,
         progress=not args.quiet and not args.json, dry_run=args.dry_run, seed=args.seed, codec=args.codec,
         latent_model=args.latent_model, latent_step=args.latent_step, latent_max_bytes=args.latent_max_bytes,
-        latent_refine_iters=args.latent_refine_iters)
+        latent_refine_iters=args.latent_refine_iters, latent_tiles=args.latent_tiles)
     if args.db is None and not args.dry_run:
         raise ValueError("--db FILE is required (or --dry-run)")
     report = replay_bag(args.bag, args.db, options, started=started)
@@ -57,7 +57,7 @@ def _print_summary(data: dict) -> None:
 
 def register(subparsers) -> None:
     from gaussvae_ros.bag.keyframes import KeyframeConfig
-    from gaussvae_ros.nodes.codecs import ENCODABLE_CODECS
+    from gaussvae_ros.nodes.codecs import ENCODABLE_CODECS, LATENT_TILE_SETTINGS
     from gaussvae_ros.store.records import DEFAULT_CODEC
     from gaussvae_ros.replay import (DEFAULT_BATCH_SIZE, DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS,
                                      DEFAULT_THREADS, DEFAULT_WARM_START_MAX_CHANGE)
@@ -102,6 +102,9 @@ def register(subparsers) -> None:
     g.add_argument("--latent-refine-iters", type=int, default=0, metavar="N",
                    help="vae-latent: refine each latent against its frame for N steps (~10 ms each; "
                         "better pictures at the same bytes; default 0: off)")
+    g.add_argument("--latent-tiles", type=int, default=1, choices=LATENT_TILE_SETTINGS, metavar="T",
+                   help="vae-latent: one latent per tile of a T-tile grid (1, 2, 4, 8, 16; each tile fitted again; "
+                        "more Gaussians for larger budgets), 0 = choose 1, 2 or 4 per frame (default 1)")
     g = p.add_argument_group("keyframe policy")
     g.add_argument("--min-translation", type=float, default=k.min_translation_m, metavar="M",
                    help=f"metres moved since the last keyframe (default {k.min_translation_m})")

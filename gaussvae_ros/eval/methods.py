@@ -265,49 +265,48 @@ class GaussianMethod(Method):
 class LatentMethod(Method):
     """The VAE latent codec (``gaussvae_ros.vae.latent_codec``) on Gaussians fitted at the model's count.
 
-    ``codec`` is the codec module and ``bundle`` the model it loaded (``load_bundle``). The payload
-    is ``encode_to_budget(bundle, gaussians, max_bytes)`` (the finest quantization step that fits;
-    ``(payload, step)`` or bytes), decoded by ``decode_latent(bundle, payload)``. When no step fits,
-    the smallest output is scored (``or_smallest=True``). Images whose colour
-    channels differ from the model's are fitted converted (gray stacked to RGB, or RGB to luma)
-    and the rendering converted back. With ``refine_iters > 0`` each latent is refined against
-    the image before coding (``image=``, ``refine_iters=`` of ``encode_to_budget``).
+    ``codec`` is the codec module and ``bundle`` the model it loaded (``load_bundle``). Each image
+    goes through the codec's image-level encoder (:func:`gaussvae_ros.vae.image_encoder.encode_image`):
+    the finest quantization step that fits the budget, for each tile count of ``tiles`` (one latent
+    per tile; the whole picture's fit is shared with the other methods, tiles are fitted and cached
+    like it), refined against the image for ``refine_iters`` steps, and the grid whose decoding is
+    closest to the image kept (per-image rate control). When nothing fits, the smallest output is
+    scored. Images whose colour channels differ from the model's are fitted converted (gray
+    stacked to RGB, or RGB to luma) and the rendering converted back.
     """
 
     name = "ours"
 
-    def __init__(self, codec, bundle, n_gaussians: int, channels: int | None = None, refine_iters: int = 0):
+    def __init__(self, codec, bundle, n_gaussians: int, channels: int | None = None, refine_iters: int = 0,
+                 tiles: tuple[int, ...] = (1,)):
         self.codec = codec
         self.bundle = bundle
         self.n_gaussians = int(n_gaussians)
         self.channels = channels
         self.refine_iters = int(refine_iters)
+        self.tiles = tuple(sorted({int(t) for t in tiles}))
 
-    @staticmethod
-    def _split(result) -> tuple[bytes, dict]:
-        if isinstance(result, (bytes, bytearray, memoryview)):
-            return bytes(result), {}
-        if isinstance(result, tuple) and result and isinstance(result[0], (bytes, bytearray)):
-            extra = {"step": float(result[1])} if len(result) > 1 and isinstance(result[1], (int, float)) else {}
-            return bytes(result[0]), extra
-        raise TypeError(f"encode_to_budget returned {type(result).__name__}, expected bytes or (bytes, step)")
+    def _fit_tile(self, ctx: ImageContext, pixels: np.ndarray):
+        """Gaussians of one tile (float ``[h, w, C]`` in ``[0, 1]``), fitted through an
+        :class:`ImageContext` so that ``--fit-cache`` keeps them."""
+        return ImageContext(f"{ctx.name}:tile", to_uint8(pixels), ctx.fit_options).fit(self.n_gaussians)
 
     def compress(self, ctx: ImageContext, budget: int) -> Encoded:
+        from gaussvae_ros.vae.image_encoder import encode_image
+
         cache = self._cache(ctx)
         if budget not in cache:
             gaussians = ctx.fit(self.n_gaussians, self.channels)
             if len(gaussians) != self.n_gaussians:
                 raise ValueError(f"the fit of {ctx.name} has {len(gaussians)} Gaussians, the model needs "
                                  f"{self.n_gaussians} (raise --max-iters)")
-            refine = {}
-            if self.refine_iters > 0:
-                refine = {"image": ctx.target(self.channels), "refine_iters": self.refine_iters}
-            payload, setting = self._split(self.codec.encode_to_budget(self.bundle, gaussians, budget,
-                                                                       or_smallest=True, **refine))
-            decoded = self.codec.decode_latent(self.bundle, payload)
-            decoded = getattr(decoded, "gaussians", decoded)
-            cache[budget] = Encoded(len(payload), ctx.render(decoded), {"gaussians": self.n_gaussians,
-                                                                         "refine_iters": self.refine_iters, **setting})
+            encoded = encode_image(self.bundle, ctx.target(self.channels), tiles=self.tiles, gaussians=gaussians,
+                                   max_bytes=budget, refine_iters=self.refine_iters,
+                                   fit=lambda pixels: self._fit_tile(ctx, pixels))
+            decoded = self.codec.decode_latent(self.bundle, encoded.payload)
+            cache[budget] = Encoded(len(encoded.payload), ctx.render(decoded),
+                                    {"gaussians": self.n_gaussians, "refine_iters": self.refine_iters,
+                                     "step": encoded.step, "tiles": encoded.grid.count})
         return cache[budget]
 
 
@@ -326,10 +325,11 @@ def _model_gaussian_count(bundle) -> int | None:
     return None
 
 
-def load_latent_method(model_path: str | None, refine_iters: int = 0) -> tuple[LatentMethod | None, str | None]:
+def load_latent_method(model_path: str | None, refine_iters: int = 0,
+                       tiles: tuple[int, ...] = (1,)) -> tuple[LatentMethod | None, str | None]:
     """``(method, None)`` when the VAE latent codec can run, else ``(None, reason)``. Without
     ``model_path``, the model shipped with the package (when this build has one); ``refine_iters``
-    as in :class:`LatentMethod`."""
+    and ``tiles`` as in :class:`LatentMethod`."""
     try:
         spec = importlib.util.find_spec(LATENT_CODEC_MODULE)
     except ImportError:
@@ -345,7 +345,7 @@ def load_latent_method(model_path: str | None, refine_iters: int = 0) -> tuple[L
         if not callable(shipped) or not shipped().exists():
             return None, "no --model given and no model shipped with this build"
         model_path = str(shipped())
-    missing = [f for f in ("encode_to_budget", "decode_latent") if not callable(getattr(codec, f, None))]
+    missing = [f for f in ("decode_latent",) if not callable(getattr(codec, f, None))]
     if missing:
         return None, f"{LATENT_CODEC_MODULE} has no {', '.join(missing)}"
     if not callable(getattr(codec, "load_bundle", None)):
@@ -358,7 +358,7 @@ def load_latent_method(model_path: str | None, refine_iters: int = 0) -> tuple[L
     if n is None:
         return None, f"cannot tell how many Gaussians the model in {model_path} expects"
     channels = getattr(getattr(bundle, "transform", None), "color_channels", None)
-    return LatentMethod(codec, bundle, n, channels if channels in (1, 3) else None, refine_iters), None
+    return LatentMethod(codec, bundle, n, channels if channels in (1, 3) else None, refine_iters, tiles), None
 
 
 def pillow_codecs(names=("jpeg", "webp", "avif")) -> tuple[list[PillowCodec], dict[str, str]]:

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "ENCODABLE_CODECS", "ModelMismatchError", "PayloadCodec", "PayloadEncoder", "UnknownCodecError", "decode_payload",
-    "known_codecs", "payload_encoder", "register_codec", "render_memory", "unregister_codec",
+    "ENCODABLE_CODECS", "LATENT_TILE_SETTINGS", "ModelMismatchError", "PayloadCodec", "PayloadEncoder",
+    "UnknownCodecError", "decode_payload", "known_codecs", "payload_encoder", "register_codec", "render_memory", "unregister_codec",
 ]
 
 
@@ -144,6 +144,9 @@ def render_memory(payload: bytes, codec_id: str, model_id: str, width: int, heig
 
 #: Codec ids :func:`payload_encoder` can encode with.
 ENCODABLE_CODECS = ("gaussians-q", "vae-latent")
+#: ``tiles`` settings of :func:`payload_encoder`: 0 (per frame) or a count of
+#: :data:`gaussvae_ros.vae.tiles.TILE_COUNTS` (listed here so that checking a setting needs no torch).
+LATENT_TILE_SETTINGS = (0, 1, 2, 4, 8, 16)
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,8 @@ class PayloadEncoder:
 
 
 def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float = 0.0,
-                    max_bytes: int = 0, refine_iters: int = 0) -> PayloadEncoder:
+                    max_bytes: int = 0, refine_iters: int = 0, tiles: int = 1, fit_iters: int = 0,
+                    threads: int | None = None) -> PayloadEncoder:
     """An encoder for ``codec_id`` (one of :data:`ENCODABLE_CODECS`).
 
     ``vae-latent`` options: ``model`` the model file (``""``: the shipped one,
@@ -179,15 +183,20 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     is never dropped for its size); otherwise ``step`` (``0``: the codec's default);
     ``refine_iters > 0`` refines each latent against the image it was fitted to
     (:mod:`gaussvae_ros.vae.refine`: ~10 ms per iteration on one core, better pictures for the same
-    bytes). Grey Gaussians go through an RGB model as R = G = B and come back grey.
+    bytes). ``tiles > 1`` codes each frame as that many tiles, one latent each
+    (:mod:`gaussvae_ros.vae.tiles`: more Gaussians for larger budgets; each tile is fitted again,
+    ``fit_iters`` iterations (0: the fitter's default) on ``threads``); ``tiles = 0`` chooses per
+    frame among :data:`gaussvae_ros.vae.image_encoder.AUTO_TILES` the grid whose decoding is closest
+    to the frame (:func:`gaussvae_ros.vae.image_encoder.encode_image`). Tiled encoding needs the
+    frame. Grey Gaussians go through an RGB model as R = G = B and come back grey.
 
     Raises:
         UnknownCodecError: a codec id that cannot be encoded.
         ValueError: options that do not fit the codec, an unreadable model file.
     """
     if codec_id == "gaussians-q":
-        if model or step or max_bytes or refine_iters:
-            raise ValueError("codec 'gaussians-q' takes no model, step, byte budget or refinement")
+        if model or step or max_bytes or refine_iters or tiles != 1:
+            raise ValueError("codec 'gaussians-q' takes no model, step, byte budget, refinement or tiles")
         from gaussvae_ros.core import encode_gaussians, encoded_size
 
         return PayloadEncoder(codec_id, "", lambda gaussians, image=None: encode_gaussians(gaussians),
@@ -195,9 +204,13 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
                               payload_bytes=lambda n_gaussians: encoded_size(int(n_gaussians), 3))
     if codec_id != "vae-latent":
         raise UnknownCodecError(f"cannot encode with codec {codec_id!r}; choose one of {', '.join(ENCODABLE_CODECS)}")
-    if step < 0 or max_bytes < 0 or refine_iters < 0:
-        raise ValueError(f"step, max_bytes and refine_iters must be >= 0, got {step}, {max_bytes}, {refine_iters}")
+    if step < 0 or max_bytes < 0 or refine_iters < 0 or fit_iters < 0:
+        raise ValueError(f"step, max_bytes, refine_iters and fit_iters must be >= 0, got {step}, {max_bytes}, "
+                         f"{refine_iters}, {fit_iters}")
     from gaussvae_ros.vae import latent_codec as lc
+    from gaussvae_ros.vae.image_encoder import encode_image, fit_tile, tile_candidates
+
+    candidates = tile_candidates(tiles)
 
     try:
         bundle = lc.register_latent_model(model or lc.default_model_path())
@@ -205,7 +218,15 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
         raise ValueError(f"VAE latent model file not found: {exc.filename or model}") from None
     step = step or lc.DEFAULT_STEP
 
+    def fit(pixels):
+        return fit_tile(pixels, bundle.seq_len, max_iters=fit_iters or None, threads=threads)
+
     def encode(gaussians, image=None) -> bytes:  # without an image (or iterations) nothing is refined
+        if candidates != (1,):
+            if image is None:
+                raise ValueError("tiled vae-latent encoding needs the frame (each tile is fitted on its own)")
+            return encode_image(bundle, image, tiles=candidates, gaussians=gaussians, max_bytes=max_bytes,
+                                step=step, refine_iters=refine_iters, fit=fit).payload
         if not max_bytes:
             return lc.encode_latent(bundle, gaussians, step, image=image, refine_iters=refine_iters)
         return lc.encode_to_budget(bundle, gaussians, max_bytes, or_smallest=True, image=image,
@@ -214,6 +235,8 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     rate = f"<= {max_bytes} B" if max_bytes else f"step {step:g}"
     if refine_iters:
         rate += f", refined {refine_iters} iterations"
+    if candidates != (1,):
+        rate += f", tiles {'/'.join(map(str, candidates))}"
     return PayloadEncoder(codec_id, bundle.model_id, encode, f"VAE latent (model {bundle.model_id}, {rate})",
                           bundle.seq_len, payload_bytes=lambda n_gaussians: max_bytes or None)
 

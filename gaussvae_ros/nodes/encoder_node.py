@@ -77,7 +77,7 @@ from gaussvae_ros.replay import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_M
                                  DEFAULT_WARM_START_MAX_CHANGE, fit_memory, working_image)
 from gaussvae_ros.store.records import DEFAULT_CODEC
 
-from .codecs import ENCODABLE_CODECS, payload_encoder
+from .codecs import ENCODABLE_CODECS, LATENT_TILE_SETTINGS, payload_encoder
 from .convert import MEMORY_QOS, device_for, diagnostic_status, guarded_callback
 from .runner import run_node
 from .params import ParamSpec, check_choice, check_range, declare_parameters, install_validator, real_list
@@ -138,6 +138,8 @@ PARAMETERS = (
               "latent_step)", True),
     ParamSpec("latent_refine_iters", 0, "vae-latent: refine each latent against its frame for this many steps "
               "(~10 ms each on one core; 0 = off)", True),
+    ParamSpec("latent_tiles", 1, "vae-latent: one latent per tile of a grid of this many tiles (1, 2, 4, 8, 16; each "
+              "tile fitted again), 0 = choose 1, 2 or 4 per frame (closest decoding within the budget)", True),
 )
 
 #: Pose inputs: best effort like sensor data (matches every publisher) but a deep history, so a
@@ -170,6 +172,7 @@ def check_parameters(values: dict) -> list[str]:
     check_range(problems, values, "latent_step", 0.0, 1e6)
     check_range(problems, values, "latent_max_bytes", 0, 1 << 30)
     check_range(problems, values, "latent_refine_iters", 0, 100_000)
+    check_choice(problems, values, "latent_tiles", LATENT_TILE_SETTINGS)
     for name in ("pose_tolerance_s", "pose_max_gap_s", "pose_wait_s"):
         check_range(problems, values, name, 0.0, 3600.0)
     check_range(problems, values, "diagnostics_period_s", 1e-3, 3600.0)
@@ -243,7 +246,8 @@ class EncoderNode(Node):
         self._values = declare_parameters(self, PARAMETERS, check_parameters)
         self._payload = payload_encoder(self._values["codec"], self._values["latent_model"],
                                         float(self._values["latent_step"]), int(self._values["latent_max_bytes"]),
-                                        int(self._values["latent_refine_iters"]))
+                                        int(self._values["latent_refine_iters"]), int(self._values["latent_tiles"]),
+                                        int(self._values["max_iters"]), int(self._values["threads"]) or None)
         self._payload.check_count(int(self._values["n_gaussians"]))
         self._apply(self._values)
         self._queue_size = int(self._values["queue_size"])

@@ -119,7 +119,7 @@ def check_range(problems: list, values: dict, name: str, low=None, high=None, *,
 
 def check_choice(problems: list, values: dict, name: str, choices) -> None:
     if values[name] not in choices:
-        problems.append(f"{name} must be one of {', '.join(choices)}, got {values[name]!r}")
+        problems.append(f"{name} must be one of {', '.join(map(str, choices))}, got {values[name]!r}")
 
 
 def yaml_defaults(specs) -> dict:

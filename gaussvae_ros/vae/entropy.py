@@ -243,19 +243,20 @@ class EntropyModel:
         return cmodel.QuantizedGaussian(-r, r)
 
     def compress(self, symbols, step: float) -> bytes:
-        """Entropy-code integer symbols ``[D]`` (from ``quantize(..., "symbols")``) at ``step``."""
+        """Entropy-code integer symbols ``[D]`` or ``[T, D]`` (from ``quantize(..., "symbols")``; T
+        latents in one stream, row by row) at ``step``."""
         self._require_update()
         q = np.asarray(symbols)
-        if q.shape != (self.dim,) or not np.issubdtype(q.dtype, np.integer):
-            raise ValueError(f"compress takes integer symbols [{self.dim}], got {q.dtype} {q.shape}")
-        q = q.astype(np.int64)
+        if q.ndim not in (1, 2) or q.shape[-1] != self.dim or not q.size or not np.issubdtype(q.dtype, np.integer):
+            raise ValueError(f"compress takes integer symbols [{self.dim}] or [T, {self.dim}], got {q.dtype} {q.shape}")
+        q = q.astype(np.int64).ravel()
         if np.abs(q).max(initial=0) > _MAX_ESCAPE:
             raise ValueError(f"symbol magnitude exceeds {_MAX_ESCAPE}")
         r = self.max_symbol
         main = np.clip(q, -r, r).astype(np.int32)
-        stds = self.symbol_stds(step)
+        stds = np.tile(self.symbol_stds(step), q.size // self.dim)
         encoder = cqueue.RangeEncoder()
-        encoder.encode(main, self._family(), np.zeros(self.dim), stds)
+        encoder.encode(main, self._family(), np.zeros(q.size), stds)
         escaped = np.abs(q[np.abs(q) >= r]) - r
         if escaped.size:
             _encode_excess(encoder, escaped)
@@ -263,15 +264,18 @@ class EntropyModel:
         trimmed = data.rstrip(b"\0")
         return data[:max(len(trimmed), len(data) - 3)]  # up to 3 zero bytes of the last word: refilled on decode
 
-    def decompress(self, data: bytes, step: float) -> np.ndarray:
-        """Inverse of :meth:`compress`: int64 symbols ``[D]``. ValueError on malformed data."""
+    def decompress(self, data: bytes, step: float, count: int = 1) -> np.ndarray:
+        """Inverse of :meth:`compress`: int64 symbols ``[D]`` (``count`` 1) or ``[count, D]`` (``count``
+        > 1). ValueError on malformed data."""
         self._require_update()
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
         data = bytes(data)
         data += b"\0" * (-len(data) % 4)
-        stds = self.symbol_stds(step)
+        stds = np.tile(self.symbol_stds(step), count)
         try:
             decoder = cqueue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-            q = np.asarray(decoder.decode(self._family(), np.zeros(self.dim), stds), dtype=np.int64)
+            q = np.asarray(decoder.decode(self._family(), np.zeros(stds.size), stds), dtype=np.int64)
             r = self.max_symbol
             esc = np.nonzero(np.abs(q) >= r)[0]
             if esc.size:
@@ -279,7 +283,7 @@ class EntropyModel:
                 q[esc] = np.sign(q[esc]) * (r + excess)
         except (ValueError, RuntimeError, OverflowError) as exc:
             raise ValueError(f"coded latent is corrupt: {exc}") from exc
-        return q
+        return q if count == 1 else q.reshape(count, self.dim)
 
 
 def _encode_excess(encoder, values: np.ndarray) -> None:

@@ -21,7 +21,13 @@ Payload layout (little-endian), version 1::
                  zero bytes dropped; see :mod:`.entropy`)
     end-4  4     CRC-32 of everything before it
 
-Overhead is 24 bytes. The memory's ``model_id`` string is the model id in hex (16 characters,
+Overhead is 24 bytes. Version 2 holds one latent per tile of a picture (:mod:`.tiles`): the same
+fields, then at offset 20 the grid's rows and columns (one byte each), then the symbols of the
+``rows * cols`` latents (row-major) in one range-coded stream, then the CRC-32 (26 bytes of
+overhead in all). It decodes into ``rows * cols * N`` Gaussians in picture coordinates. One
+latent is always written as version 1.
+
+The memory's ``model_id`` string is the model id in hex (16 characters,
 :attr:`LatentModelBundle.model_id`).
 
 Model files: a normal VAE model file (:func:`gaussvae_ros.vae.save_model`) plus an
@@ -39,7 +45,8 @@ variable ``GAUSSVAE_LATENT_MODELS`` (``os.pathsep``-separated), and refuses unkn
 :class:`~gaussvae_ros.nodes.codecs.ModelMismatchError`.
 
 Rate control: a larger ``step`` gives fewer bytes and a coarser latent; :func:`encode_to_budget`
-picks the finest step of a ladder whose payload fits a byte budget.
+picks the finest step of a ladder whose payload fits a byte budget; the tile grid is chosen by the
+image-level encoder (:mod:`.image_encoder`).
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ from .config import ExperimentConfig
 from . import refine
 from .entropy import EntropyModel, check_step
 from .params import ParamTransform
+from .tiles import TileGrid
 
 __all__ = [
     "CODEC_ID", "DEFAULT_STEP", "DEFAULT_STEPS", "LatentModelBundle", "attach_entropy_model", "build_bundle_file",
@@ -78,7 +86,9 @@ CODEC_ID = "vae-latent"
 DEFAULT_MODEL_FILE = "gaussvae_latent_default.pt"
 MAGIC = b"GL"
 FORMAT_VERSION = 1
+TILED_VERSION = 2
 _HEADER = struct.Struct("<2sBB8sfHH")
+_HEADER_V2 = struct.Struct("<2sBB8sfHHBB")  # version 1 + tile grid rows, cols
 _CRC = struct.Struct("<I")
 ENV_MODELS = "GAUSSVAE_LATENT_MODELS"
 
@@ -224,62 +234,95 @@ def _check_gaussians(bundle: LatentModelBundle, gaussians: Gaussians) -> None:
         raise ValueError("Gaussians must be finite with positive scales")
 
 
-def latent_of(bundle: LatentModelBundle, gaussians: Gaussians) -> np.ndarray:
-    """The unquantized latent (posterior mean) ``[D]`` (float64) of a set of Gaussians."""
-    _check_gaussians(bundle, gaussians)
-    g = gaussians.take(morton_order(gaussians.xy))
-    params = g.to_array()
-    if g.channels < bundle.transform.color_channels:  # grey Gaussians through an RGB model: grey = R = G = B
-        params = np.concatenate([params] + [params[:, 5:6]] * (bundle.transform.color_channels - 1), axis=1)
+def _tile_sets(bundle: LatentModelBundle, gaussians, grid: TileGrid | None) -> tuple[list[Gaussians], TileGrid]:
+    """``gaussians`` (one set, or one per tile of ``grid``, row-major) checked against the model and grid."""
+    sets = [gaussians] if isinstance(gaussians, Gaussians) else list(gaussians)
+    grid = grid or TileGrid()
+    if len(sets) != grid.count:
+        raise ValueError(f"a {grid} tile grid needs {grid.count} Gaussian set(s), got {len(sets)}")
+    if len({(g.channels, g.blend) for g in sets}) != 1:
+        raise ValueError("the tiles' Gaussian sets differ in colour channels or blend mode")
+    for g in sets:
+        _check_gaussians(bundle, g)
+    return sets, grid
+
+
+def latent_of(bundle: LatentModelBundle, gaussians) -> np.ndarray:
+    """The unquantized latent (posterior mean, float64) of a set of Gaussians: ``[D]``; of a
+    sequence of T sets (the tiles of a :class:`~gaussvae_ros.vae.tiles.TileGrid`): ``[T, D]``."""
+    sets = [gaussians] if isinstance(gaussians, Gaussians) else list(gaussians)
+    batch = []
+    for g in sets:
+        _check_gaussians(bundle, g)
+        params = g.take(morton_order(g.xy)).to_array()
+        if g.channels < bundle.transform.color_channels:  # grey Gaussians through an RGB model: grey = R = G = B
+            params = np.concatenate([params] + [params[:, 5:6]] * (bundle.transform.color_channels - 1), axis=1)
+        batch.append(params)
     with torch.inference_mode():
-        mu, _ = bundle.model.encode(_features(bundle, params[None]))
-    return mu[0].double().numpy()
+        mu, _ = bundle.model.encode(_features(bundle, np.stack(batch)))
+    mu = mu.double().numpy()
+    return mu[0] if isinstance(gaussians, Gaussians) else mu
 
 
-def _pack(bundle: LatentModelBundle, mu: np.ndarray, step: float, blend: str, channels: int) -> bytes:
+def _pack(bundle: LatentModelBundle, mu: np.ndarray, step: float, blend: str, channels: int,
+          grid: TileGrid | None = None) -> bytes:
+    """Payload of latent(s) ``mu`` (``[D]``, or ``[T, D]`` for the T tiles of ``grid``) at ``step``:
+    version 1 for one latent, version 2 with the grid for several."""
     step = check_step(step)
-    symbols = bundle.entropy.quantize(mu, step, "symbols")
+    grid = grid or TileGrid()
+    symbols = bundle.entropy.quantize(np.reshape(mu, (grid.count, -1)), step, "symbols")
     coded = bundle.entropy.compress(symbols, step)
     flags = (1 if blend == "sum" else 0) | (2 if channels == 3 else 0)
-    body = _HEADER.pack(MAGIC, FORMAT_VERSION, flags, bundle.model_hash, step, bundle.entropy.dim,
-                        bundle.seq_len) + coded
+    fields = (MAGIC, FORMAT_VERSION, flags, bundle.model_hash, step, bundle.entropy.dim, bundle.seq_len)
+    if grid.count == 1:
+        body = _HEADER.pack(*fields) + coded
+    else:
+        body = _HEADER_V2.pack(*fields[:1], TILED_VERSION, *fields[2:], grid.rows, grid.cols) + coded
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def encode_latent(bundle: LatentModelBundle, gaussians: Gaussians, step: float = DEFAULT_STEP, *,
-                  image: np.ndarray | None = None, refine_iters: int = 0) -> bytes:
+def encode_latent(bundle: LatentModelBundle, gaussians, step: float = DEFAULT_STEP, *,
+                  image: np.ndarray | None = None, refine_iters: int = 0, grid: TileGrid | None = None) -> bytes:
     """Encode ``gaussians`` (exactly ``seq_len`` of them, the model's colour channels) to a payload.
 
-    With ``image`` (the picture the Gaussians were fitted to, see
-    :func:`~gaussvae_ros.vae.refine.image_target`) and ``refine_iters > 0``, the latent is
+    With a tile ``grid`` (:mod:`.tiles`), ``gaussians`` is a sequence of ``grid.count`` sets, each
+    fitted to its tile and in the tile's normalized coordinates (row-major); the payload holds one
+    latent per tile (format version 2) and decodes into one set in picture coordinates.
+
+    With ``image`` (the picture the Gaussians were fitted to, the whole picture for a grid, see
+    :func:`~gaussvae_ros.vae.refine.image_target`) and ``refine_iters > 0``, the latent(s) are
     refined against the image first (:mod:`.refine`); the refined payload is kept only when its
     rendering is closer to the image than the plain one's.
     """
-    mu = latent_of(bundle, gaussians)
-    plain = _pack(bundle, mu, step, gaussians.blend, gaussians.channels)
+    sets, grid = _tile_sets(bundle, gaussians, grid)
+    mu = latent_of(bundle, sets)
+    style = (sets[0].blend, sets[0].channels, grid)
+    plain = _pack(bundle, mu, step, *style)
     if image is None or refine_iters <= 0:
         return plain
-    return _refined(bundle, gaussians, mu, image, refine_iters, (plain, step), [check_step(step)], None)[0]
+    return _refined(bundle, style, mu, image, refine_iters, (plain, step), [check_step(step)], None)[0]
 
 
-def encode_to_budget(bundle: LatentModelBundle, gaussians: Gaussians, max_bytes: int,
+def encode_to_budget(bundle: LatentModelBundle, gaussians, max_bytes: int,
                      steps=DEFAULT_STEPS, or_smallest: bool = False, *, image: np.ndarray | None = None,
-                     refine_iters: int = 0) -> tuple[bytes, float]:
+                     refine_iters: int = 0, grid: TileGrid | None = None) -> tuple[bytes, float]:
     """``(payload, step)`` for the finest step in ``steps`` whose payload has at most ``max_bytes``
     bytes (the encoder runs once; each step costs one entropy coding, ~0.1 ms). With
-    ``or_smallest``, the smallest payload of the ladder when none fits. ``image`` and
-    ``refine_iters`` refine the latent at the chosen step as in :func:`encode_latent` (the
-    refined latent may move to a coarser step of the ladder to stay within ``max_bytes``).
+    ``or_smallest``, the smallest payload of the ladder when none fits. ``image``,
+    ``refine_iters`` and ``grid`` as in :func:`encode_latent` (the refined latent may move to a
+    coarser step of the ladder to stay within ``max_bytes``).
 
     Raises:
         ValueError: not even the coarsest step fits (and not ``or_smallest``).
     """
-    mu = latent_of(bundle, gaussians)
+    sets, grid = _tile_sets(bundle, gaussians, grid)
+    mu = latent_of(bundle, sets)
+    style = (sets[0].blend, sets[0].channels, grid)
     ladder = sorted(check_step(s) for s in steps)
     smallest: tuple[bytes, float] | None = None
     chosen: tuple[bytes, float] | None = None
     for step in ladder:
-        payload = _pack(bundle, mu, step, gaussians.blend, gaussians.channels)
+        payload = _pack(bundle, mu, step, *style)
         if len(payload) <= max_bytes:
             chosen = (payload, step)
             break
@@ -295,26 +338,27 @@ def encode_to_budget(bundle: LatentModelBundle, gaussians: Gaussians, max_bytes:
     payload, step = chosen
     coarser = [s for s in ladder if s >= step]
     budget = max(max_bytes, len(payload))  # the smallest plain payload bounds an over-budget refinement
-    return _refined(bundle, gaussians, mu, image, refine_iters, chosen, coarser, budget)
+    return _refined(bundle, style, mu, image, refine_iters, chosen, coarser, budget)
 
 
-def _refined(bundle: LatentModelBundle, gaussians: Gaussians, mu: np.ndarray, image: np.ndarray, iters: int,
-             plain: tuple[bytes, float], steps: list[float], max_bytes: int | None) -> tuple[bytes, float]:
-    """``(payload, step)`` of the latent refined at ``plain``'s step (coded at the first of
+def _refined(bundle: LatentModelBundle, style: tuple[str, int, TileGrid], mu: np.ndarray, image: np.ndarray,
+             iters: int, plain: tuple[bytes, float], steps: list[float], max_bytes: int | None) -> tuple[bytes, float]:
+    """``(payload, step)`` of the latent(s) refined at ``plain``'s step (coded at the first of
     ``steps`` that fits ``max_bytes``), or ``plain`` (``mu``'s payload and step) when no refined
-    payload fits or the plain one renders closer to the image."""
+    payload fits or the plain one renders closer to the image. ``style``: blend, channels, grid."""
     step = plain[1]
-    target = refine.image_target(image, bundle.transform.color_channels)
-    z = refine.refine_latent(bundle, mu, target, step, iters=iters, blend=gaussians.blend)
+    blend, _, grid = style
+    target = refine.image_target(image, bundle.transform.color_channels, refine.long_side_for(grid))
+    z = refine.refine_latent(bundle, mu, target, step, iters=iters, blend=blend, grid=grid)
     for refined_step in steps:
-        payload = _pack(bundle, z, refined_step, gaussians.blend, gaussians.channels)
+        payload = _pack(bundle, z, refined_step, *style)
         if max_bytes is None or len(payload) <= max_bytes:
             break
     else:
         return plain
-    entropy, blend = bundle.entropy, gaussians.blend
-    refined_error = refine.latent_error(bundle, entropy.quantize(z, refined_step), target, blend)
-    plain_error = refine.latent_error(bundle, entropy.quantize(mu, step), target, blend)
+    entropy = bundle.entropy
+    refined_error = refine.latent_error(bundle, entropy.quantize(z, refined_step), target, blend, grid)
+    plain_error = refine.latent_error(bundle, entropy.quantize(mu, step), target, blend, grid)
     return (payload, refined_step) if refined_error < plain_error else plain
 
 
@@ -323,8 +367,9 @@ def _refined(bundle: LatentModelBundle, gaussians: Gaussians, mu: np.ndarray, im
 
 def payload_info(data: bytes) -> dict:
     """Check a payload's framing (size, magic, CRC, version) and return its header fields:
-    ``model_id`` (hex), ``step``, ``latent_dim``, ``n``, ``channels``, ``blend``, ``coded_bytes``.
-    ValueError if it is not an intact ``vae-latent`` payload."""
+    ``model_id`` (hex), ``step``, ``latent_dim``, ``n`` (Gaussians per latent), ``channels``,
+    ``blend``, ``grid`` (:class:`~gaussvae_ros.vae.tiles.TileGrid`, 1x1 for version 1),
+    ``header_bytes``, ``coded_bytes``. ValueError if it is not an intact ``vae-latent`` payload."""
     data = bytes(data)
     if len(data) < _HEADER.size + _CRC.size:
         raise ValueError(f"vae-latent payload too short ({len(data)} bytes)")
@@ -333,12 +378,25 @@ def payload_info(data: bytes) -> dict:
     (crc,) = _CRC.unpack(data[-_CRC.size:])
     if zlib.crc32(data[:-_CRC.size]) != crc:
         raise ValueError("corrupt vae-latent payload (CRC mismatch)")
-    _, version, flags, model_hash, step, dim, n = _HEADER.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise ValueError(f"vae-latent payload version {version} is not supported (this build reads {FORMAT_VERSION})")
-    coded = len(data) - _HEADER.size - _CRC.size
+    version = data[2]
+    if version == FORMAT_VERSION:
+        header, grid = _HEADER, TileGrid()
+        _, _, flags, model_hash, step, dim, n = header.unpack_from(data)
+    elif version == TILED_VERSION:
+        header = _HEADER_V2
+        if len(data) < header.size + _CRC.size:
+            raise ValueError(f"vae-latent payload too short ({len(data)} bytes)")
+        _, _, flags, model_hash, step, dim, n, rows, cols = header.unpack_from(data)
+        try:
+            grid = TileGrid(rows, cols)
+        except ValueError as exc:
+            raise ValueError(f"corrupt vae-latent payload: {exc}") from None
+    else:
+        raise ValueError(f"vae-latent payload version {version} is not supported (this build reads "
+                         f"{FORMAT_VERSION} and {TILED_VERSION})")
     return {"model_id": model_hash.hex(), "step": float(step), "latent_dim": int(dim), "n": int(n),
-            "channels": 3 if flags & 2 else 1, "blend": "sum" if flags & 1 else "normalized", "coded_bytes": coded}
+            "channels": 3 if flags & 2 else 1, "blend": "sum" if flags & 1 else "normalized", "grid": grid,
+            "header_bytes": header.size, "coded_bytes": len(data) - header.size - _CRC.size}
 
 
 def _model_mismatch(message: str) -> ValueError:
@@ -348,7 +406,8 @@ def _model_mismatch(message: str) -> ValueError:
 
 
 def decode_latent(bundle: LatentModelBundle, data: bytes) -> Gaussians:
-    """Inverse of :func:`encode_latent` (the VAE's reconstruction of the quantized latent).
+    """Inverse of :func:`encode_latent` (the VAE's reconstruction of the quantized latent): ``seq_len``
+    Gaussians, or ``grid.count * seq_len`` in picture coordinates for a tiled payload.
 
     Raises:
         ModelMismatchError (a ValueError): the payload was encoded with another model.
@@ -364,12 +423,12 @@ def decode_latent(bundle: LatentModelBundle, data: bytes) -> Gaussians:
             or info["channels"] not in ((1, 3) if model_channels == 3 else (1,))):
         raise ValueError(f"vae-latent payload header (D={info['latent_dim']}, N={info['n']}, "
                          f"C={info['channels']}) does not match model {bundle.model_id}")
-    step = check_step(info["step"])
-    symbols = bundle.entropy.decompress(data[_HEADER.size:-_CRC.size], step)
-    z = torch.from_numpy(bundle.entropy.dequantize(symbols, step)).float()[None]
+    step, grid = check_step(info["step"]), info["grid"]
+    symbols = bundle.entropy.decompress(data[info["header_bytes"]:-_CRC.size], step, grid.count)
+    z = torch.from_numpy(bundle.entropy.dequantize(symbols, step)).float().reshape(grid.count, -1)
     with torch.inference_mode():
-        feats = bundle.model.decode(z)[0].transpose(0, 1)
-        params = bundle.transform.decode(feats).float().numpy()
+        params = bundle.transform.decode(bundle.model.decode(z).transpose(1, 2))
+        params = (params[0] if grid.count == 1 else grid.params_to_picture(params.double())).float().numpy()
     if not np.isfinite(params).all():
         raise ValueError("vae-latent payload decodes to non-finite Gaussians (corrupt latent?)")
     if info["channels"] < model_channels:  # a grey memory: its luma

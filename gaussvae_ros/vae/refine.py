@@ -26,9 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from gaussvae_ros.core.image import to_float_image
+from gaussvae_ros.core.render import render_covariance
+
+from .tiles import TileGrid
 
 __all__ = ["DEFAULT_LONG_SIDE", "DEFAULT_LR", "DEFAULT_RATE_WEIGHT", "DEFAULT_REFINE_ITERS", "image_target",
-           "latent_error", "refine_latent"]
+           "latent_error", "long_side_for", "refine_latent"]
 
 #: Adam steps of an encoder-side refinement when asked for without a count (~1.5 s on one core).
 DEFAULT_REFINE_ITERS = 150
@@ -62,33 +65,62 @@ def image_target(image: np.ndarray, channels: int, long_side: int = DEFAULT_LONG
     return target.contiguous()
 
 
-def _render_latent(bundle, z: torch.Tensor, height: int, width: int, blend: str) -> torch.Tensor:
-    """Latent ``[1, D]`` -> image ``[height, width, C]`` in ``[0, 1]`` (differentiable in ``z``)."""
-    return bundle.transform.render_features(bundle.model.decode(z), height, width, blend)[0]
+def long_side_for(grid: TileGrid | None) -> int:
+    """Long side (px) the picture is compared at for a tile ``grid``: :data:`DEFAULT_LONG_SIDE` per
+    tile row or column (more tiles carry more Gaussians, which resolve more pixels)."""
+    grid = grid or TileGrid()
+    return DEFAULT_LONG_SIDE * max(grid.rows, grid.cols)
 
 
-def latent_error(bundle, z: np.ndarray, target: torch.Tensor, blend: str = "normalized") -> float:
-    """Mean squared error of the rendering of latent ``z [D]`` against ``target`` (:func:`image_target`)."""
+def _render_latent(bundle, z: torch.Tensor, height: int, width: int, blend: str,
+                   grid: TileGrid | None = None) -> torch.Tensor:
+    """Latents ``[T, D]`` (one per tile of ``grid``, default one for the whole picture) -> image
+    ``[height, width, C]`` in ``[0, 1]`` (clamped, as recall does; differentiable in ``z``)."""
+    grid = grid or TileGrid()
+    xy, cov, colour = bundle.transform.decode_covariance(bundle.model.decode(z).transpose(1, 2))
+    xy, cov = grid.covariance_to_picture(xy, cov)
+    image = render_covariance(xy.float().contiguous(), cov.float().contiguous(),
+                              colour.reshape(xy.shape[0], -1).float().contiguous(), height, width, blend=blend,
+                              threads=1)
+    return image.clamp(0.0, 1.0)
+
+
+def _latents(bundle, z, grid: TileGrid | None) -> tuple[torch.Tensor, TileGrid]:
+    """``z`` (``[D]``, or ``[T, D]`` with a grid of T tiles) as a float32 ``[T, D]`` tensor, and the grid."""
+    grid, dim = grid or TileGrid(), bundle.entropy.dim
+    latents = np.asarray(z, dtype=np.float32)
+    shapes = [(grid.count, dim)] + ([(dim,)] if grid.count == 1 else [])
+    if latents.shape not in shapes or not np.isfinite(latents).all():
+        raise ValueError(f"need {grid.count} finite latent(s) of {dim} dimensions for a {grid} grid, "
+                         f"got shape {latents.shape}")
+    latents = torch.from_numpy(latents.reshape(grid.count, dim))
+    return latents, grid
+
+
+def latent_error(bundle, z: np.ndarray, target: torch.Tensor, blend: str = "normalized",
+                 grid: TileGrid | None = None) -> float:
+    """Mean squared error of the rendering of latent ``z [D]`` (or ``[T, D]``, one per tile of
+    ``grid``) against ``target`` (:func:`image_target`)."""
+    latents, grid = _latents(bundle, z, grid)
     with torch.no_grad():
-        zt = torch.as_tensor(np.asarray(z, dtype=np.float32))[None]
-        image = _render_latent(bundle, zt, target.shape[0], target.shape[1], blend)
+        image = _render_latent(bundle, latents, target.shape[0], target.shape[1], blend, grid)
         return float((image - target).pow(2).mean())
 
 
 def refine_latent(bundle, z: np.ndarray, target: torch.Tensor, step: float, *, iters: int = DEFAULT_REFINE_ITERS,
                   lr: float = DEFAULT_LR, rate_weight: float = DEFAULT_RATE_WEIGHT, blend: str = "normalized",
-                  seed: int = 0) -> np.ndarray:
+                  seed: int = 0, grid: TileGrid | None = None) -> np.ndarray:
     """Refine latent ``z [D]`` toward ``target`` (:func:`image_target`) for a payload at
-    quantization ``step`` (see the module docstring); returns the refined latent ``[D]``
-    (float64), unquantized. ``bundle`` is a :class:`~gaussvae_ros.vae.latent_codec.LatentModelBundle`."""
+    quantization ``step`` (see the module docstring); returns the refined latent (float64, the
+    shape of ``z``), unquantized. With a tile ``grid``, ``z`` is ``[T, D]`` (one latent per tile,
+    row-major) and all tiles are refined together against the whole picture, so their seams are
+    refined too. ``bundle`` is a :class:`~gaussvae_ros.vae.latent_codec.LatentModelBundle`."""
     if iters < 0:
         raise ValueError(f"iters must be >= 0, got {iters}")
     if not (lr > 0 and rate_weight >= 0):
         raise ValueError(f"need lr > 0 and rate_weight >= 0, got {lr}, {rate_weight}")
     entropy = bundle.entropy
-    start = torch.as_tensor(np.asarray(z, dtype=np.float32))[None]
-    if start.shape[1] != entropy.dim or not torch.isfinite(start).all():
-        raise ValueError(f"latent must be finite with {entropy.dim} dimensions, got shape {tuple(start.shape[1:])}")
+    start, grid = _latents(bundle, z, grid)
     height, width = int(target.shape[0]), int(target.shape[1])
     delta = torch.as_tensor(entropy.units * step, dtype=torch.float32)
     generator = torch.Generator().manual_seed(int(seed))
@@ -96,10 +128,10 @@ def refine_latent(bundle, z: np.ndarray, target: torch.Tensor, step: float, *, i
     optimizer = torch.optim.Adam([latent], lr=lr)
     for _ in range(iters):
         noisy = latent + (torch.rand(latent.shape, generator=generator) - 0.5) * delta
-        loss = (_render_latent(bundle, noisy, height, width, blend) - target).pow(2).mean()
+        loss = (_render_latent(bundle, noisy, height, width, blend, grid) - target).pow(2).mean()
         if rate_weight:
             loss = loss + rate_weight * entropy.estimated_bits(noisy, step).sum() / (height * width)
         (grad,) = torch.autograd.grad(loss, latent)  # the model's weights get no gradient
         latent.grad = grad
         optimizer.step()
-    return latent.detach()[0].double().numpy()
+    return latent.detach().double().numpy().reshape(np.shape(z))

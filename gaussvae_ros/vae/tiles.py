@@ -1,0 +1,109 @@
+"""Tile grids: a picture coded as one VAE latent per tile, decoded into one set of Gaussians.
+
+One latent of the shipped model carries 512 Gaussians and saturates near 20.4 dB on photographs
+at long side 192 however many bytes it is given (BENCHMARKS.md). A grid of tiles spends a larger
+budget on more Gaussians: each tile is fitted and encoded on its own, in the tile's own normalized
+coordinates, and decoding maps every tile's Gaussians into the picture's, so recall renders one
+:class:`~gaussvae_ros.core.Gaussians` set at any size, as for a single latent.
+
+Geometry (normalized picture coordinates ``(u, v)``, :mod:`gaussvae_ros.core.gaussians`): tile
+``t = r * cols + c`` (row-major) of a ``rows x cols`` grid spans ``u in [c / cols, (c + 1) / cols]``
+and ``v in [r / rows, (r + 1) / rows]``. A point ``(u', v')`` of the tile lands at
+``(u0 + u' du, v0 + v' dv)`` with ``du = 1 / cols``, ``dv = 1 / rows``; a covariance ``S`` in tile
+coordinates becomes ``K S K`` with ``K = diag(du, dv)`` (scales and rotation are re-derived from
+it; in pixels the ellipse is the one fitted in the tile). Pixels: tile ``t`` of an ``H x W`` image
+is the crop of rows ``v0 H .. v1 H`` and columns ``u0 W .. u1 W``, rounded half up
+(:meth:`TileGrid.crop`); where ``W / cols`` is not whole the crop is off by less than half a pixel,
+which the refinement (:mod:`.refine`, over the whole picture) absorbs.
+
+:func:`grid_for` lays ``count`` tiles out for a picture (more columns than rows for a landscape
+one). The payload format that holds a grid is in :mod:`.latent_codec` (version 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gaussvae_ros.core.render import covariance_from_scale_rot
+
+from .params import scale_rot_from_covariance
+
+__all__ = ["MAX_TILES_PER_SIDE", "TILE_COUNTS", "TileGrid", "grid_for"]
+
+#: Largest number of rows or columns (a payload stores each in one byte; more is useless at robot sizes).
+MAX_TILES_PER_SIDE = 16
+#: Tile counts :func:`grid_for` lays out: (rows, cols) for a landscape picture.
+TILE_COUNTS = {1: (1, 1), 2: (1, 2), 4: (2, 2), 8: (2, 4), 16: (4, 4)}
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """A ``rows x cols`` grid of equal tiles over the picture (see the module docstring)."""
+
+    rows: int = 1
+    cols: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_TILES_PER_SIDE:
+                raise ValueError(f"tile grid {name} must be an integer in 1..{MAX_TILES_PER_SIDE}, got {value!r}")
+
+    @property
+    def count(self) -> int:
+        return int(self.rows * self.cols)
+
+    def __str__(self) -> str:
+        return f"{self.rows}x{self.cols}"
+
+    def origins_sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(origin [T, 2], size [T, 2])`` of the tiles in normalized picture coordinates ``(u, v)``."""
+        r, c = np.divmod(np.arange(self.count), self.cols)
+        size = np.tile([1.0 / self.cols, 1.0 / self.rows], (self.count, 1))
+        return np.stack([c / self.cols, r / self.rows], -1), size
+
+    def crop(self, image: np.ndarray, index: int) -> np.ndarray:
+        """Pixels of tile ``index`` of ``image [H, W, ...]`` (a view)."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"tile {index} of a {self} grid")
+        height, width = image.shape[:2]
+        if height < self.rows or width < self.cols:
+            raise ValueError(f"a {height}x{width} image is too small for a {self} tile grid")
+        r, c = divmod(index, self.cols)
+
+        def edge(i: int, n: int, size: int) -> int:  # round half up: tiles of >= 1 px are never empty
+            return int(np.floor(i * size / n + 0.5))
+
+        return image[edge(r, self.rows, height):edge(r + 1, self.rows, height),
+                     edge(c, self.cols, width):edge(c + 1, self.cols, width)]
+
+    def covariance_to_picture(self, xy: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-tile means ``xy [T, N, 2]`` and covariances ``cov [T, N, 3]`` (``sxx, sxy, syy``) in tile
+        coordinates -> ``([T * N, 2], [T * N, 3])`` in picture coordinates (differentiable)."""
+        if xy.shape[0] != self.count or cov.shape[:2] != xy.shape[:2]:
+            raise ValueError(f"expected [{self.count}, N, 2] means and [{self.count}, N, 3] covariances, got "
+                             f"{tuple(xy.shape)} and {tuple(cov.shape)}")
+        origin, size = (torch.as_tensor(a, dtype=xy.dtype, device=xy.device)[:, None, :] for a in self.origins_sizes())
+        du, dv = size[..., 0], size[..., 1]
+        mapped_cov = torch.stack([cov[..., 0] * du * du, cov[..., 1] * du * dv, cov[..., 2] * dv * dv], -1)
+        return (origin + xy * size).reshape(-1, 2), mapped_cov.reshape(-1, 3)
+
+    def params_to_picture(self, params: torch.Tensor) -> torch.Tensor:
+        """Raw parameters ``[T, N, 5 + C]`` in tile coordinates -> ``[T * N, 5 + C]`` in picture
+        coordinates (scales ``s1 >= s2``, rotation re-derived from the mapped covariance)."""
+        cov = covariance_from_scale_rot(params[..., 2:4], params[..., 4])
+        xy, mapped = self.covariance_to_picture(params[..., 0:2], cov)
+        scale, rot = scale_rot_from_covariance(mapped[:, 0], mapped[:, 1], mapped[:, 2])
+        return torch.cat([xy, scale, rot[:, None], params[..., 5:].reshape(xy.shape[0], -1)], -1)
+
+
+def grid_for(count: int, height: int, width: int) -> TileGrid:
+    """The grid of ``count`` tiles (a key of :data:`TILE_COUNTS`) for an ``height x width`` picture:
+    more columns than rows for a landscape one, more rows for a portrait one."""
+    if count not in TILE_COUNTS:
+        raise ValueError(f"tile count must be one of {sorted(TILE_COUNTS)}, got {count!r}")
+    rows, cols = TILE_COUNTS[count]
+    return TileGrid(cols, rows) if height > width else TileGrid(rows, cols)

@@ -1,0 +1,162 @@
+"""Tile grids (``gaussvae_ros.vae.tiles``) and the image-level latent encoder (``.image_encoder``)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gaussvae_ros.core import Gaussians, render
+from gaussvae_ros.vae import latent_codec as lc
+from gaussvae_ros.vae import refine
+from gaussvae_ros.vae.image_encoder import encode_image
+from gaussvae_ros.vae.tiles import TileGrid, grid_for
+
+
+def test_grids_are_laid_out_for_the_picture_and_validated():
+    assert grid_for(1, 48, 64) == TileGrid(1, 1)
+    assert grid_for(2, 48, 64) == TileGrid(1, 2) and grid_for(2, 64, 48) == TileGrid(2, 1)
+    assert grid_for(8, 48, 64) == TileGrid(2, 4) and grid_for(8, 64, 48) == TileGrid(4, 2)
+    assert grid_for(4, 50, 50).count == 4 and str(grid_for(16, 9, 9)) == "4x4"
+    for bad in (3, 0, 32):
+        with pytest.raises(ValueError, match="tile count"):
+            grid_for(bad, 48, 64)
+    for rows, cols in ((0, 1), (1, 17), (1.5, 1)):
+        with pytest.raises(ValueError, match="1..16"):
+            TileGrid(rows, cols)
+
+
+def test_crops_cover_the_image_once():
+    image = np.arange(37 * 53).reshape(37, 53)
+    for grid in (TileGrid(2, 3), TileGrid(4, 4), TileGrid(1, 1)):
+        seen = np.zeros(image.shape, int)
+        for t in range(grid.count):
+            crop = grid.crop(image, t)
+            seen[np.isin(image, crop)] += 1
+        assert (seen == 1).all()
+    with pytest.raises(ValueError, match="too small"):
+        TileGrid(4, 4).crop(np.zeros((3, 3)), 0)
+    with pytest.raises(IndexError):
+        TileGrid(1, 2).crop(image, 2)
+
+
+def _inside_tile_gaussians(seed: int, n: int = 12) -> Gaussians:
+    """Small rotated Gaussians well inside [0, 1]^2, so none reaches the tile's border within the
+    renderer's support (5 sigma)."""
+    rng = np.random.default_rng(seed)
+    return Gaussians(rng.uniform(0.3, 0.7, (n, 2)), rng.uniform(0.01, 0.03, (n, 2)), rng.uniform(-3, 3, n),
+                     rng.uniform(0, 1, (n, 3)), blend="sum")
+
+
+def test_tile_gaussians_render_in_their_tile_exactly_as_alone():
+    """Mapped into the picture and rendered at the picture's size, every tile's pixels are those of
+    its Gaussians rendered alone at the tile's size: the mapping keeps each ellipse in pixels."""
+    grid, tile_h, tile_w = TileGrid(2, 3), 24, 20
+    tiles = [_inside_tile_gaussians(seed) for seed in range(grid.count)]
+    params = torch.from_numpy(np.stack([g.to_array() for g in tiles])).double()
+    mapped = Gaussians.from_array(grid.params_to_picture(params).numpy(), blend="sum")
+    picture = render(mapped, grid.rows * tile_h, grid.cols * tile_w)
+    for t, g in enumerate(tiles):
+        alone = render(g, tile_h, tile_w)
+        np.testing.assert_allclose(grid.crop(picture, t), alone, atol=2e-5)
+
+
+def test_covariance_mapping_is_differentiable_and_agrees_with_the_parameter_mapping():
+    grid = TileGrid(1, 2)
+    params = torch.from_numpy(np.stack([_inside_tile_gaussians(s).to_array() for s in (0, 1)])).double()
+    from gaussvae_ros.core.render import covariance_from_scale_rot
+
+    xy = params[..., :2].clone().requires_grad_(True)
+    cov = covariance_from_scale_rot(params[..., 2:4], params[..., 4])
+    mapped_xy, mapped_cov = grid.covariance_to_picture(xy, cov)
+    picture = grid.params_to_picture(params)
+    np.testing.assert_allclose(mapped_xy.detach(), picture[:, :2], atol=1e-12)
+    np.testing.assert_allclose(mapped_cov, covariance_from_scale_rot(picture[:, 2:4], picture[:, 4]), atol=1e-12)
+    mapped_xy.sum().backward()
+    np.testing.assert_allclose(xy.grad, np.broadcast_to([0.5, 1.0], xy.shape))  # du = 1/2, dv = 1
+    with pytest.raises(ValueError, match="expected"):
+        grid.covariance_to_picture(xy[:1], cov[:1])
+
+
+# ------------------------------------------------------------------------------------ with the shipped model
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    if not lc.default_model_path().exists():
+        pytest.skip("no shipped model in this build")
+    return lc.load_default_bundle()
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A real photograph (scikit-image's astronaut, outside the held-out set) at 48 x 64, uint8 RGB."""
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()).resize((64, 48), Image.LANCZOS))
+
+
+def _fit(pixels: np.ndarray) -> Gaussians:
+    from gaussvae_ros.core import fit_image
+
+    return fit_image(pixels, n_gaussians=512, max_iters=40, seed=0, threads=1).gaussians
+
+
+def test_tiles_refined_together_beat_one_latent_at_a_larger_budget(bundle, photo):
+    """At a budget one latent cannot use, two tiles refined against the whole picture decode closer
+    to it; the encoder keeps the better grid, within the budget, and recall decodes it as usual."""
+    one = encode_image(bundle, photo, tiles=1, max_bytes=900, refine_iters=20, fit=_fit)
+    two = encode_image(bundle, photo, tiles=2, max_bytes=900, refine_iters=20, fit=_fit)
+    assert one.grid == TileGrid(1, 1) and two.grid == TileGrid(1, 2)
+    assert len(one.payload) < 700 < len(two.payload) <= 900  # one latent saturates below the budget
+    assert two.error < one.error, (one.error, two.error)  # (held-out photographs: BENCHMARKS.md)
+    best = encode_image(bundle, photo, tiles=(1, 2), max_bytes=900, refine_iters=20, fit=_fit)
+    assert best.payload == two.payload and best.grid == two.grid
+    from gaussvae_ros.nodes.codecs import decode_payload
+
+    decoded = decode_payload(best.payload, lc.CODEC_ID, bundle.model_id)
+    assert len(decoded) == 2 * bundle.seq_len
+    # nothing fits: the smallest payload of the candidates
+    tiny = encode_image(bundle, photo, tiles=(1, 2), max_bytes=20, fit=_fit)  # under the 24-byte header
+    assert tiny.grid == TileGrid(1, 1) and len(tiny.payload) > 20
+
+
+def test_refinement_of_several_tiles_lowers_the_whole_pictures_error(bundle, photo):
+    grid = grid_for(2, *photo.shape[:2])
+    target = refine.image_target(photo, 3)
+    tiles = [_fit(np.ascontiguousarray(grid.crop(target.numpy(), t))) for t in range(grid.count)]
+    mu = lc.latent_of(bundle, tiles)
+    assert mu.shape == (2, bundle.entropy.dim)
+    refined = refine.refine_latent(bundle, mu, target, 1.0, iters=15, grid=grid)
+    assert refined.shape == mu.shape
+    before, after = (refine.latent_error(bundle, z, target, grid=grid) for z in (mu, refined))
+    assert after < before
+    with pytest.raises(ValueError, match="2 finite latent"):
+        refine.refine_latent(bundle, mu[0], target, 1.0, iters=1, grid=grid)
+
+
+def test_grey_frames_stay_grey_through_tiles(bundle, photo):
+    grey = np.asarray(Image.fromarray(photo).convert("L"))
+    encoded = encode_image(bundle, grey, tiles=2, step=2.0, fit=_fit)
+    decoded = lc.decode_latent(bundle, encoded.payload)
+    assert lc.payload_info(encoded.payload)["channels"] == 1 and decoded.channels == 1
+    assert encoded.step == 2.0 and np.isfinite(encoded.error)
+
+
+def test_payload_encoder_codes_frames_as_tiles(bundle, photo):
+    from gaussvae_ros.nodes.codecs import LATENT_TILE_SETTINGS, payload_encoder
+    from gaussvae_ros.vae.tiles import TILE_COUNTS
+
+    assert set(LATENT_TILE_SETTINGS) == {0, *TILE_COUNTS}
+    gaussians = _fit(photo)
+    encoder = payload_encoder("vae-latent", max_bytes=900, tiles=2, fit_iters=40, threads=1)
+    assert "tiles 2" in encoder.description
+    payload = encoder.encode(gaussians, photo)
+    assert len(payload) <= 900 and lc.payload_info(payload)["grid"] == TileGrid(1, 2)
+    chosen = payload_encoder("vae-latent", max_bytes=300, tiles=0, fit_iters=40, threads=1).encode(gaussians, photo)
+    assert len(chosen) <= 300 and lc.payload_info(chosen)["grid"].count in (1, 2, 4)
+    with pytest.raises(ValueError, match="needs the frame"):
+        encoder.encode(gaussians, None)
+    with pytest.raises(ValueError, match="tiles must be"):
+        payload_encoder("vae-latent", tiles=3)
+    with pytest.raises(ValueError, match="tiles"):
+        payload_encoder("gaussians-q", tiles=2)
