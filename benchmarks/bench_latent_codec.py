@@ -13,6 +13,7 @@ payload of 512 RGB Gaussians is 4,638 bytes.
     python benchmarks/bench_latent_codec.py --model run/model.pt --params data/set.npz
     python benchmarks/bench_latent_codec.py --model run/model.pt --params data/set.npz --save run/latent.pt
     python benchmarks/bench_latent_codec.py                 # untrained prototype-size model, synthetic data
+    python benchmarks/bench_latent_codec.py ... --tiles 4   # also payloads of 4 latents (tiles)
 
 Target: encode and decode <= 5 ms per memory on CPU.
 
@@ -50,6 +51,7 @@ from gaussvae_ros.core import Gaussians, morton_order  # noqa: E402
 from gaussvae_ros.vae import ParamTransform, build_model, load_model, load_param_set, split_indices  # noqa: E402
 from gaussvae_ros.vae import latent_codec as lc  # noqa: E402
 from gaussvae_ros.vae.config import ExperimentConfig  # noqa: E402
+from gaussvae_ros.vae.tiles import TILE_COUNTS, grid_for  # noqa: E402
 
 
 def _synthetic(m: int, n: int, seed: int) -> np.ndarray:
@@ -108,6 +110,9 @@ def main(argv=None) -> int:
     ap.add_argument("--unit", default="posterior", choices=["posterior", "latent"])
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--save", help="write the model file with the fitted entropy model here")
+    ap.add_argument("--tiles", type=int, default=1, choices=sorted(TILE_COUNTS),
+                    help="also time payloads of this many latents (one per tile, version 2), built from "
+                         "consecutive held-out memories")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -148,6 +153,8 @@ def main(argv=None) -> int:
         unq = float(((base - x) ** 2).mean())
     summary = {"model_id": bundle.model_id, "latent_dim": bundle.entropy.dim, "samples": len(held),
                "threads": args.threads, "feature_mse_unquantized_vs_input": unq, "rows": rows}
+    if args.tiles > 1:
+        summary["tiled"] = _tiled_rows(bundle, held, args.steps, grid_for(args.tiles, 3, 4))
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -159,7 +166,33 @@ def main(argv=None) -> int:
             print(f"{r['step']:7.3f} {r['bytes']:8.1f} {r['bits_per_dim']:8.3f} {r['ideal_coded_bytes']:8.1f} "
                   f"{r['latent_rms_posterior_units']:8.3f} {r['feature_mse_vs_unquantized']:8.4f} "
                   f"{r['feature_mse_vs_input']:8.4f} {r['encode_ms']:7.2f} {r['decode_ms']:7.2f}")
+        for r in summary.get("tiled", []):
+            print(f"{r['step']:7.3f} {r['bytes']:8.1f}  {r['grid']} tiles, one payload: encode {r['encode_ms']:.2f} ms, "
+                  f"decode {r['decode_ms']:.2f} ms")
     return 0
+
+
+def _tiled_rows(bundle, held: np.ndarray, steps, grid) -> list[dict]:
+    """Bytes and median encode / decode time of payloads holding ``grid.count`` latents (consecutive
+    held-out memories standing in for the tiles of one picture)."""
+    groups = [held[i:i + grid.count] for i in range(0, len(held) - grid.count + 1, grid.count)]
+    rows = []
+    for step in steps:
+        sizes, enc_t, dec_t = [], [], []
+        for group in groups:
+            tiles = [Gaussians.from_array(p) for p in group]
+            t0 = time.perf_counter()
+            payload = lc.encode_latent(bundle, tiles, step=step, grid=grid)
+            t1 = time.perf_counter()
+            lc.decode_latent(bundle, payload)
+            t2 = time.perf_counter()
+            sizes.append(len(payload))
+            enc_t.append(t1 - t0)
+            dec_t.append(t2 - t1)
+        rows.append({"step": lc.check_step(step), "grid": str(grid), "payloads": len(groups),
+                     "bytes": statistics.mean(sizes), "encode_ms": 1e3 * statistics.median(enc_t),
+                     "decode_ms": 1e3 * statistics.median(dec_t)})
+    return rows
 
 
 if __name__ == "__main__":

@@ -284,6 +284,7 @@ def test_ours_with_a_real_latent_codec_model(image_dir, tmp_path, capsys):
         assert set(row) == {"psnr", "ssim", "bytes", "over_budget"}
         for item in report["per_image"][budget]["ours"]:
             assert item["gaussians"] == n and item["step"] > 0 and item["refine_iters"] == 150
+            assert item["tiles"] in (1, 2, 4, 8) and 0 < item["source_psnr"] <= 100
             assert item["over_budget"] == (item["bytes"] > int(budget))
     assert report["budgets"]["8"]["ours"]["over_budget"] == 2  # the 24-byte header alone is over
     assert report["budgets"]["2000"]["ours"]["over_budget"] == 0

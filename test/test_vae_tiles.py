@@ -8,7 +8,7 @@ from PIL import Image
 from gaussvae_ros.core import Gaussians, render
 from gaussvae_ros.vae import latent_codec as lc
 from gaussvae_ros.vae import refine
-from gaussvae_ros.vae.image_encoder import encode_image
+from gaussvae_ros.vae.image_encoder import AUTO_TILES, encode_image
 from gaussvae_ros.vae.tiles import TileGrid, grid_for
 
 
@@ -111,6 +111,7 @@ def test_tiles_refined_together_beat_one_latent_at_a_larger_budget(bundle, photo
     assert two.error < one.error, (one.error, two.error)  # (held-out photographs: BENCHMARKS.md)
     best = encode_image(bundle, photo, tiles=(1, 2), max_bytes=900, refine_iters=20, fit=_fit)
     assert best.payload == two.payload and best.grid == two.grid
+    assert len(best.source) == 2 * bundle.seq_len and len(one.source) == bundle.seq_len  # what was encoded
     from gaussvae_ros.nodes.codecs import decode_payload
 
     decoded = decode_payload(best.payload, lc.CODEC_ID, bundle.model_id)
@@ -153,9 +154,11 @@ def test_payload_encoder_codes_frames_as_tiles(bundle, photo):
     payload = encoder.encode(gaussians, photo)
     assert len(payload) <= 900 and lc.payload_info(payload)["grid"] == TileGrid(1, 2)
     chosen = payload_encoder("vae-latent", max_bytes=300, tiles=0, fit_iters=40, threads=1).encode(gaussians, photo)
-    assert len(chosen) <= 300 and lc.payload_info(chosen)["grid"].count in (1, 2, 4)
+    assert len(chosen) <= 300 and lc.payload_info(chosen)["grid"].count in AUTO_TILES
     with pytest.raises(ValueError, match="needs the frame"):
         encoder.encode(gaussians, None)
+    with pytest.raises(ValueError, match="too small for 8 tiles"):  # 24 x 16 px tiles < 512 Gaussians
+        payload_encoder("vae-latent", tiles=8, fit_iters=40).encode(gaussians, photo)
     with pytest.raises(ValueError, match="tiles must be"):
         payload_encoder("vae-latent", tiles=3)
     with pytest.raises(ValueError, match="tiles"):

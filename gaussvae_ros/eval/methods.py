@@ -271,7 +271,8 @@ class LatentMethod(Method):
     per tile; the whole picture's fit is shared with the other methods, tiles are fitted and cached
     like it), refined against the image for ``refine_iters`` steps, and the grid whose decoding is
     closest to the image kept (per-image rate control). When nothing fits, the smallest output is
-    scored. Images whose colour channels differ from the model's are fitted converted (gray
+    scored. Per image, ``source_psnr`` is the PSNR of the Gaussians the payload was encoded from
+    (all tiles), the reference of the "decoded within 1 dB of its Gaussians" target. Images whose colour channels differ from the model's are fitted converted (gray
     stacked to RGB, or RGB to luma) and the rendering converted back.
     """
 
@@ -304,9 +305,10 @@ class LatentMethod(Method):
                                    max_bytes=budget, refine_iters=self.refine_iters,
                                    fit=lambda pixels: self._fit_tile(ctx, pixels))
             decoded = self.codec.decode_latent(self.bundle, encoded.payload)
+            source = psnr_uint8(ctx.reference, ctx.render(encoded.source))  # what was encoded, unquantized
             cache[budget] = Encoded(len(encoded.payload), ctx.render(decoded),
                                     {"gaussians": self.n_gaussians, "refine_iters": self.refine_iters,
-                                     "step": encoded.step, "tiles": encoded.grid.count})
+                                     "step": encoded.step, "tiles": encoded.grid.count, "source_psnr": source})
         return cache[budget]
 
 

@@ -32,18 +32,20 @@ from .tiles import TILE_COUNTS, TileGrid, grid_for
 __all__ = ["AUTO_TILES", "ImagePayload", "encode_image", "fit_tile", "tile_candidates"]
 
 #: Tile counts chosen from per picture when a node or ``gaussvae replay`` is given 0 tiles.
-AUTO_TILES = (1, 2, 4)
+AUTO_TILES = (1, 2, 4, 8)
 
 
 @dataclass(frozen=True)
 class ImagePayload:
     """A picture's ``vae-latent`` payload and how it was made (``error``: mean squared error of its
-    rendering against the picture, pixel values in ``[0, 1]``, at the refinement's comparison size)."""
+    rendering against the picture, pixel values in ``[0, 1]``, at the refinement's comparison size;
+    ``source``: the Gaussians it was encoded from, in picture coordinates, all tiles together)."""
 
     payload: bytes
     step: float
     grid: TileGrid
     error: float
+    source: Gaussians
 
 
 def fit_tile(pixels: np.ndarray, n_gaussians: int, *, seed: int = 0, max_iters: int | None = None,
@@ -84,15 +86,24 @@ def encode_image(bundle: lc.LatentModelBundle, image: np.ndarray, *, tiles: int 
         fit: ``fit(pixels) -> Gaussians`` for a tile's float ``[h, w, C]`` pixels in ``[0, 1]``
             (default :func:`fit_tile` with ``seed`` and ``threads``).
 
+    Tile counts whose tiles would have fewer pixels than the model has Gaussians per latent are
+    left out of a choice (and refused when asked for alone).
+
     Raises:
-        ValueError: an unknown tile count, an image too small for a grid, Gaussians the model
-            cannot encode.
+        ValueError: an unknown tile count, an image too small for the grid asked for, Gaussians
+            the model cannot encode.
     """
     counts = sorted({int(tiles)} if isinstance(tiles, (int, np.integer)) else {int(t) for t in tiles})
     if not counts:
         raise ValueError("at least one tile count is needed")
     height, width = np.shape(image)[:2]
     grids = [grid_for(count, height, width) for count in counts]
+    # a tile needs a pixel per Gaussian: smaller tiles are left out of a choice, refused alone
+    usable = [g for g in grids if g.count == 1 or _tile_pixels(g, height, width) >= bundle.seq_len]
+    if not usable:
+        raise ValueError(f"a {height}x{width} image is too small for {grids[0].count} tiles of "
+                         f"{bundle.seq_len} Gaussians ({_tile_pixels(grids[0], height, width)} pixels per tile)")
+    grids = usable
     channels = 1 if np.ndim(image) == 2 or np.shape(image)[2] == 1 else 3  # fitted as the picture is
     # every candidate is judged at the size the finest grid refines at
     target = refine.image_target(image, channels, max(refine.long_side_for(g) for g in grids))
@@ -110,10 +121,26 @@ def encode_image(bundle: lc.LatentModelBundle, image: np.ndarray, *, tiles: int 
             payload, used_step = lc.encode_to_budget(bundle, sets, max_bytes, or_smallest=True, **refine_args)
         else:
             payload, used_step = lc.encode_latent(bundle, sets, step, **refine_args), float(step)
-        candidate = ImagePayload(payload, float(used_step), grid, _error(bundle, payload, target))
+        candidate = ImagePayload(payload, float(used_step), grid, _error(bundle, payload, target), _source(grid, sets))
         if best is None or _better(candidate, best, max_bytes):
             best = candidate
     return best
+
+
+def _source(grid: TileGrid, sets) -> Gaussians:
+    """The Gaussians of all tiles in picture coordinates."""
+    if isinstance(sets, Gaussians):
+        return sets
+    params = torch.from_numpy(np.stack([g.to_array() for g in sets])).double()
+    return Gaussians.from_array(grid.params_to_picture(params).float().numpy(), sets[0].blend)
+
+
+def _tile_pixels(grid: TileGrid, height: int, width: int) -> int:
+    """Pixels of the grid's smallest tile at the size its tiles are fitted at (long side
+    :func:`.refine.long_side_for`, never enlarged)."""
+    scale = min(1.0, refine.long_side_for(grid) / max(height, width))
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    return (h // grid.rows) * (w // grid.cols)
 
 
 def _error(bundle: lc.LatentModelBundle, payload: bytes, target: torch.Tensor) -> float:
