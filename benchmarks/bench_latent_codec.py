@@ -167,8 +167,8 @@ def main(argv=None) -> int:
                   f"{r['latent_rms_posterior_units']:8.3f} {r['feature_mse_vs_unquantized']:8.4f} "
                   f"{r['feature_mse_vs_input']:8.4f} {r['encode_ms']:7.2f} {r['decode_ms']:7.2f}")
         for r in summary.get("tiled", []):
-            print(f"{r['step']:7.3f} {r['bytes']:8.1f}  {r['grid']} tiles, one payload: encode {r['encode_ms']:.2f} ms, "
-                  f"decode {r['decode_ms']:.2f} ms")
+            print(f"{r['step']:7.3f} {r['bytes']:8.1f}  {r['grid']} tiles, one payload: "
+                  f"encode {r['encode_ms']:.2f} ms, decode {r['decode_ms']:.2f} ms")
     return 0
 
 

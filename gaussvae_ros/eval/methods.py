@@ -272,8 +272,9 @@ class LatentMethod(Method):
     like it), refined against the image for ``refine_iters`` steps, and the grid whose decoding is
     closest to the image kept (per-image rate control). When nothing fits, the smallest output is
     scored. Per image, ``source_psnr`` is the PSNR of the Gaussians the payload was encoded from
-    (all tiles), the reference of the "decoded within 1 dB of its Gaussians" target. Images whose colour channels differ from the model's are fitted converted (gray
-    stacked to RGB, or RGB to luma) and the rendering converted back.
+    (all tiles), the reference of the "decoded within 1 dB of its Gaussians" target. Images whose
+    colour channels differ from the model's are fitted converted (gray stacked to RGB, or RGB to
+    luma) and the rendering converted back.
     """
 
     name = "ours"

@@ -43,7 +43,8 @@ import numpy as np
 
 __all__ = [
     "ENCODABLE_CODECS", "LATENT_TILE_SETTINGS", "ModelMismatchError", "PayloadCodec", "PayloadEncoder",
-    "UnknownCodecError", "decode_payload", "known_codecs", "payload_encoder", "register_codec", "render_memory", "unregister_codec",
+    "UnknownCodecError", "decode_payload", "known_codecs", "payload_encoder", "register_codec", "render_memory",
+    "unregister_codec",
 ]
 
 

@@ -242,9 +242,7 @@ def _tile_sets(bundle: LatentModelBundle, gaussians, grid: TileGrid | None) -> t
         raise ValueError(f"a {grid} tile grid needs {grid.count} Gaussian set(s), got {len(sets)}")
     if len({(g.channels, g.blend) for g in sets}) != 1:
         raise ValueError("the tiles' Gaussian sets differ in colour channels or blend mode")
-    for g in sets:
-        _check_gaussians(bundle, g)
-    return sets, grid
+    return sets, grid  # each set is checked against the model by latent_of
 
 
 def latent_of(bundle: LatentModelBundle, gaussians) -> np.ndarray:
@@ -273,11 +271,11 @@ def _pack(bundle: LatentModelBundle, mu: np.ndarray, step: float, blend: str, ch
     symbols = bundle.entropy.quantize(np.reshape(mu, (grid.count, -1)), step, "symbols")
     coded = bundle.entropy.compress(symbols, step)
     flags = (1 if blend == "sum" else 0) | (2 if channels == 3 else 0)
-    fields = (MAGIC, FORMAT_VERSION, flags, bundle.model_hash, step, bundle.entropy.dim, bundle.seq_len)
+    fields = (flags, bundle.model_hash, step, bundle.entropy.dim, bundle.seq_len)
     if grid.count == 1:
-        body = _HEADER.pack(*fields) + coded
+        body = _HEADER.pack(MAGIC, FORMAT_VERSION, *fields) + coded
     else:
-        body = _HEADER_V2.pack(*fields[:1], TILED_VERSION, *fields[2:], grid.rows, grid.cols) + coded
+        body = _HEADER_V2.pack(MAGIC, TILED_VERSION, *fields, grid.rows, grid.cols) + coded
     return body + _CRC.pack(zlib.crc32(body))
 
 
