@@ -22,6 +22,16 @@ def bag_path():
     return get
 
 
+@pytest.fixture(scope="session")
+def shipped_bundle():
+    """The ``vae-latent`` model shipped with the package, or skip the test when this build has none."""
+    from gaussvae_ros.vae import latent_codec as lc
+
+    if not lc.default_model_path().exists():
+        pytest.skip("no shipped model in this build")
+    return lc.load_default_bundle()
+
+
 #: Test modules whose tests talk over DDS between threads or processes. Discovery and delivery on a
 #: loaded 2-core machine are timing-dependent, so a failure there is retried twice before it counts
 #: (pytest-rerunfailures); a real defect still fails all three runs.

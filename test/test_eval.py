@@ -1,7 +1,6 @@
 """``gaussvae eval``: rate-distortion evaluation of Gaussians vs JPEG / WebP / AVIF at byte budgets."""
 
 import json
-import types
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from PIL import Image
 
 from gaussvae_ros.cli import eval_commands
 from gaussvae_ros.cli.main import build_parser
-from gaussvae_ros.core import BitDepths, decode_gaussians, encode_gaussians, encoded_size
+from gaussvae_ros.core import BitDepths, encoded_size
 from gaussvae_ros.eval import (FitOptions, GaussianMethod, ImageContext, LatentMethod, PillowCodec, evaluate,
                                load_latent_method, pillow_codecs, prepare_image)
 from gaussvae_ros.eval.methods import LATENT_CODEC_MODULE, psnr_uint8
@@ -208,33 +207,18 @@ def test_latent_method_unavailable_reasons(tmp_path):
         assert "cannot load" in reason
 
 
-def _tiny_latent_bundle(n: int = 16):
-    """A tiny untrained VAE bundle (``n`` Gaussians, 8-D latent): plumbing, not quality."""
+def _tiny_latent_bundle(path, n: int = 16):
+    """A tiny VAE bundle (``n`` Gaussians, 8-D latent) written to ``path``: plumbing, not quality."""
     lc = pytest.importorskip(LATENT_CODEC_MODULE)
-    import torch
+    from conftest import write_tiny_latent_model
 
-    from gaussvae_ros.vae import ParamTransform, build_model
-    from gaussvae_ros.vae.config import ExperimentConfig, ModelConfig
-
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    train = np.concatenate([rng.uniform(0, 1, (24, n, 2)), np.exp(rng.normal(np.log(0.1), 0.3, (24, n, 2))),
-                            rng.uniform(-np.pi, np.pi, (24, n, 1)), rng.uniform(0, 1, (24, n, 3))], -1)
-    train = train.astype(np.float32)
-    config = ExperimentConfig()
-    config.model = ModelConfig(latent_dim=8, seq_len=n, in_channels=8, encoder_channels=[8, 16],
-                               encoder_strides=[4, 4], decoder_channels=[16, 8], decoder_strides=[4, 4],
-                               kernel_size=4)
-    transform = ParamTransform(representation="cholesky").fit(train)
-    model = build_model(config.model).eval()
-    entropy = lc.fit_entropy_model(model, transform, train)
-    return lc, lc.make_bundle(model, config, transform, entropy, transform.encode(train).mean(0).numpy())
+    return lc, lc.load_bundle(write_tiny_latent_model(path, n=n, latent=8))
 
 
-def test_ours_through_the_method_interface():
+def test_ours_through_the_method_interface(tmp_path):
     """Per-image rate control over tile grids: every image gets the grid whose decoding is closest to
     it among those within the budget; nothing fits -> the smallest output, counted over budget."""
-    lc, bundle = _tiny_latent_bundle()
+    lc, bundle = _tiny_latent_bundle(tmp_path / "tiny.pt")
     ours = LatentMethod(lc, bundle, n_gaussians=16, channels=3, refine_iters=3, tiles=(1, 2))
     images = [("coffee", prepare_image(_photo("coffee"), 40)), ("camera", prepare_image(_photo("camera"), 40))]
     report = evaluate(images, [ours], [8, 2000], FitOptions(max_iters=30), per_image=True)
@@ -270,11 +254,9 @@ def test_fit_cache_reused(tmp_path, monkeypatch):
 
 
 def test_ours_with_a_real_latent_codec_model(image_dir, tmp_path, capsys):
-    """A tiny untrained VAE bundle (16 Gaussians, 8-D latent) through ``--model``: plumbing, not quality."""
-    lc, bundle = _tiny_latent_bundle()
-    n = bundle.seq_len
-    path = lc.save_bundle(tmp_path / "latent.pt", bundle.model, bundle.config, bundle.transform, bundle.slot_mean,
-                          bundle.entropy)
+    """A tiny VAE bundle (16 Gaussians, 8-D latent) through ``--model``: plumbing, not quality."""
+    lc, bundle = _tiny_latent_bundle(tmp_path / "latent.pt")
+    n, path = bundle.seq_len, bundle.path
     report = _run(capsys, ["--images", str(image_dir), "--budgets", "8", "2000", "--json", "--per-image",
                            "--methods", "ours", "--model", str(path), "--long-side", "32", "--max-iters", "60",
                            "--quiet"])

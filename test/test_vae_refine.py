@@ -13,10 +13,8 @@ ITERS = 40  # enough to show the effect on a 48 x 64 image; the product default 
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    if not lc.default_model_path().exists():
-        pytest.skip("no shipped model in this build")
-    return lc.load_default_bundle()
+def bundle(shipped_bundle):
+    return shipped_bundle
 
 
 @pytest.fixture(scope="module")

@@ -81,10 +81,8 @@ def test_covariance_mapping_is_differentiable_and_agrees_with_the_parameter_mapp
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    if not lc.default_model_path().exists():
-        pytest.skip("no shipped model in this build")
-    return lc.load_default_bundle()
+def bundle(shipped_bundle):
+    return shipped_bundle
 
 
 @pytest.fixture(scope="module")
