@@ -215,6 +215,22 @@ def test_kitti_replay_stores_keyframes_along_the_drive(kitti_db):
     assert all((r.width, r.height) == (1226, 370) for r in records)
 
 
+def test_recall_quality_benchmark_decodes_every_memory_against_its_frame(kitti_db, capsys):
+    import importlib.util
+
+    db, report = kitti_db
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_recall_quality.py"
+    spec = importlib.util.spec_from_file_location("bench_recall_quality", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--db", str(db), "--bag", str(shared("kitti07_mono8_mcap")), "--long-side", "64",
+                       "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["memories"] == report.memories_stored and summary["codecs"] == ["gaussians-q"]
+    assert 12 < summary["psnr_min"] <= summary["psnr_mean"] <= summary["psnr_max"] < 40  # 48 Gaussians, 20 steps
+    assert abs(summary["psnr_mean"] - report.mean_psnr) < 0.3  # the fits' own PSNR, through quantization
+
+
 def kitti_ground_truth() -> dict[int, np.ndarray]:
     from gaussvae_ros.bag.reader import BagReader
 
