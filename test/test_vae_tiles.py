@@ -20,7 +20,7 @@ def test_grids_are_laid_out_for_the_picture_and_validated():
     for bad in (3, 0, 32):
         with pytest.raises(ValueError, match="tile count"):
             grid_for(bad, 48, 64)
-    for rows, cols in ((0, 1), (1, 17), (1.5, 1)):
+    for rows, cols in ((0, 1), (1, 17), (1.5, 1), (True, 1)):
         with pytest.raises(ValueError, match="1..16"):
             TileGrid(rows, cols)
 

@@ -49,7 +49,8 @@ class TileGrid:
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_TILES_PER_SIDE:
+            integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            if not integer or not 1 <= value <= MAX_TILES_PER_SIDE:
                 raise ValueError(f"tile grid {name} must be an integer in 1..{MAX_TILES_PER_SIDE}, got {value!r}")
 
     @property
