@@ -9,14 +9,18 @@ from gaussvae_ros.core import Gaussians, render
 from gaussvae_ros.vae import latent_codec as lc
 from gaussvae_ros.vae import refine
 from gaussvae_ros.vae.image_encoder import AUTO_TILES, encode_image
-from gaussvae_ros.vae.tiles import TileGrid, grid_for
+from gaussvae_ros.vae.tiles import DEFAULT_OVERLAP, TileGrid, grid_for
 
 
 def test_grids_are_laid_out_for_the_picture_and_validated():
-    assert grid_for(1, 48, 64) == TileGrid(1, 1)
-    assert grid_for(2, 48, 64) == TileGrid(1, 2) and grid_for(2, 64, 48) == TileGrid(2, 1)
-    assert grid_for(8, 48, 64) == TileGrid(2, 4) and grid_for(8, 64, 48) == TileGrid(4, 2)
+    assert grid_for(1, 48, 64) == TileGrid(1, 1)  # no overlap without a neighbour
+    assert grid_for(2, 48, 64) == TileGrid(1, 2, DEFAULT_OVERLAP) and grid_for(2, 64, 48, 0.0) == TileGrid(2, 1)
+    assert grid_for(8, 48, 64, 0.0) == TileGrid(2, 4) and grid_for(8, 64, 48, 0.0) == TileGrid(4, 2)
     assert grid_for(4, 50, 50).count == 4 and str(grid_for(16, 9, 9)) == "4x4"
+    for overlap in (-1 / 256, 1.0, 0.3):  # a payload stores it in 1/256 of a cell
+        with pytest.raises(ValueError, match="overlap"):
+            TileGrid(1, 2, overlap)
+    assert TileGrid(1, 2, 48 / 256).overlap_units == 48
     for bad in (3, 0, 32):
         with pytest.raises(ValueError, match="tile count"):
             grid_for(bad, 48, 64)
@@ -33,6 +37,10 @@ def test_crops_cover_the_image_once():
             crop = grid.crop(image, t)
             seen[np.isin(image, crop)] += 1
         assert (seen == 1).all()
+    overlapping = TileGrid(2, 3, 64 / 256)  # a quarter of a 24 x 20 cell: 6 and 5 px each side
+    picture = np.arange(40 * 72).reshape(40, 72)
+    assert [overlapping.crop(picture, t).shape for t in range(3)] == [(25, 30), (25, 36), (25, 30)]
+    np.testing.assert_array_equal(overlapping.crop(picture, 4), picture[15:40, 18:54])
     with pytest.raises(ValueError, match="too small"):
         TileGrid(4, 4).crop(np.zeros((3, 3)), 0)
     with pytest.raises(IndexError):
@@ -48,16 +56,21 @@ def _inside_tile_gaussians(seed: int, n: int = 12) -> Gaussians:
 
 
 def test_tile_gaussians_render_in_their_tile_exactly_as_alone():
-    """Mapped into the picture and rendered at the picture's size, every tile's pixels are those of
-    its Gaussians rendered alone at the tile's size: the mapping keeps each ellipse in pixels."""
-    grid, tile_h, tile_w = TileGrid(2, 3), 24, 20
-    tiles = [_inside_tile_gaussians(seed) for seed in range(grid.count)]
-    params = torch.from_numpy(np.stack([g.to_array() for g in tiles])).double()
-    mapped = Gaussians.from_array(grid.params_to_picture(params).numpy(), blend="sum")
-    picture = render(mapped, grid.rows * tile_h, grid.cols * tile_w)
-    for t, g in enumerate(tiles):
-        alone = render(g, tile_h, tile_w)
-        np.testing.assert_allclose(grid.crop(picture, t), alone, atol=2e-5)
+    """Mapped into the picture and rendered at the picture's size, a tile's Gaussians draw in its
+    crop what they draw rendered alone at the crop's size, and nothing outside it: the mapping keeps
+    each ellipse in pixels (with and without overlapping tiles)."""
+    cell_h, cell_w = 20, 24
+    for grid in (TileGrid(2, 3), TileGrid(2, 3, 64 / 256)):
+        tiles = [_inside_tile_gaussians(seed) for seed in range(grid.count)]
+        params = torch.from_numpy(np.stack([g.to_array() for g in tiles])).double()
+        mapped = grid.params_to_picture(params).numpy()
+        n = len(tiles[0])
+        for t, g in enumerate(tiles):
+            picture = render(Gaussians.from_array(mapped[t * n:(t + 1) * n], blend="sum"),
+                             grid.rows * cell_h, grid.cols * cell_w)
+            crop = grid.crop(picture, t)
+            np.testing.assert_allclose(crop, render(g, *crop.shape[:2]), atol=2e-5)
+            assert crop.sum() == pytest.approx(picture.sum(), rel=1e-4)  # all of it inside the crop
 
 
 def test_covariance_mapping_is_differentiable_and_agrees_with_the_parameter_mapping():
@@ -104,7 +117,7 @@ def test_tiles_refined_together_beat_one_latent_at_a_larger_budget(bundle, photo
     to it; the encoder keeps the better grid, within the budget, and recall decodes it as usual."""
     one = encode_image(bundle, photo, tiles=1, max_bytes=900, refine_iters=20, fit=_fit)
     two = encode_image(bundle, photo, tiles=2, max_bytes=900, refine_iters=20, fit=_fit)
-    assert one.grid == TileGrid(1, 1) and two.grid == TileGrid(1, 2)
+    assert one.grid == TileGrid(1, 1) and two.grid == TileGrid(1, 2, DEFAULT_OVERLAP)
     assert len(one.payload) < 700 < len(two.payload) <= 900  # one latent saturates below the budget
     assert two.error < one.error, (one.error, two.error)  # (held-out photographs: BENCHMARKS.md)
     best = encode_image(bundle, photo, tiles=(1, 2), max_bytes=900, refine_iters=20, fit=_fit)
@@ -150,7 +163,7 @@ def test_payload_encoder_codes_frames_as_tiles(bundle, photo):
     encoder = payload_encoder("vae-latent", max_bytes=900, tiles=2, fit_iters=40, threads=1)
     assert "tiles 2" in encoder.description
     payload = encoder.encode(gaussians, photo)
-    assert len(payload) <= 900 and lc.payload_info(payload)["grid"] == TileGrid(1, 2)
+    assert len(payload) <= 900 and lc.payload_info(payload)["grid"] == TileGrid(1, 2, DEFAULT_OVERLAP)
     chosen = payload_encoder("vae-latent", max_bytes=300, tiles=0, fit_iters=40, threads=1).encode(gaussians, photo)
     assert len(chosen) <= 300 and lc.payload_info(chosen)["grid"].count in AUTO_TILES
     with pytest.raises(ValueError, match="needs the frame"):

@@ -22,9 +22,9 @@ Payload layout (little-endian), version 1::
     end-4  4     CRC-32 of everything before it
 
 Overhead is 24 bytes. Version 2 holds one latent per tile of a picture (:mod:`.tiles`): the same
-fields, then at offset 20 the grid's rows and columns (one byte each), then the symbols of the
-``rows * cols`` latents (row-major) in one range-coded stream, then the CRC-32 (26 bytes of
-overhead in all). It decodes into ``rows * cols * N`` Gaussians in picture coordinates. One
+fields, then at offset 20 the grid's rows, columns and overlap (in 1/256 of a cell; one byte each),
+then the symbols of the ``rows * cols`` latents (row-major) in one range-coded stream, then the
+CRC-32 (27 bytes of overhead in all). It decodes into ``rows * cols * N`` Gaussians in picture coordinates. One
 latent is always written as version 1.
 
 The memory's ``model_id`` string is the model id in hex (16 characters,
@@ -71,7 +71,7 @@ from .config import ExperimentConfig
 from . import refine
 from .entropy import EntropyModel, check_step
 from .params import ParamTransform
-from .tiles import TileGrid
+from .tiles import OVERLAP_UNITS, TileGrid
 
 __all__ = [
     "CODEC_ID", "DEFAULT_STEP", "DEFAULT_STEPS", "LatentModelBundle", "attach_entropy_model", "build_bundle_file",
@@ -88,7 +88,7 @@ MAGIC = b"GL"
 FORMAT_VERSION = 1
 TILED_VERSION = 2
 _HEADER = struct.Struct("<2sBB8sfHH")
-_HEADER_V2 = struct.Struct("<2sBB8sfHHBB")  # version 1 + tile grid rows, cols
+_HEADER_V2 = struct.Struct("<2sBB8sfHHBBB")  # version 1 + tile grid rows, cols, overlap
 _CRC = struct.Struct("<I")
 ENV_MODELS = "GAUSSVAE_LATENT_MODELS"
 
@@ -275,7 +275,7 @@ def _pack(bundle: LatentModelBundle, mu: np.ndarray, step: float, blend: str, ch
     if grid.count == 1:
         body = _HEADER.pack(MAGIC, FORMAT_VERSION, *fields) + coded
     else:
-        body = _HEADER_V2.pack(MAGIC, TILED_VERSION, *fields, grid.rows, grid.cols) + coded
+        body = _HEADER_V2.pack(MAGIC, TILED_VERSION, *fields, grid.rows, grid.cols, grid.overlap_units) + coded
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -384,9 +384,9 @@ def payload_info(data: bytes) -> dict:
         header = _HEADER_V2
         if len(data) < header.size + _CRC.size:
             raise ValueError(f"vae-latent payload too short ({len(data)} bytes)")
-        _, _, flags, model_hash, step, dim, n, rows, cols = header.unpack_from(data)
+        _, _, flags, model_hash, step, dim, n, rows, cols, overlap = header.unpack_from(data)
         try:
-            grid = TileGrid(rows, cols)
+            grid = TileGrid(rows, cols, overlap / OVERLAP_UNITS)
         except ValueError as exc:
             raise ValueError(f"corrupt vae-latent payload: {exc}") from None
     else:

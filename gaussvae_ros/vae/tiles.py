@@ -6,15 +6,17 @@ budget on more Gaussians: each tile is fitted and encoded on its own, in the til
 coordinates, and decoding maps every tile's Gaussians into the picture's, so recall renders one
 :class:`~gaussvae_ros.core.Gaussians` set at any size, as for a single latent.
 
-Geometry (normalized picture coordinates ``(u, v)``, :mod:`gaussvae_ros.core.gaussians`): tile
-``t = r * cols + c`` (row-major) of a ``rows x cols`` grid spans ``u in [c / cols, (c + 1) / cols]``
-and ``v in [r / rows, (r + 1) / rows]``. A point ``(u', v')`` of the tile lands at
-``(u0 + u' du, v0 + v' dv)`` with ``du = 1 / cols``, ``dv = 1 / rows``; a covariance ``S`` in tile
-coordinates becomes ``K S K`` with ``K = diag(du, dv)`` (scales and rotation are re-derived from
-it; in pixels the ellipse is the one fitted in the tile). Pixels: tile ``t`` of an ``H x W`` image
-is the crop of rows ``v0 H .. v1 H`` and columns ``u0 W .. u1 W``, rounded half up
-(:meth:`TileGrid.crop`); where ``W / cols`` is not whole the crop is off by less than half a pixel,
-which the refinement (:mod:`.refine`, over the whole picture) absorbs.
+Geometry (normalized picture coordinates ``(u, v)``, :mod:`gaussvae_ros.core.gaussians`): tile ``t =
+r * cols + c`` (row-major) of a ``rows x cols`` grid covers the cell ``u in [c / cols, (c + 1) /
+cols]``, ``v in [r / rows, (r + 1) / rows]``, widened by ``overlap`` cells on every side that is not
+the picture's border (clamped to ``[0, 1]``), so that neighbouring tiles cross-fade instead of
+meeting at a seam. A point ``(u', v')`` of the tile lands at ``(u0 + u' du, v0 + v' dv)``, where
+``(u0, v0)`` and ``(du, dv)`` are the tile's corner and size (:meth:`TileGrid.origins_sizes`); a
+covariance ``S`` in tile coordinates becomes ``K S K`` with ``K = diag(du, dv)`` (scales and
+rotation are re-derived from it; in pixels the ellipse is the one fitted in the tile). Pixels: tile
+``t`` of an ``H x W`` image is the crop of rows ``v0 H .. (v0 + dv) H`` and columns ``u0 W .. (u0 +
+du) W``, rounded half up (:meth:`TileGrid.crop`); where those are not whole the crop is off by less
+than half a pixel, which the refinement (:mod:`.refine`, over the whole picture) absorbs.
 
 :func:`grid_for` lays ``count`` tiles out for a picture (more columns than rows for a landscape
 one). The payload format that holds a grid is in :mod:`.latent_codec` (version 2).
@@ -31,20 +33,27 @@ from gaussvae_ros.core.render import covariance_from_scale_rot
 
 from .params import scale_rot_from_covariance
 
-__all__ = ["MAX_TILES_PER_SIDE", "TILE_COUNTS", "TileGrid", "grid_for"]
+__all__ = ["DEFAULT_OVERLAP", "MAX_TILES_PER_SIDE", "OVERLAP_UNITS", "TILE_COUNTS", "TileGrid", "grid_for"]
 
 #: Largest number of rows or columns (a payload stores each in one byte; more is useless at robot sizes).
 MAX_TILES_PER_SIDE = 16
+#: The overlap is stored in these units of a tile's width / height (one byte).
+OVERLAP_UNITS = 256
+#: Overlap of neighbouring tiles laid out by :func:`grid_for`, as a fraction of a tile: enough for
+#: the normalized blend to cross-fade tile borders (without it, busy pictures show seams).
+DEFAULT_OVERLAP = 32 / OVERLAP_UNITS
 #: Tile counts :func:`grid_for` lays out: (rows, cols) for a landscape picture.
 TILE_COUNTS = {1: (1, 1), 2: (1, 2), 4: (2, 2), 8: (2, 4), 16: (4, 4)}
 
 
 @dataclass(frozen=True)
 class TileGrid:
-    """A ``rows x cols`` grid of equal tiles over the picture (see the module docstring)."""
+    """A ``rows x cols`` grid of tiles over the picture, neighbours overlapping by ``overlap`` of a
+    cell (a multiple of ``1 / OVERLAP_UNITS`` in ``[0, 1)``; see the module docstring)."""
 
     rows: int = 1
     cols: int = 1
+    overlap: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):
@@ -52,6 +61,14 @@ class TileGrid:
             integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
             if not integer or not 1 <= value <= MAX_TILES_PER_SIDE:
                 raise ValueError(f"tile grid {name} must be an integer in 1..{MAX_TILES_PER_SIDE}, got {value!r}")
+        steps = float(self.overlap) * OVERLAP_UNITS
+        if not (0 <= steps < OVERLAP_UNITS and steps == int(steps)):
+            raise ValueError(f"tile overlap must be a multiple of 1/{OVERLAP_UNITS} in [0, 1), got {self.overlap!r}")
+
+    @property
+    def overlap_units(self) -> int:
+        """The overlap in 1/:data:`OVERLAP_UNITS` of a tile (what a payload stores)."""
+        return int(round(float(self.overlap) * OVERLAP_UNITS))
 
     @property
     def count(self) -> int:
@@ -63,8 +80,12 @@ class TileGrid:
     def origins_sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """``(origin [T, 2], size [T, 2])`` of the tiles in normalized picture coordinates ``(u, v)``."""
         r, c = np.divmod(np.arange(self.count), self.cols)
-        size = np.tile([1.0 / self.cols, 1.0 / self.rows], (self.count, 1))
-        return np.stack([c / self.cols, r / self.rows], -1), size
+        step = np.array([1.0 / self.cols, 1.0 / self.rows])
+        lo = np.stack([c, r], -1) * step
+        hi = lo + step
+        lo = np.maximum(0.0, lo - self.overlap * step)
+        hi = np.minimum(1.0, hi + self.overlap * step)
+        return lo, hi - lo
 
     def crop(self, image: np.ndarray, index: int) -> np.ndarray:
         """Pixels of tile ``index`` of ``image [H, W, ...]`` (a view)."""
@@ -73,13 +94,13 @@ class TileGrid:
         height, width = image.shape[:2]
         if height < self.rows or width < self.cols:
             raise ValueError(f"a {height}x{width} image is too small for a {self} tile grid")
-        r, c = divmod(index, self.cols)
+        origin, size = self.origins_sizes()
 
-        def edge(i: int, n: int, size: int) -> int:  # round half up: tiles of >= 1 px are never empty
-            return int(np.floor(i * size / n + 0.5))
+        def edge(x: float, n: int) -> int:  # round half up: tiles of >= 1 px are never empty
+            return int(np.floor(x * n + 0.5))
 
-        return image[edge(r, self.rows, height):edge(r + 1, self.rows, height),
-                     edge(c, self.cols, width):edge(c + 1, self.cols, width)]
+        (u0, v0), (du, dv) = origin[index], size[index]
+        return image[edge(v0, height):edge(v0 + dv, height), edge(u0, width):edge(u0 + du, width)]
 
     def covariance_to_picture(self, xy: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-tile means ``xy [T, N, 2]`` and covariances ``cov [T, N, 3]`` (``sxx, sxy, syy``) in tile
@@ -101,10 +122,11 @@ class TileGrid:
         return torch.cat([xy, scale, rot[:, None], params[..., 5:].reshape(xy.shape[0], -1)], -1)
 
 
-def grid_for(count: int, height: int, width: int) -> TileGrid:
+def grid_for(count: int, height: int, width: int, overlap: float = DEFAULT_OVERLAP) -> TileGrid:
     """The grid of ``count`` tiles (a key of :data:`TILE_COUNTS`) for an ``height x width`` picture:
     more columns than rows for a landscape one, more rows for a portrait one."""
     if count not in TILE_COUNTS:
         raise ValueError(f"tile count must be one of {sorted(TILE_COUNTS)}, got {count!r}")
     rows, cols = TILE_COUNTS[count]
-    return TileGrid(cols, rows) if height > width else TileGrid(rows, cols)
+    overlap = overlap if count > 1 else 0.0  # a lone tile has no neighbour
+    return TileGrid(cols, rows, overlap) if height > width else TileGrid(rows, cols, overlap)
