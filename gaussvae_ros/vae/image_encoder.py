@@ -87,23 +87,19 @@ def encode_image(bundle: lc.LatentModelBundle, image: np.ndarray, *, tiles: int 
             (default :func:`fit_tile` with ``seed`` and ``threads``).
 
     Tile counts whose tiles would have fewer pixels than the model has Gaussians per latent are
-    left out of a choice (and refused when asked for alone).
+    left out; when that leaves none, the picture is coded as one latent (a small camera never
+    loses a memory to its tile setting; the payload's grid says what was used).
 
     Raises:
-        ValueError: an unknown tile count, an image too small for the grid asked for, Gaussians
-            the model cannot encode.
+        ValueError: an unknown tile count, Gaussians the model cannot encode.
     """
     counts = sorted({int(tiles)} if isinstance(tiles, (int, np.integer)) else {int(t) for t in tiles})
     if not counts:
         raise ValueError("at least one tile count is needed")
     height, width = np.shape(image)[:2]
     grids = [grid_for(count, height, width) for count in counts]
-    # a tile needs a pixel per Gaussian: smaller tiles are left out of a choice, refused alone
-    usable = [g for g in grids if g.count == 1 or _tile_pixels(g, height, width) >= bundle.seq_len]
-    if not usable:
-        raise ValueError(f"a {height}x{width} image is too small for {grids[0].count} tiles of "
-                         f"{bundle.seq_len} Gaussians ({_tile_pixels(grids[0], height, width)} pixels per tile)")
-    grids = usable
+    # a tile needs a pixel per Gaussian: grids of smaller tiles are left out; one latent always fits
+    grids = [g for g in grids if g.count == 1 or _tile_pixels(g, height, width) >= bundle.seq_len] or [TileGrid()]
     channels = 1 if np.ndim(image) == 2 or np.shape(image)[2] == 1 else 3  # fitted as the picture is
     # every candidate is judged at the size the finest grid refines at
     target = refine.image_target(image, channels, max(refine.long_side_for(g) for g in grids))
