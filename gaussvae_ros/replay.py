@@ -376,7 +376,7 @@ def payload_encoder_of(options: ReplayOptions):
 
     encoder = payload_encoder(options.codec, options.latent_model, options.latent_step, options.latent_max_bytes,
                               options.latent_refine_iters, options.latent_tiles, options.max_iters or 0,
-                              options.threads)
+                              options.threads, options.seed)
     encoder.check_count(options.n_gaussians)
     return encoder
 

@@ -228,6 +228,8 @@ def test_ours_through_the_method_interface(tmp_path):
         assert not item["over_budget"] and item["tiles"] in (1, 2) and item["step"] > 0
     ctx = ImageContext("coffee", images[0][1], FitOptions(max_iters=30))
     chosen = ours.compress(ctx, 2000)
+    ours.compress(ctx, 1000)
+    assert len(ctx.cache["ours:tiles"]) == 2  # the two tiles were fitted once for both budgets
     for tiles in (1, 2):  # the chosen grid is the best of the candidates
         alone = LatentMethod(lc, bundle, n_gaussians=16, channels=3, refine_iters=3, tiles=(tiles,))
         single = alone.compress(ImageContext("coffee", images[0][1], FitOptions(max_iters=30)), 2000)

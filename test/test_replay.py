@@ -417,6 +417,9 @@ def test_replay_stores_vae_latents_that_recall_decodes_also_after_a_resume(tmp_p
 def test_cli_codec_options_reach_the_stored_latents(tmp_path):
     from conftest import write_tiny_latent_model
 
+    from gaussvae_ros.nodes.codecs import render_memory
+    from gaussvae_ros.vae import latent_codec
+
     model = write_tiny_latent_model(tmp_path / "tiny.pt", n=FAST["n_gaussians"])
     bag = synthetic_recording(tmp_path / "bag", frames=3)
     db = tmp_path / "m.db"
@@ -428,6 +431,18 @@ def test_cli_codec_options_reach_the_stored_latents(tmp_path):
     with open_store(db) as store:
         records = store.by_time(with_payload=True)
     assert records and all(r.codec == "vae-latent" and len(r.payload) <= 40 for r in records)
+    tiled_db = tmp_path / "tiled.db"  # one latent per half of each frame
+    done = run_cli("replay", str(bag), "--db", str(tiled_db), "--json", "--size", "32", "--gaussians", "24",
+                   "--codec", "vae-latent", "--latent-model", str(model), "--latent-max-bytes", "200",
+                   "--latent-tiles", "2")
+    assert done.returncode == 0, done.stderr
+    with open_store(tiled_db) as store:
+        records = store.by_time(with_payload=True)
+    grids = {latent_codec.payload_info(r.payload)["grid"].count for r in records}
+    assert records and grids == {2} and all(len(r.payload) <= 200 for r in records)
+    latent_codec.register_latent_model(model)
+    for r in records:  # recall decodes every memory, whatever its grid
+        assert render_memory(r.payload, r.codec, r.model_id, 32, 24).shape[:2] == (24, 32)
     bad = run_cli("replay", str(bag), "--db", str(tmp_path / "n.db"), "--codec", "vae-latent",
                   "--latent-model", str(model), "--gaussians", "24", "--latent-refine-iters", "-1")
     assert bad.returncode != 0 and "refine_iters" in bad.stderr and not (tmp_path / "n.db").exists()

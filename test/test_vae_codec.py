@@ -228,13 +228,14 @@ def _tiles(count: int, blend: str = "normalized") -> list[Gaussians]:
 @pytest.mark.parametrize("overlap", [0.0, 40 / 256])
 def test_tiled_payload_decodes_each_tile_into_its_place(bundle, overlap):
     grid = TileGrid(2, 3, overlap)
-    tiles = _tiles(grid.count, blend="sum")
+    blend = "normalized" if overlap else "sum"  # summed colours would add up where tiles overlap
+    tiles = _tiles(grid.count, blend=blend)
     for step in (0.5, 2.0):
         payload = lc.encode_latent(bundle, tiles, step, grid=grid)
         info = lc.payload_info(payload)
-        assert info["grid"] == grid and info["n"] == N and info["blend"] == "sum" and info["step"] == step
+        assert info["grid"] == grid and info["n"] == N and info["blend"] == blend and info["step"] == step
         out = lc.decode_latent(bundle, payload)
-        assert len(out) == grid.count * N and out.blend == "sum"
+        assert len(out) == grid.count * N and out.blend == blend
         # the same quantized latents as one-latent payloads, decoded and mapped into the picture
         singles = [lc.decode_latent(bundle, lc.encode_latent(bundle, g, step)).to_array() for g in tiles]
         expected = grid.params_to_picture(torch.from_numpy(np.stack(singles)).double()).numpy()
@@ -267,6 +268,8 @@ def test_tiled_budget_and_refusals(bundle, other_bundle):
         lc.encode_latent(bundle, tiles[:1], grid=grid)
     with pytest.raises(ValueError, match="differ"):
         lc.encode_latent(bundle, [tiles[0], _gaussians(blend="sum")], grid=grid)
+    with pytest.raises(ValueError, match="normalized blend"):
+        lc.encode_latent(bundle, _tiles(2, blend="sum"), grid=TileGrid(1, 2, 32 / 256))
     for cut in range(len(payload)):
         with pytest.raises(ValueError):
             lc.decode_latent(bundle, payload[:cut])
@@ -275,9 +278,14 @@ def test_tiled_budget_and_refusals(bundle, other_bundle):
         body[20], body[21] = rows, cols
         with pytest.raises(ValueError, match="corrupt"):
             lc.decode_latent(bundle, bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little"))
-    body[20], body[21] = 2, 2  # a grid that does not match the coded symbols
-    with pytest.raises(ValueError):
-        lc.decode_latent(bundle, bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little"))
+    for rows, cols in ((2, 2), (1, 1)):  # more latents than coded; a "grid" of one tile in version 2
+        body[20], body[21] = rows, cols
+        with pytest.raises(ValueError):
+            lc.decode_latent(bundle, bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little"))
+    four = bytearray(lc.encode_latent(bundle, _tiles(4), grid=TileGrid(2, 2))[:-4])
+    four[20], four[21] = 1, 2  # fewer latents than coded: the rest of the stream is refused, not ignored
+    with pytest.raises(ValueError, match="left after 2"):
+        lc.decode_latent(bundle, bytes(four) + zlib.crc32(bytes(four)).to_bytes(4, "little"))
 
 
 def test_entropy_model_codes_several_latents_in_one_stream():

@@ -47,6 +47,23 @@ def test_crops_cover_the_image_once():
         TileGrid(1, 2).crop(image, 2)
 
 
+def test_a_fit_of_a_rounded_crop_lands_where_the_crop_was():
+    """Where tile edges fall between pixels, the crop is rounded; moving its fit into the tile's
+    coordinates puts every Gaussian back on the crop's pixels in the picture."""
+    grid, height, width = TileGrid(2, 3, 32 / 256), 37, 53
+    for t in range(grid.count):
+        y0, y1, x0, x1 = grid.crop_bounds(t, height, width)
+        fitted = _inside_tile_gaussians(t)  # "fitted" to the crop, in the crop's normalized coordinates
+        in_tile = grid.crop_to_tile(fitted, t, height, width)
+        params = torch.from_numpy(np.stack([in_tile.to_array()] * grid.count)).double()
+        mapped = grid.params_to_picture(params).numpy()[t * len(fitted):(t + 1) * len(fitted)]
+        picture = render(Gaussians.from_array(mapped, blend="sum"), height, width)
+        np.testing.assert_allclose(picture[y0:y1, x0:x1], render(fitted, y1 - y0, x1 - x0), atol=2e-5)
+    whole = TileGrid(1, 2)  # edges on whole pixels: nothing to move
+    fitted = _inside_tile_gaussians(0)
+    assert whole.crop_to_tile(fitted, 1, 10, 20) is fitted
+
+
 def _inside_tile_gaussians(seed: int, n: int = 12) -> Gaussians:
     """Small rotated Gaussians well inside [0, 1]^2, so none reaches the tile's border within the
     renderer's support (5 sigma)."""
@@ -148,10 +165,14 @@ def test_refinement_of_several_tiles_lowers_the_whole_pictures_error(bundle, pho
 
 def test_grey_frames_stay_grey_through_tiles(bundle, photo):
     grey = np.asarray(Image.fromarray(photo).convert("L"))
-    encoded = encode_image(bundle, grey, tiles=2, step=2.0, fit=_fit)
-    decoded = lc.decode_latent(bundle, encoded.payload)
-    assert lc.payload_info(encoded.payload)["channels"] == 1 and decoded.channels == 1
-    assert encoded.step == 2.0 and np.isfinite(encoded.error)
+    grey_alpha = np.stack([grey, np.full_like(grey, 255)], -1)
+    for frame in (grey, grey_alpha):
+        encoded = encode_image(bundle, frame, tiles=2, step=2.0, fit=_fit)
+        decoded = lc.decode_latent(bundle, encoded.payload)
+        assert lc.payload_info(encoded.payload)["channels"] == 1 and decoded.channels == 1
+        assert encoded.step == 2.0 and np.isfinite(encoded.error)
+    with pytest.raises(ValueError, match="byte budget"):
+        encode_image(bundle, grey, tiles=(1, 2), fit=_fit)
 
 
 def test_payload_encoder_codes_frames_as_tiles(bundle, photo):
@@ -172,5 +193,9 @@ def test_payload_encoder_codes_frames_as_tiles(bundle, photo):
     assert lc.payload_info(small)["grid"] == TileGrid(1, 1)  # < 512 Gaussians each: one latent instead
     with pytest.raises(ValueError, match="tiles must be"):
         payload_encoder("vae-latent", tiles=3)
+    with pytest.raises(ValueError, match="whole number"):
+        payload_encoder("vae-latent", tiles=1.5)
+    with pytest.raises(ValueError, match="byte budget"):  # "the best grid" without a budget is always the most tiles
+        payload_encoder("vae-latent", tiles=0)
     with pytest.raises(ValueError, match="tiles"):
         payload_encoder("gaussians-q", tiles=2)

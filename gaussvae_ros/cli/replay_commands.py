@@ -104,7 +104,8 @@ def register(subparsers) -> None:
                         "better pictures at the same bytes; default 0: off)")
     g.add_argument("--latent-tiles", type=int, default=1, choices=LATENT_TILE_SETTINGS, metavar="T",
                    help="vae-latent: one latent per tile of a T-tile grid (1, 2, 4, 8, 16; each tile fitted again; "
-                        "more Gaussians for larger budgets), 0 = choose 1, 2, 4 or 8 per frame (default 1)")
+                        "more Gaussians for larger budgets), 0 = choose 1, 2, 4 or 8 per frame within "
+                        "--latent-max-bytes (default 1)")
     g = p.add_argument_group("keyframe policy")
     g.add_argument("--min-translation", type=float, default=k.min_translation_m, metavar="M",
                    help=f"metres moved since the last keyframe (default {k.min_translation_m})")

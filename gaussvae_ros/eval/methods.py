@@ -289,9 +289,15 @@ class LatentMethod(Method):
         self.tiles = tuple(sorted({int(t) for t in tiles}))
 
     def _fit_tile(self, ctx: ImageContext, pixels: np.ndarray):
-        """Gaussians of one tile (float ``[h, w, C]`` in ``[0, 1]``), fitted through an
-        :class:`ImageContext` so that ``--fit-cache`` keeps them."""
-        return ImageContext(f"{ctx.name}:tile", to_uint8(pixels), ctx.fit_options).fit(self.n_gaussians)
+        """Gaussians of one tile (float ``[h, w, C]`` in ``[0, 1]``), fitted once per image and tile
+        content (every budget asks again) through an :class:`ImageContext`, so that ``--fit-cache``
+        keeps them across runs too."""
+        tile = to_uint8(pixels)
+        fits = ctx.cache.setdefault(f"{self.name}:tiles", {})
+        key = hashlib.sha1(repr(tile.shape).encode() + tile.tobytes()).hexdigest()
+        if key not in fits:
+            fits[key] = ImageContext(f"{ctx.name}:tile", tile, ctx.fit_options).fit(self.n_gaussians)
+        return fits[key]
 
     def compress(self, ctx: ImageContext, budget: int) -> Encoded:
         from gaussvae_ros.vae.image_encoder import encode_image

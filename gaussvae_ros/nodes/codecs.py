@@ -175,7 +175,7 @@ class PayloadEncoder:
 
 def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float = 0.0,
                     max_bytes: int = 0, refine_iters: int = 0, tiles: int = 1, fit_iters: int = 0,
-                    threads: int | None = None) -> PayloadEncoder:
+                    threads: int | None = None, seed: int = 0) -> PayloadEncoder:
     """An encoder for ``codec_id`` (one of :data:`ENCODABLE_CODECS`).
 
     ``vae-latent`` options: ``model`` the model file (``""``: the shipped one,
@@ -186,10 +186,11 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     (:mod:`gaussvae_ros.vae.refine`: ~10 ms per iteration on one core, better pictures for the same
     bytes). ``tiles > 1`` codes each frame as that many tiles, one latent each
     (:mod:`gaussvae_ros.vae.tiles`: more Gaussians for larger budgets; each tile is fitted again,
-    ``fit_iters`` iterations (0: the fitter's default) on ``threads``); ``tiles = 0`` chooses per
-    frame among :data:`gaussvae_ros.vae.image_encoder.AUTO_TILES` the grid whose decoding is closest
-    to the frame (:func:`gaussvae_ros.vae.image_encoder.encode_image`). Tiled encoding needs the
-    frame. Grey Gaussians go through an RGB model as R = G = B and come back grey.
+    ``fit_iters`` iterations (0: the fitter's default) on ``threads`` with ``seed``); ``tiles = 0``
+    chooses per frame among :data:`gaussvae_ros.vae.image_encoder.AUTO_TILES` the grid whose
+    decoding is closest to the frame within ``max_bytes`` (required then;
+    :func:`gaussvae_ros.vae.image_encoder.encode_image`). Tiled encoding needs the frame. Grey
+    Gaussians go through an RGB model as R = G = B and come back grey.
 
     Raises:
         UnknownCodecError: a codec id that cannot be encoded.
@@ -212,6 +213,8 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     from gaussvae_ros.vae.image_encoder import encode_image, fit_tile, tile_candidates
 
     candidates = tile_candidates(tiles)
+    if len(candidates) > 1 and not max_bytes:
+        raise ValueError("choosing the tile count per frame (tiles 0) needs a byte budget (max_bytes > 0)")
 
     try:
         bundle = lc.register_latent_model(model or lc.default_model_path())
@@ -220,7 +223,7 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     step = step or lc.DEFAULT_STEP
 
     def fit(pixels):
-        return fit_tile(pixels, bundle.seq_len, max_iters=fit_iters or None, threads=threads)
+        return fit_tile(pixels, bundle.seq_len, seed=seed, max_iters=fit_iters or None, threads=threads)
 
     def encode(gaussians, image=None) -> bytes:  # without an image (or iterations) nothing is refined
         if candidates != (1,):

@@ -139,7 +139,8 @@ PARAMETERS = (
     ParamSpec("latent_refine_iters", 0, "vae-latent: refine each latent against its frame for this many steps "
               "(~10 ms each on one core; 0 = off)", True),
     ParamSpec("latent_tiles", 1, "vae-latent: one latent per tile of a grid of this many tiles (1, 2, 4, 8, 16; each "
-              "tile fitted again), 0 = choose 1, 2, 4 or 8 per frame (closest decoding within the budget)", True),
+              "tile fitted again at start-up max_iters / threads, ~0.5 s each), 0 = choose 1, 2, 4 or 8 per frame "
+              "(closest decoding within latent_max_bytes, which must be set; every grid is tried)", True),
 )
 
 #: Pose inputs: best effort like sensor data (matches every publisher) but a deep history, so a
@@ -247,7 +248,8 @@ class EncoderNode(Node):
         self._payload = payload_encoder(self._values["codec"], self._values["latent_model"],
                                         float(self._values["latent_step"]), int(self._values["latent_max_bytes"]),
                                         int(self._values["latent_refine_iters"]), int(self._values["latent_tiles"]),
-                                        int(self._values["max_iters"]), int(self._values["threads"]) or None)
+                                        int(self._values["max_iters"]), int(self._values["threads"]) or None,
+                                        int(self._values["seed"]))
         self._payload.check_count(int(self._values["n_gaussians"]))
         self._apply(self._values)
         self._queue_size = int(self._values["queue_size"])

@@ -266,7 +266,7 @@ class EntropyModel:
 
     def decompress(self, data: bytes, step: float, count: int = 1) -> np.ndarray:
         """Inverse of :meth:`compress`: int64 symbols ``[D]`` (``count`` 1) or ``[count, D]`` (``count``
-        > 1). ValueError on malformed data."""
+        > 1). ValueError on malformed data, or when the data holds more than ``count`` latents."""
         self._require_update()
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
@@ -281,8 +281,11 @@ class EntropyModel:
             if esc.size:
                 excess = _decode_excess(decoder, esc.size)
                 q[esc] = np.sign(q[esc]) * (r + excess)
+            exhausted = decoder.maybe_exhausted()
         except (ValueError, RuntimeError, OverflowError) as exc:
             raise ValueError(f"coded latent is corrupt: {exc}") from exc
+        if not exhausted:  # more was coded than `count` latents: another count, or not a latent at all
+            raise ValueError(f"coded latent is corrupt: data left after {count} latent(s)")
         return q if count == 1 else q.reshape(count, self.dim)
 
 

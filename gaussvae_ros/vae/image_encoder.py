@@ -27,7 +27,7 @@ from gaussvae_ros.core import Gaussians, fit_image, render
 
 from . import latent_codec as lc
 from . import refine
-from .tiles import TILE_COUNTS, TileGrid, grid_for
+from .tiles import DEFAULT_OVERLAP, TILE_COUNTS, TileGrid, grid_for
 
 __all__ = ["AUTO_TILES", "ImagePayload", "encode_image", "fit_tile", "tile_candidates"]
 
@@ -38,7 +38,8 @@ AUTO_TILES = (1, 2, 4, 8)
 @dataclass(frozen=True)
 class ImagePayload:
     """A picture's ``vae-latent`` payload and how it was made (``error``: mean squared error of its
-    rendering against the picture, pixel values in ``[0, 1]``, at the refinement's comparison size;
+    rendering against the picture, pixel values in ``[0, 1]``, at the comparison size of the finest
+    grid among the candidates;
     ``source``: the Gaussians it was encoded from, in picture coordinates, all tiles together)."""
 
     payload: bytes
@@ -61,6 +62,8 @@ def fit_tile(pixels: np.ndarray, n_gaussians: int, *, seed: int = 0, max_iters: 
 def tile_candidates(tiles: int) -> tuple[int, ...]:
     """The tile counts a ``tiles`` setting means: ``(tiles,)``, or :data:`AUTO_TILES` for 0.
     ValueError for a count :func:`.tiles.grid_for` cannot lay out."""
+    if isinstance(tiles, bool) or not float(tiles).is_integer():
+        raise ValueError(f"tiles must be a whole number, got {tiles!r}")
     if tiles == 0:
         return AUTO_TILES
     if int(tiles) not in TILE_COUNTS:
@@ -81,7 +84,8 @@ def encode_image(bundle: lc.LatentModelBundle, image: np.ndarray, *, tiles: int 
         gaussians: the whole picture's fit (``seq_len`` Gaussians), used for the one-tile grid
             instead of fitting again.
         max_bytes: byte budget (finest step of :data:`~.latent_codec.DEFAULT_STEPS` that fits;
-            0: encode at ``step``). When no candidate fits, the smallest payload is returned.
+            0: encode at ``step``, one tile count only). When no candidate fits, the smallest
+            payload is returned.
         refine_iters: refinement steps against the picture (:mod:`.refine`), 0 = off.
         fit: ``fit(pixels) -> Gaussians`` for a tile's float ``[h, w, C]`` pixels in ``[0, 1]``
             (default :func:`fit_tile` with ``seed`` and ``threads``).
@@ -90,17 +94,26 @@ def encode_image(bundle: lc.LatentModelBundle, image: np.ndarray, *, tiles: int 
     left out; when that leaves none, the picture is coded as one latent (a small camera never
     loses a memory to its tile setting; the payload's grid says what was used).
 
+    Tiles overlap by :data:`.tiles.DEFAULT_OVERLAP` (none for sum-blend ``gaussians``, whose
+    colours would add up where tiles overlap).
+
     Raises:
-        ValueError: an unknown tile count, Gaussians the model cannot encode.
+        ValueError: an unknown tile count, several counts without a byte budget, Gaussians the
+            model cannot encode.
     """
     counts = sorted({int(tiles)} if isinstance(tiles, (int, np.integer)) else {int(t) for t in tiles})
     if not counts:
         raise ValueError("at least one tile count is needed")
+    if len(counts) > 1 and not max_bytes:
+        raise ValueError("choosing among tile counts needs a byte budget (max_bytes): without one the most "
+                         "tiles always decode closest")
     height, width = np.shape(image)[:2]
-    grids = [grid_for(count, height, width) for count in counts]
+    # summed colours would add up where tiles overlap: sum-blend fits get edge-to-edge tiles
+    overlap = 0.0 if gaussians is not None and gaussians.blend == "sum" else DEFAULT_OVERLAP
+    grids = [grid_for(count, height, width, overlap) for count in counts]
     # a tile needs a pixel per Gaussian: grids of smaller tiles are left out; one latent always fits
     grids = [g for g in grids if g.count == 1 or _tile_pixels(g, height, width) >= bundle.seq_len] or [TileGrid()]
-    channels = 1 if np.ndim(image) == 2 or np.shape(image)[2] == 1 else 3  # fitted as the picture is
+    channels = 1 if np.ndim(image) == 2 or np.shape(image)[2] in (1, 2) else 3  # as the picture is (grey + alpha: grey)
     # every candidate is judged at the size the finest grid refines at
     target = refine.image_target(image, channels, max(refine.long_side_for(g) for g in grids))
     fit = fit or (lambda pixels: fit_tile(pixels, bundle.seq_len, seed=seed, threads=threads))
@@ -110,7 +123,8 @@ def encode_image(bundle: lc.LatentModelBundle, image: np.ndarray, *, tiles: int 
             sets: Gaussians | list[Gaussians] = gaussians
         else:
             working = refine.image_target(image, channels, refine.long_side_for(grid)).numpy()
-            sets = [fit(np.ascontiguousarray(grid.crop(working, t))) for t in range(grid.count)]
+            sets = [grid.crop_to_tile(fit(np.ascontiguousarray(grid.crop(working, t))), t, *working.shape[:2])
+                    for t in range(grid.count)]
             sets = sets[0] if grid.count == 1 else sets
         refine_args = {"image": image, "refine_iters": refine_iters, "grid": grid}
         if max_bytes:

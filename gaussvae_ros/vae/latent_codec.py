@@ -242,6 +242,9 @@ def _tile_sets(bundle: LatentModelBundle, gaussians, grid: TileGrid | None) -> t
         raise ValueError(f"a {grid} tile grid needs {grid.count} Gaussian set(s), got {len(sets)}")
     if len({(g.channels, g.blend) for g in sets}) != 1:
         raise ValueError("the tiles' Gaussian sets differ in colour channels or blend mode")
+    if grid.count > 1 and grid.overlap and sets[0].blend == "sum":
+        raise ValueError("overlapping tiles need the normalized blend (summed colours would add up where "
+                         "tiles overlap); use a grid without overlap")
     return sets, grid  # each set is checked against the model by latent_of
 
 
@@ -389,6 +392,8 @@ def payload_info(data: bytes) -> dict:
             grid = TileGrid(rows, cols, overlap / OVERLAP_UNITS)
         except ValueError as exc:
             raise ValueError(f"corrupt vae-latent payload: {exc}") from None
+        if grid.count == 1:
+            raise ValueError("corrupt vae-latent payload: a version-2 payload with a single tile")
     else:
         raise ValueError(f"vae-latent payload version {version} is not supported (this build reads "
                          f"{FORMAT_VERSION} and {TILED_VERSION})")

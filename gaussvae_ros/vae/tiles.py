@@ -15,8 +15,8 @@ meeting at a seam. A point ``(u', v')`` of the tile lands at ``(u0 + u' du, v0 +
 covariance ``S`` in tile coordinates becomes ``K S K`` with ``K = diag(du, dv)`` (scales and
 rotation are re-derived from it; in pixels the ellipse is the one fitted in the tile). Pixels: tile
 ``t`` of an ``H x W`` image is the crop of rows ``v0 H .. (v0 + dv) H`` and columns ``u0 W .. (u0 +
-du) W``, rounded half up (:meth:`TileGrid.crop`); where those are not whole the crop is off by less
-than half a pixel, which the refinement (:mod:`.refine`, over the whole picture) absorbs.
+du) W``, rounded half up (:meth:`TileGrid.crop`); where those are not whole,
+:meth:`TileGrid.crop_to_tile` moves a fit of the crop into the tile's coordinates exactly.
 
 :func:`grid_for` lays ``count`` tiles out for a picture (more columns than rows for a landscape
 one). The payload format that holds a grid is in :mod:`.latent_codec` (version 2).
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gaussvae_ros.core import Gaussians
 from gaussvae_ros.core.render import covariance_from_scale_rot
 
 from .params import scale_rot_from_covariance
@@ -87,20 +88,41 @@ class TileGrid:
         hi = np.minimum(1.0, hi + self.overlap * step)
         return lo, hi - lo
 
-    def crop(self, image: np.ndarray, index: int) -> np.ndarray:
-        """Pixels of tile ``index`` of ``image [H, W, ...]`` (a view)."""
+    def crop_bounds(self, index: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """Pixel rows ``y0:y1`` and columns ``x0:x1`` of tile ``index`` in an ``height x width``
+        image, as ``(y0, y1, x0, x1)`` (edges rounded half up: tiles of >= 1 px are never empty)."""
         if not 0 <= index < self.count:
             raise IndexError(f"tile {index} of a {self} grid")
-        height, width = image.shape[:2]
         if height < self.rows or width < self.cols:
             raise ValueError(f"a {height}x{width} image is too small for a {self} tile grid")
-        origin, size = self.origins_sizes()
+        (u0, v0), (du, dv) = (a[index] for a in self.origins_sizes())
 
-        def edge(x: float, n: int) -> int:  # round half up: tiles of >= 1 px are never empty
+        def edge(x: float, n: int) -> int:
             return int(np.floor(x * n + 0.5))
 
-        (u0, v0), (du, dv) = origin[index], size[index]
-        return image[edge(v0, height):edge(v0 + dv, height), edge(u0, width):edge(u0 + du, width)]
+        return edge(v0, height), edge(v0 + dv, height), edge(u0, width), edge(u0 + du, width)
+
+    def crop(self, image: np.ndarray, index: int) -> np.ndarray:
+        """Pixels of tile ``index`` of ``image [H, W, ...]`` (a view)."""
+        y0, y1, x0, x1 = self.crop_bounds(index, *image.shape[:2])
+        return image[y0:y1, x0:x1]
+
+    def crop_to_tile(self, gaussians: Gaussians, index: int, height: int, width: int) -> Gaussians:
+        """Gaussians fitted to :meth:`crop` of an ``height x width`` image (in the crop's normalized
+        coordinates) -> the same Gaussians in tile ``index``'s normalized coordinates, which differ
+        by a fraction of a pixel where the crop's edges were rounded (an exact shift and scale)."""
+        y0, y1, x0, x1 = self.crop_bounds(index, height, width)
+        (u0, v0), (du, dv) = (a[index] for a in self.origins_sizes())
+        shift = np.array([(x0 / width - u0) / du, (y0 / height - v0) / dv])
+        scale = np.array([(x1 - x0) / width / du, (y1 - y0) / height / dv])
+        if np.allclose(shift, 0.0, atol=1e-12) and np.allclose(scale, 1.0, rtol=1e-12):
+            return gaussians
+        cov = covariance_from_scale_rot(torch.from_numpy(gaussians.scale.astype(np.float64)),
+                                        torch.from_numpy(gaussians.rot.astype(np.float64)))
+        sx, sy = scale
+        s, rot = scale_rot_from_covariance(cov[:, 0] * sx * sx, cov[:, 1] * sx * sy, cov[:, 2] * sy * sy)
+        return Gaussians(shift + gaussians.xy.astype(np.float64) * scale, s.numpy(), rot.numpy(), gaussians.color,
+                         gaussians.blend)
 
     def covariance_to_picture(self, xy: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-tile means ``xy [T, N, 2]`` and covariances ``cov [T, N, 3]`` (``sxx, sxy, syy``) in tile
