@@ -271,13 +271,14 @@ def _export(args: argparse.Namespace) -> int:
 # --- compact ------------------------------------------------------------------------------------
 
 def _page_size(text: str) -> int | str:
-    from gaussvae_ros.store.pages import VALID_PAGE_SIZES
+    from gaussvae_ros.store.pages import check_page_size
 
     if text == "auto":
         return text
-    if not text.isdigit() or int(text) not in VALID_PAGE_SIZES:
-        raise argparse.ArgumentTypeError(f"page size must be 'auto' or a power of two in [1024, 65536], got {text!r}")
-    return int(text)
+    try:
+        return check_page_size(int(text) if text.isdigit() else text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or 'auto')") from None
 
 
 def _compact(args: argparse.Namespace) -> int:

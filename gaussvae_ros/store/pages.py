@@ -26,6 +26,13 @@ DEFAULT_PAGE_SIZE = 4096
 #: Page sizes SQLite accepts, bytes.
 VALID_PAGE_SIZES = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
+def check_page_size(page_size) -> int:
+    """``page_size`` if SQLite accepts it (one of :data:`VALID_PAGE_SIZES`), else ValueError."""
+    if isinstance(page_size, bool) or page_size not in VALID_PAGE_SIZES:
+        raise ValueError(f"page_size must be a power of two in [1024, 65536], got {page_size!r}")
+    return int(page_size)
+
+
 #: Page sizes :func:`page_size_for_payload` chooses from, bytes.
 CANDIDATE_PAGE_SIZES = (4096, 8192, 16384)
 

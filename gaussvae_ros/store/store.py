@@ -44,7 +44,7 @@ from . import schema
 from .records import (CameraIntrinsics, InsertResult, Memory, MemoryRecord, Pose, Profile, StoreError,
                       StoreStats, Stream, StreamStats, check_position, check_quaternion, check_stamp_ns,
                       seconds_to_ns)
-from .pages import DEFAULT_PAGE_SIZE, VALID_PAGE_SIZES, page_size_for_payload
+from .pages import DEFAULT_PAGE_SIZE, check_page_size, page_size_for_payload
 from .segments import Segment, extend_segments
 
 _META_COLUMNS = "m.id, m.stream_id, m.stamp_ns, m.profile_id, m.x, m.y, m.z, m.qx, m.qy, m.qz, m.qw, " \
@@ -158,8 +158,7 @@ class Store:
             raise ValueError(f"path must name a database file, got {path!r}")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 <= timeout_s < 1e6:
             raise ValueError(f"timeout_s must be a non-negative number of seconds, got {timeout_s!r}")
-        if isinstance(page_size, bool) or page_size not in VALID_PAGE_SIZES:
-            raise ValueError(f"page_size must be a power of two in [1024, 65536], got {page_size!r}")
+        check_page_size(page_size)
         if segment_extent_m is not None and (isinstance(segment_extent_m, bool) or not isinstance(
                 segment_extent_m, (int, float)) or not 0 < segment_extent_m < 1e9):
             raise ValueError(f"segment_extent_m must be a positive number of metres, got {segment_extent_m!r}")
@@ -838,11 +837,10 @@ class Store:
         rollback journal during the rewrite; the file is back in WAL mode afterwards). Takes about
         as long as copying the file, and as much free disk.
         """
-        if page_size is not None and page_size != "auto" and (isinstance(page_size, bool)
-                                                              or page_size not in VALID_PAGE_SIZES):
-            raise ValueError(f"page_size must be None, 'auto' or a power of two in [1024, 65536], got {page_size!r}")
         if page_size == "auto":
             page_size = page_size_for_payload(self.typical_payload_bytes())
+        elif page_size is not None:
+            check_page_size(page_size)
         with self._write_lock:
             self._check_open()
             with self._readers_lock:  # this store's own readers would block leaving WAL mode

@@ -110,19 +110,21 @@ def encode_image(bundle: lc.LatentModelBundle, image: np.ndarray, *, tiles: int 
     height, width = np.shape(image)[:2]
     # summed colours would add up where tiles overlap: sum-blend fits get edge-to-edge tiles
     overlap = 0.0 if gaussians is not None and gaussians.blend == "sum" else DEFAULT_OVERLAP
-    grids = [grid_for(count, height, width, overlap) for count in counts]
-    # a tile needs a pixel per Gaussian: grids of smaller tiles are left out; one latent always fits
-    grids = [g for g in grids if g.count == 1 or _tile_pixels(g, height, width) >= bundle.seq_len] or [TileGrid()]
     channels = 1 if np.ndim(image) == 2 or np.shape(image)[2] in (1, 2) else 3  # as the picture is (grey + alpha: grey)
+    grids = [grid_for(count, height, width, overlap) for count in counts] + [TileGrid()]
+    # each grid's tiles are fitted at the size its refinement compares at
+    workings = {g: refine.image_target(image, channels, refine.long_side_for(g)) for g in grids}
+    # a tile needs a pixel per Gaussian: grids of smaller tiles are left out; one latent always fits
+    grids = [g for g in grids[:-1] if g.count == 1 or _smallest_tile(g, workings[g]) >= bundle.seq_len] or grids[-1:]
     # every candidate is judged at the size the finest grid refines at
-    target = refine.image_target(image, channels, max(refine.long_side_for(g) for g in grids))
+    target = workings[max(grids, key=refine.long_side_for)]
     fit = fit or (lambda pixels: fit_tile(pixels, bundle.seq_len, seed=seed, threads=threads))
     best: ImagePayload | None = None
     for grid in grids:
         if grid.count == 1 and gaussians is not None:
             sets: Gaussians | list[Gaussians] = gaussians
         else:
-            working = refine.image_target(image, channels, refine.long_side_for(grid)).numpy()
+            working = workings[grid].numpy()
             sets = [grid.crop_to_tile(fit(np.ascontiguousarray(grid.crop(working, t))), t, *working.shape[:2])
                     for t in range(grid.count)]
             sets = sets[0] if grid.count == 1 else sets
@@ -145,12 +147,13 @@ def _source(grid: TileGrid, sets) -> Gaussians:
     return Gaussians.from_array(grid.params_to_picture(params).float().numpy(), sets[0].blend)
 
 
-def _tile_pixels(grid: TileGrid, height: int, width: int) -> int:
-    """Pixels of the grid's smallest tile at the size its tiles are fitted at (long side
-    :func:`.refine.long_side_for`, never enlarged)."""
-    scale = min(1.0, refine.long_side_for(grid) / max(height, width))
-    h, w = max(1, round(height * scale)), max(1, round(width * scale))
-    return (h // grid.rows) * (w // grid.cols)
+def _smallest_tile(grid: TileGrid, working: torch.Tensor) -> int:
+    """Pixels of the grid's smallest tile crop of ``working [h, w, C]`` (0 if it has fewer rows or
+    columns than the grid)."""
+    if working.shape[0] < grid.rows or working.shape[1] < grid.cols:
+        return 0
+    bounds = (grid.crop_bounds(t, *working.shape[:2]) for t in range(grid.count))
+    return min((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in bounds)
 
 
 def _error(bundle: lc.LatentModelBundle, payload: bytes, target: torch.Tensor) -> float:

@@ -278,14 +278,18 @@ class ParamTransform:
         return features_to_covariance(features * std + mean, self.representation, self.log_scale)
 
     def render_features(self, features: torch.Tensor, height: int, width: int,
-                        blend: str = "normalized") -> torch.Tensor:
+                        blend: str = "normalized", grid=None) -> torch.Tensor:
         """Standardized features in the models' layout ``[B, F, N]`` -> images ``[B, height, width, C]``
         in ``[0, 1]`` (clamped, as recall does), each sample on the CPU kernel with one thread;
-        differentiable in ``features``."""
+        differentiable in ``features``. With a tile ``grid`` (:class:`~gaussvae_ros.vae.tiles.TileGrid`
+        of B tiles), the B samples are the tiles of one picture: ``[1, height, width, C]``."""
         xy, cov, colour = self.decode_covariance(features.transpose(1, 2))
+        if grid is not None:
+            xy, cov = (t[None] for t in grid.covariance_to_picture(xy, cov))
+            colour = colour.reshape(1, -1, colour.shape[-1])
         images = [render_covariance(xy[b].float().contiguous(), cov[b].float().contiguous(),
                                     colour[b].float().contiguous(), height, width, blend=blend, threads=1)
-                  for b in range(features.shape[0])]
+                  for b in range(xy.shape[0])]
         return torch.stack(images).clamp(0.0, 1.0)
 
     def to_dict(self) -> dict:

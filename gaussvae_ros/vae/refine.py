@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from gaussvae_ros.core.image import to_float_image
-from gaussvae_ros.core.render import render_covariance
 
 from .tiles import TileGrid
 
@@ -76,13 +75,7 @@ def _render_latent(bundle, z: torch.Tensor, height: int, width: int, blend: str,
                    grid: TileGrid | None = None) -> torch.Tensor:
     """Latents ``[T, D]`` (one per tile of ``grid``, default one for the whole picture) -> image
     ``[height, width, C]`` in ``[0, 1]`` (clamped, as recall does; differentiable in ``z``)."""
-    grid = grid or TileGrid()
-    xy, cov, colour = bundle.transform.decode_covariance(bundle.model.decode(z).transpose(1, 2))
-    xy, cov = grid.covariance_to_picture(xy, cov)
-    image = render_covariance(xy.float().contiguous(), cov.float().contiguous(),
-                              colour.reshape(xy.shape[0], -1).float().contiguous(), height, width, blend=blend,
-                              threads=1)
-    return image.clamp(0.0, 1.0)
+    return bundle.transform.render_features(bundle.model.decode(z), height, width, blend, grid or TileGrid())[0]
 
 
 def _latents(bundle, z, grid: TileGrid | None) -> tuple[torch.Tensor, TileGrid]:
