@@ -41,7 +41,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 def _stats(args: argparse.Namespace) -> int:
     with _open_store(args.file) as store:
         s = store.stats()
-        typical_payload = store.typical_payload_bytes()
+        typical_payload = None if args.json else store.typical_payload_bytes()  # for the text's advice only
     data = {
         "file": str(args.file), "memories": s.count, "payload_bytes": s.payload_bytes, "file_bytes": s.file_bytes,
         "page_size": s.page_size,
