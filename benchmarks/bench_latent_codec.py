@@ -113,6 +113,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tiles", type=int, default=1, choices=sorted(TILE_COUNTS),
                     help="also time payloads of this many latents (one per tile, version 2), built from "
                          "consecutive held-out memories")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="times each tiled payload is encoded and decoded (few payloads: the median is taken "
+                         "over all repeats)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -154,7 +157,7 @@ def main(argv=None) -> int:
     summary = {"model_id": bundle.model_id, "latent_dim": bundle.entropy.dim, "samples": len(held),
                "threads": args.threads, "feature_mse_unquantized_vs_input": unq, "rows": rows}
     if args.tiles > 1:
-        summary["tiled"] = _tiled_rows(bundle, held, args.steps, grid_for(args.tiles, 3, 4))
+        summary["tiled"] = _tiled_rows(bundle, held, args.steps, grid_for(args.tiles, 3, 4), args.repeat)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -172,24 +175,25 @@ def main(argv=None) -> int:
     return 0
 
 
-def _tiled_rows(bundle, held: np.ndarray, steps, grid) -> list[dict]:
+def _tiled_rows(bundle, held: np.ndarray, steps, grid, repeat: int) -> list[dict]:
     """Bytes and median encode / decode time of payloads holding ``grid.count`` latents (consecutive
-    held-out memories standing in for the tiles of one picture)."""
+    held-out memories standing in for the tiles of one picture), each payload timed ``repeat`` times."""
     groups = [held[i:i + grid.count] for i in range(0, len(held) - grid.count + 1, grid.count)]
     rows = []
     for step in steps:
         sizes, enc_t, dec_t = [], [], []
         for group in groups:
             tiles = [Gaussians.from_array(p) for p in group]
-            t0 = time.perf_counter()
-            payload = lc.encode_latent(bundle, tiles, step=step, grid=grid)
-            t1 = time.perf_counter()
-            lc.decode_latent(bundle, payload)
-            t2 = time.perf_counter()
+            for _ in range(max(1, repeat)):
+                t0 = time.perf_counter()
+                payload = lc.encode_latent(bundle, tiles, step=step, grid=grid)
+                t1 = time.perf_counter()
+                lc.decode_latent(bundle, payload)
+                t2 = time.perf_counter()
+                enc_t.append(t1 - t0)
+                dec_t.append(t2 - t1)
             sizes.append(len(payload))
-            enc_t.append(t1 - t0)
-            dec_t.append(t2 - t1)
-        rows.append({"step": lc.check_step(step), "grid": str(grid), "payloads": len(groups),
+        rows.append({"step": lc.check_step(step), "grid": str(grid), "payloads": len(groups), "repeat": max(1, repeat),
                      "bytes": statistics.mean(sizes), "encode_ms": 1e3 * statistics.median(enc_t),
                      "decode_ms": 1e3 * statistics.median(dec_t)})
     return rows

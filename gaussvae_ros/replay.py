@@ -241,11 +241,13 @@ def working_image(image: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.n
 def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, max_iters: int | None = None,
                threads: int | None = None, encode=None, **fit_overrides):
     """Fit a working-resolution image, warm-started from ``init`` when its channels match, and
-    encode it with ``encode(gaussians, image) -> bytes`` (default: quantized Gaussians,
-    :func:`gaussvae_ros.nodes.codecs.payload_encoder`'s ``gaussians-q``).
+    encode it with ``encode(gaussians, image, max_iters=, threads=, seed=) -> bytes`` (a
+    :class:`~gaussvae_ros.nodes.codecs.PayloadEncoder`'s ``encode``, which gets this fit's settings
+    for any fitting of its own; default: quantized Gaussians, ``payload_encoder()``).
 
-    When the warm-started fit fails (its result cannot be encoded, e.g. it diverged), the frame is
-    fitted again from scratch: a bad previous keyframe never costs the next one.
+    When the warm-started fit fails (it diverged: non-finite parameters or scales), the frame is
+    fitted again from scratch: a bad previous keyframe never costs the next one. Either way the
+    frame is encoded once.
 
     Returns:
         ``(FitResult, payload bytes)``.
@@ -270,14 +272,18 @@ def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, encode=None,
         fit_overrides = dict(fit_overrides, max_iters=int(max_iters))
     if threads is not None:
         fit_overrides = dict(fit_overrides, threads=int(threads))
+    warm = None
     if init is not None:
         try:
-            result = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
-            return result, encode(result.gaussians, image), True
+            warm = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
+            warm.gaussians.check_valid("warm-started fit")
         except (ValueError, RuntimeError):  # diverged (non-finite) parameters fail in either way
-            pass  # fall through to a cold start
-    result = fit_image(image, n_gaussians=n_gaussians, seed=seed, **fit_overrides)
-    return result, encode(result.gaussians, image), False
+            warm = None  # a cold start instead; the frame is encoded once, whichever fit it keeps
+    result = warm if warm is not None else fit_image(image, n_gaussians=n_gaussians, seed=seed, **fit_overrides)
+    # a codec that fits again (tiles) does it with the same settings
+    payload = encode(result.gaussians, image, max_iters=fit_overrides.get("max_iters"),
+                     threads=fit_overrides.get("threads"), seed=seed)
+    return result, payload, warm is not None
 
 
 def _store_pose(pose: Pose | None):

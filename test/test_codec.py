@@ -69,6 +69,10 @@ def test_refuses_what_it_cannot_represent():
     g.xy[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         encode_gaussians(g)
+    g = random_gaussians(n=4)
+    g.scale[2, 1] = 0.0
+    with pytest.raises(ValueError, match="positive scales"):
+        encode_gaussians(g)
     with pytest.raises(ValueError, match="bit depth"):
         BitDepths(xy=0)
     with pytest.raises(ValueError, match="bit depth"):

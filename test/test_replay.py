@@ -367,6 +367,27 @@ def test_a_diverged_warm_start_falls_back_to_a_cold_fit():
     assert np.isfinite(result.psnr)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_frame_is_encoded_once_with_the_fit_settings_also_after_a_cold_restart():
+    from gaussvae_ros.core import Gaussians, encode_gaussians
+    from gaussvae_ros.replay import fit_memory
+
+    image = working_image(blocks(3, color=True), 32)
+    n = 16
+    calls = []
+
+    def encode(gaussians, image=None, *, max_iters=None, threads=None, seed=None):
+        calls.append((len(gaussians), image is not None, max_iters, threads, seed))
+        return encode_gaussians(gaussians)
+
+    broken = Gaussians(np.full((n, 2), 0.5), np.full((n, 2), 0.1), np.zeros(n), np.full((n, 3), np.nan))
+    good, _ = fit_memory(image, n, max_iters=10, threads=1)
+    for init in (None, good.gaussians, broken):  # cold, warm, and a warm start that must restart cold
+        calls.clear()
+        fit_memory(image, n, init=init, seed=3, max_iters=10, threads=1, encode=encode)
+        assert calls == [(n, True, 10, 1, 3)], init
+
+
 def test_similar_keyframes_are_warm_started_also_after_a_resume(tmp_path):
     bag = synthetic_recording(tmp_path / "bag", frames=6, front=drifting)
     every = KeyframeConfig(min_image_change=0.03, duplicate_image_change=0.01)  # frames differ by 0.04

@@ -7,7 +7,7 @@ from PIL import Image
 
 from gaussvae_ros.core import Gaussians, render
 from gaussvae_ros.vae import latent_codec as lc
-from gaussvae_ros.vae import refine
+from gaussvae_ros.vae import image_encoder, refine
 from gaussvae_ros.vae.image_encoder import AUTO_TILES, encode_image
 from gaussvae_ros.vae.tiles import DEFAULT_OVERLAP, TileGrid, grid_for
 
@@ -175,7 +175,7 @@ def test_grey_frames_stay_grey_through_tiles(bundle, photo):
         encode_image(bundle, grey, tiles=(1, 2), fit=_fit)
 
 
-def test_payload_encoder_codes_frames_as_tiles(bundle, photo):
+def test_payload_encoder_codes_frames_as_tiles(bundle, photo, monkeypatch):
     from gaussvae_ros.nodes.codecs import LATENT_TILE_SETTINGS, payload_encoder
     from gaussvae_ros.vae.tiles import TILE_COUNTS
 
@@ -189,6 +189,16 @@ def test_payload_encoder_codes_frames_as_tiles(bundle, photo):
     assert len(chosen) <= 300 and lc.payload_info(chosen)["grid"].count in AUTO_TILES
     with pytest.raises(ValueError, match="needs the frame"):
         encoder.encode(gaussians, None)
+    fits = []
+    real_fit = image_encoder.fit_tile
+    spy = lambda pixels, n, **settings: fits.append(settings) or real_fit(pixels, n, **settings)  # noqa: E731
+    monkeypatch.setattr(image_encoder, "fit_tile", spy)
+    spied = payload_encoder("vae-latent", max_bytes=900, tiles=2, fit_iters=40, threads=1, seed=5)
+    spied.encode(gaussians, photo)  # tiles fitted as built ...
+    assert fits == [{"max_iters": 40, "threads": 1, "seed": 5}] * 2
+    fits.clear()
+    spied.encode(gaussians, photo, max_iters=20, seed=6)  # ... or as the caller's fit was (a node's settings now)
+    assert fits == [{"max_iters": 20, "threads": 1, "seed": 6}] * 2
     small = payload_encoder("vae-latent", tiles=8, fit_iters=40).encode(gaussians, photo)  # 24 x 16 px tiles
     assert lc.payload_info(small)["grid"] == TileGrid(1, 1)  # < 512 Gaussians each: one latent instead
     with pytest.raises(ValueError, match="tiles must be"):

@@ -103,11 +103,7 @@ def encode_gaussians(gaussians: Gaussians, depths: BitDepths = BitDepths()) -> b
     n = len(gaussians)
     if n > 0xFFFF:
         raise ValueError(f"the format holds at most 65535 Gaussians, got {n}")
-    params = gaussians.to_array()
-    if not np.isfinite(params).all():
-        raise ValueError("Gaussians contain NaN or Inf values")
-    if (gaussians.scale <= 0).any():
-        raise ValueError("Gaussian scales must be positive")
+    gaussians.check_valid()
     g = gaussians.take(morton_order(gaussians.xy)) if n else gaussians
     log_scale = np.log(g.scale.astype(np.float64))
     s_lo, s_hi = (float(log_scale.min()), float(log_scale.max())) if n else (0.0, 0.0)

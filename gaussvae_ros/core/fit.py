@@ -304,8 +304,8 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
         raise ValueError(f"image of {w}x{h} pixels is too small to fit (need at least 4 pixels)")
     if init is not None and init.channels != ch:
         raise ValueError(f"warm start has {init.channels} colour channels, the image {ch}")
-    if init is not None and not (np.isfinite(init.to_array()).all() and (init.scale > 0).all()):
-        raise ValueError("warm start has non-finite values or non-positive scales")
+    if init is not None:
+        init.check_valid("warm start Gaussians")
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     target = torch.from_numpy(target_np)

@@ -88,6 +88,14 @@ class Gaussians:
     def copy(self) -> "Gaussians":
         return self.take(np.arange(len(self)))
 
+    def check_valid(self, what: str = "Gaussians") -> None:
+        """ValueError unless every parameter is finite and every scale positive (what a diverged
+        fit breaks, and what every codec and a warm start need)."""
+        if not np.isfinite(self.to_array()).all():
+            raise ValueError(f"{what} contain NaN or Inf values")
+        if (self.scale <= 0).any():
+            raise ValueError(f"{what} need positive scales")
+
     def covariance(self) -> np.ndarray:
         """``[N, 2, 2]`` covariance matrices in normalized coordinates."""
         c, s = np.cos(self.rot), np.sin(self.rot)

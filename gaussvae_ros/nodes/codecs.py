@@ -152,9 +152,11 @@ LATENT_TILE_SETTINGS = (0, 1, 2, 4, 8, 16)
 
 @dataclass(frozen=True)
 class PayloadEncoder:
-    """How new memories are encoded: ``encode(gaussians, image) -> bytes`` (``image``: the picture
-    the Gaussians were fitted to, ``[H, W]`` or ``[H, W, C]``, or None; codecs that do not look at
-    it ignore it), stored with ``codec_id`` and ``model_id`` so that recall finds the decoder.
+    """How new memories are encoded: ``encode(gaussians, image=None, *, max_iters=None, threads=None,
+    seed=None) -> bytes`` (``image``: the picture the Gaussians were fitted to, ``[H, W]`` or
+    ``[H, W, C]``, or None; codecs that do not look at it ignore it; ``max_iters``, ``threads``,
+    ``seed``: settings of any fitting the codec does itself (tiles), None = those it was built
+    with), stored with ``codec_id`` and ``model_id`` so that recall finds the decoder.
     ``n_gaussians``: the count the codec needs (0: any). ``payload_bytes(n_gaussians)``: the
     typical payload size of a memory (bytes, for RGB frames; ``None``: unknown), which sizes a new
     store's pages (:func:`gaussvae_ros.store.page_size_for_payload`)."""
@@ -186,7 +188,8 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     (:mod:`gaussvae_ros.vae.refine`: ~10 ms per iteration on one core, better pictures for the same
     bytes). ``tiles > 1`` codes each frame as that many tiles, one latent each
     (:mod:`gaussvae_ros.vae.tiles`: more Gaussians for larger budgets; each tile is fitted again,
-    ``fit_iters`` iterations (0: the fitter's default) on ``threads`` with ``seed``); ``tiles = 0``
+    ``fit_iters`` iterations (0: the fitter's default) on ``threads`` with ``seed``, unless ``encode``
+    is given other settings, as :func:`gaussvae_ros.replay.fit_memory` gives its own); ``tiles = 0``
     chooses per frame among :data:`gaussvae_ros.vae.image_encoder.AUTO_TILES` the grid whose
     decoding is closest to the frame within ``max_bytes`` (required then;
     :func:`gaussvae_ros.vae.image_encoder.encode_image`). Tiled encoding needs the frame. Grey
@@ -201,7 +204,10 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
             raise ValueError("codec 'gaussians-q' takes no model, step, byte budget, refinement or tiles")
         from gaussvae_ros.core import encode_gaussians, encoded_size
 
-        return PayloadEncoder(codec_id, "", lambda gaussians, image=None: encode_gaussians(gaussians),
+        def encode_quantized(gaussians, image=None, *, max_iters=None, threads=None, seed=None) -> bytes:
+            return encode_gaussians(gaussians)  # no fitting of its own
+
+        return PayloadEncoder(codec_id, "", encode_quantized,
                               "quantized Gaussians (12/8/8/8 bits)",
                               payload_bytes=lambda n_gaussians: encoded_size(int(n_gaussians), 3))
     if codec_id != "vae-latent":
@@ -222,13 +228,16 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
         raise ValueError(f"VAE latent model file not found: {exc.filename or model}") from None
     step = step or lc.DEFAULT_STEP
 
-    def fit(pixels):
-        return fit_tile(pixels, bundle.seq_len, seed=seed, max_iters=fit_iters or None, threads=threads)
+    built_with = {"max_iters": fit_iters or None, "threads": threads, "seed": seed}
 
-    def encode(gaussians, image=None) -> bytes:  # without an image (or iterations) nothing is refined
+    def encode(gaussians, image=None, *, max_iters=None, threads=None, seed=None) -> bytes:
+        # without an image (or iterations) nothing is refined
         if candidates != (1,):
             if image is None:
                 raise ValueError("tiled vae-latent encoding needs the frame (each tile is fitted on its own)")
+            asked = {"max_iters": max_iters, "threads": threads, "seed": seed}
+            settings = {k: built_with[k] if asked[k] is None else asked[k] for k in built_with}
+            fit = lambda pixels: fit_tile(pixels, bundle.seq_len, **settings)  # noqa: E731
             return encode_image(bundle, image, tiles=candidates, gaussians=gaussians, max_bytes=max_bytes,
                                 step=step, refine_iters=refine_iters, fit=fit).payload
         if not max_bytes:

@@ -139,7 +139,7 @@ PARAMETERS = (
     ParamSpec("latent_refine_iters", 0, "vae-latent: refine each latent against its frame for this many steps "
               "(~10 ms each on one core; 0 = off)", True),
     ParamSpec("latent_tiles", 1, "vae-latent: one latent per tile of a grid of this many tiles (1, 2, 4, 8, 16; each "
-              "tile fitted again at start-up max_iters / threads, ~0.5 s each), 0 = choose 1, 2, 4 or 8 per frame "
+              "tile fitted again with max_iters / threads / seed, ~0.5 s each), 0 = choose 1, 2, 4 or 8 per frame "
               "(closest decoding within latent_max_bytes, which must be set; every grid is tried)", True),
 )
 

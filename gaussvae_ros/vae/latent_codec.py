@@ -229,9 +229,7 @@ def _check_gaussians(bundle: LatentModelBundle, gaussians: Gaussians) -> None:
                          f"got {gaussians.channels}")
     if len(gaussians) > 0xFFFF or bundle.entropy.dim > 0xFFFF:
         raise ValueError("payload holds at most 65535 Gaussians and latent dimensions")
-    params = gaussians.to_array()
-    if not np.isfinite(params).all() or (gaussians.scale <= 0).any():
-        raise ValueError("Gaussians must be finite with positive scales")
+    gaussians.check_valid()
 
 
 def _tile_sets(bundle: LatentModelBundle, gaussians, grid: TileGrid | None) -> tuple[list[Gaussians], TileGrid]:
