@@ -1,4 +1,4 @@
-"""Two-process CPU DDP training under torchrun (gloo): runs, agrees across ranks, resumes."""
+"""Two-process CPU DDP training under torchrun (gloo): runs, keeps the ranks' weights identical, resumes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from gaussvae_ros.vae.checkpoint import load_checkpoint, load_model
 from gaussvae_ros.vae.data import save_param_set
 from gaussvae_ros.vae.delaunay import make_delaunay_param_set
+from gaussvae_ros.vae.train import weights_digest
 
 REPO = Path(__file__).parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -45,6 +46,10 @@ def test_two_process_cpu_ddp_trains_checkpoints_and_resumes(tmp_path):
     assert len(lines) == 1 and json.loads(lines[0])["train"]["group/cov"] > 0
     run = _torchrun(out, data, "--resume", "--max-steps", "5")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert json.loads(run.stdout)["step"] == 5
+    summary = json.loads(run.stdout)
+    assert summary["step"] == 5
     model, config, _, _ = load_model(out / "model.pt")
     assert config.model.latent_dim == 16
+    # Every checkpoint checks that both processes hold the same weights (they train on different
+    # batches, so without synchronized gradients they part at the first step and the run fails).
+    assert summary["weights_sha256"] == weights_digest(model)

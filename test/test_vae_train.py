@@ -16,7 +16,7 @@ from gaussvae_ros.vae.data import save_param_set
 from gaussvae_ros.vae.delaunay import make_delaunay_param_set
 from gaussvae_ros.vae.evaluate import evaluate_against_mean, features_of, reconstruct
 from gaussvae_ros.vae.models import build_model
-from gaussvae_ros.vae.train import train
+from gaussvae_ros.vae.train import train, weights_digest
 
 
 @pytest.fixture(autouse=True)
@@ -165,9 +165,53 @@ def test_corrupt_truncated_or_foreign_checkpoints_give_clear_errors(tiny_set, tm
     model_file = tmp_path / "run" / "model.pt"
     obj = torch.load(model_file, weights_only=True)
     obj["state_dict"].pop(next(iter(obj["state_dict"])))
+    torch.save(obj, path)  # the digest still names the full weights
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_model(path)
+    del obj["sha256"]  # a file without a digest (written before digests) is checked entry by entry
     torch.save(obj, path)
     with pytest.raises(ValueError, match="do not fit"):
         load_model(path)
+    obj = torch.load(model_file, weights_only=True)
+    del obj["sha256"]
+    obj["norm_mean"] = obj["norm_mean"][:3]
+    torch.save(obj, path)
+    with pytest.raises(ValueError, match="norm_mean"):
+        load_model(path)
+
+
+def test_a_damaged_byte_anywhere_in_a_model_file_is_refused(tiny_set, tmp_path):
+    train(tiny_config(tiny_set), tmp_path / "run", max_steps=1)
+    good = (tmp_path / "run" / "model.pt").read_bytes()
+    damaged = tmp_path / "damaged.pt"
+    reference = weights_digest(load_model(tmp_path / "run" / "model.pt")[0])
+    rng = np.random.default_rng(0)
+    refused = 0
+    for offset in rng.integers(len(good) // 10, len(good) * 9 // 10, 40):  # mostly tensor data
+        data = bytearray(good)
+        data[offset] ^= 0x10
+        damaged.write_bytes(bytes(data))
+        try:
+            model = load_model(damaged)[0]
+        except ValueError:
+            refused += 1
+        else:  # the byte was zip padding or a header field: the same weights, never others
+            assert weights_digest(model) == reference, offset
+    assert refused >= 30
+
+
+def test_malformed_training_progress_is_refused_clearly(tiny_set, tmp_path):
+    train(tiny_config(tiny_set), tmp_path / "run", max_steps=1)
+    path = tmp_path / "run" / "checkpoint.pt"
+    good = torch.load(path, weights_only=True)
+    for key, value in (("progress", {}), ("progress", {"step": -1, "epoch": 0, "batch_in_epoch": 0}),
+                       ("rng", []), ("rng", [1, 2])):
+        obj = dict(good)
+        obj[key] = value
+        del obj["sha256"]
+        torch.save(obj, path)
+        with pytest.raises(ValueError, match=key):
+            load_checkpoint(path)
 
 
 class _Marker:
@@ -205,6 +249,8 @@ def test_cli_dataset_train_and_eval(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--output", str(out), "--resume", "--max-steps", "5"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 5
+    assert main(["train", "--output", str(out), "--resume"]) == 2  # its max_steps is reached: said, not a no-op
+    assert "already reached step 5" in capsys.readouterr().err
     slots = tmp_path / "slots.npz"
     assert main(["vae-eval", "--model", str(out / "model.pt"), "--data", str(data), "--per-slot", str(slots),
                  "--pca", "3"]) == 0

@@ -3,7 +3,9 @@
 Both are ``torch.save`` of a dict holding only tensors, strings, numbers, lists and dicts, read back
 with ``torch.load(..., weights_only=True)`` (PyTorch's restricted unpickler), so loading a file
 cannot run code. Writes go to a temporary file renamed into place, so a crash never leaves a
-half-written file under the real name.
+half-written file under the real name. Every file written since 2026-12-02 carries ``sha256``, a
+digest of all its other entries, checked on reading: a damaged file is refused, never loaded with
+other weights (files without one, written earlier, are read as before).
 
 Model file (``model.pt``), everything needed to rebuild and use a trained VAE::
 
@@ -19,6 +21,7 @@ dict), ``progress`` (``step``, ``epoch``, ``batch_in_epoch``, ``world_size``) an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -39,10 +42,41 @@ CHECKPOINT_FORMAT = "gaussvae-vae-checkpoint"
 VERSION = 1
 
 
+#: Entry holding the digest of all other entries (:func:`content_digest`).
+DIGEST_KEY = "sha256"
+
+
+def content_digest(obj: dict) -> str:
+    """SHA-256 (hex) of a file's entries but :data:`DIGEST_KEY`: tensors bit for bit with their
+    dtype and shape, strings, numbers, lists and dicts (keys sorted) by value."""
+    h = hashlib.sha256()
+
+    def add(value) -> None:
+        if torch.is_tensor(value):
+            h.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+            flat = value.detach().cpu().contiguous().reshape(-1)  # 0-d tensors too (optimizer steps)
+            h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        elif isinstance(value, dict):
+            h.update(f"D{len(value)}".encode())
+            for key in sorted(value, key=repr):
+                h.update(repr(key).encode() + b"\0")
+                add(value[key])
+        elif isinstance(value, (list, tuple)):
+            h.update(f"L{len(value)}".encode())
+            for item in value:
+                add(item)
+        else:
+            h.update(f"V{type(value).__name__}:{value!r}".encode())
+        h.update(b"\0")
+
+    add({k: v for k, v in obj.items() if k != DIGEST_KEY})
+    return h.hexdigest()
+
+
 def _atomic_save(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
+    torch.save({**obj, DIGEST_KEY: content_digest(obj)}, tmp)
     os.replace(tmp, path)
 
 
@@ -59,6 +93,9 @@ def _safe_load(path: str | Path) -> dict:
                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: not a GaussVAE checkpoint (top level is {type(obj).__name__})")
+    if DIGEST_KEY in obj and obj[DIGEST_KEY] != content_digest(obj):
+        raise ValueError(f"{path}: checksum mismatch: the file is damaged (its entries do not match the digest "
+                         f"it was written with)")
     return obj
 
 
@@ -94,6 +131,13 @@ def _rebuild(obj: dict, path: Path) -> tuple[nn.Module, ExperimentConfig, ParamT
         transform = ParamTransform(**json.loads(obj["transform"]))
     except (json.JSONDecodeError, TypeError) as exc:
         raise ValueError(f"{path}: stored config is unreadable: {exc}") from exc
+    features = config.model.in_channels
+    stats = (config.model.seq_len, features) if transform.normalization == "slot" else (features,)
+    for key, shape in (("norm_mean", stats), ("norm_std", stats),
+                       ("slot_mean", (config.model.seq_len, features))):
+        if tuple(obj[key].shape) != shape:
+            raise ValueError(f"{path}: checkpoint entry {key!r} has shape {tuple(obj[key].shape)}, the model's "
+                             f"config needs {shape}")
     transform.mean, transform.std = obj["norm_mean"].numpy(), obj["norm_std"].numpy()
     model = build_model(config.model)
     model.attach_transform(transform)
@@ -167,6 +211,14 @@ def load_checkpoint(path: str | Path) -> dict:
     for key in ("optimizer", "progress", "rng"):
         if key not in obj:
             raise ValueError(f"{path}: training checkpoint lacks {key!r}")
+    progress, rng = obj["progress"], obj["rng"]
+    counters = ("step", "epoch", "batch_in_epoch")
+    if not isinstance(progress, dict) or not all(isinstance(progress.get(k), int) and progress[k] >= 0
+                                                 for k in counters):
+        raise ValueError(f"{path}: checkpoint progress must hold non-negative {', '.join(counters)}, got {progress!r}")
+    if not isinstance(rng, list) or not rng or not all(isinstance(r, dict) and "torch" in r for r in rng):
+        raise ValueError(f"{path}: checkpoint rng must be one saved random state per process, got "
+                         f"{type(rng).__name__} of {len(rng) if isinstance(rng, list) else '?'}")
     obj["model"], obj["config"], obj["transform"], obj["slot_mean"] = _rebuild(obj, path)
     return obj
 

@@ -27,6 +27,7 @@ processes; only rank 0 logs and writes files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -115,6 +116,28 @@ def _gather_rng(ctx: DistContext) -> list[dict]:
     return states
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of the model's parameters and buffers, bit for bit (hex)."""
+    digest = hashlib.sha256()
+    for name, tensor in getattr(model, "module", model).state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_ranks_agree(ctx: DistContext, model: torch.nn.Module) -> str:
+    """The weights' digest, after checking that every process holds the same weights (DDP keeps them
+    identical: same start, all-reduced gradients, same optimizer steps). RuntimeError if not."""
+    mine = weights_digest(model)
+    if ctx.distributed:
+        digests: list = [None] * ctx.world_size
+        dist.all_gather_object(digests, mine)
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"the {ctx.world_size} training processes hold different weights "
+                               f"(digests {', '.join(d[:12] for d in digests)}): gradients are not being synchronized")
+    return mine
+
+
 def _resume_state(output: Path, config: ExperimentConfig, ctx: DistContext) -> dict:
     ckpt = load_checkpoint(output / "checkpoint.pt")
     stored: ExperimentConfig = ckpt["config"]
@@ -124,7 +147,11 @@ def _resume_state(output: Path, config: ExperimentConfig, ctx: DistContext) -> d
         if diff:
             raise ValueError(f"cannot resume: config {section}.{diff[0]} is {given[diff[0]]!r} but the checkpoint "
                              f"was trained with {saved[diff[0]]!r}")
-    progress = ckpt["progress"]
+    progress, tc = ckpt["progress"], config.train
+    if progress["step"] >= (tc.max_steps if tc.max_steps > 0 else math.inf) or progress["epoch"] >= tc.epochs:
+        raise ValueError(f"nothing to resume: the run in {output} already reached step {progress['step']}, epoch "
+                         f"{progress['epoch']} (train.max_steps {tc.max_steps}, train.epochs {tc.epochs}); "
+                         f"pass a larger --max-steps to train on")
     if progress.get("world_size", 1) != ctx.world_size and progress.get("batch_in_epoch", 0):
         raise ValueError(f"checkpoint was written mid-epoch by {progress.get('world_size')} process(es); "
                          f"resume with the same number (this run has {ctx.world_size})")
@@ -243,6 +270,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
     last_val: dict[str, float] = {}
 
     def checkpoint(batch_in_epoch: int) -> None:
+        _check_ranks_agree(ctx, model)
         rng_states = _gather_rng(ctx)
         if ctx.is_main:
             state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "world_size": ctx.world_size}
@@ -304,6 +332,7 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
 
     summary: dict = {"output": str(output), "model": config.model.name, "parameters": count_parameters(model),
                      "step": step, "epoch": epoch, "world_size": ctx.world_size,
+                     "weights_sha256": _check_ranks_agree(ctx, model),
                      "seconds": round(time.monotonic() - started, 2), "train": last_train, "val": last_val}
     if ctx.is_main:
         if not (output / "model.pt").exists():  # nothing ran (already finished): still leave a model file
