@@ -255,6 +255,16 @@ def test_fit_cache_reused(tmp_path, monkeypatch):
         ImageContext("c", reference, FitOptions(max_iters=11, cache_dir=str(tmp_path))).fit(8)
 
 
+def test_a_model_named_on_the_command_line_that_cannot_load_is_an_error(image_dir, tmp_path, capsys):
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"not a model")
+    for model in (damaged, tmp_path / "missing.pt"):
+        argv = ["--images", str(image_dir), "--budgets", "2000", "--methods", "ours", "jpeg", "--model", str(model),
+                "--long-side", "32", "--quiet"]
+        assert eval_commands.main(argv) == 2  # not a report that quietly leaves "ours" out
+        assert f"--model {model}" in capsys.readouterr().err
+
+
 def test_ours_with_a_real_latent_codec_model(image_dir, tmp_path, capsys):
     """A tiny VAE bundle (16 Gaussians, 8-D latent) through ``--model``: plumbing, not quality."""
     lc, bundle = _tiny_latent_bundle(tmp_path / "latent.pt")

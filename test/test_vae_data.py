@@ -87,9 +87,17 @@ def test_bad_param_sets_are_rejected_with_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"\[M, N, 8\]"):
         save_param_set(tmp_path / "x.npz", good[..., :7])
     path = save_param_set(tmp_path / "good.npz", good)
-    path.write_bytes(path.read_bytes()[:100])
+    intact = path.read_bytes()
+    path.write_bytes(intact[:100])
     with pytest.raises(ValueError, match="not a readable"):
         load_param_set(path)
+    for offset in range(0, len(intact) - 40, 97):  # damaged bytes anywhere: a clear error or the same numbers
+        path.write_bytes(intact[:offset] + bytes(40) + intact[offset + 40:])
+        try:
+            loaded = load_param_set(path)
+        except ValueError:
+            continue
+        assert np.array_equal(loaded, good)
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
     with pytest.raises(ValueError, match="no 'params'"):
         load_param_set(tmp_path / "other.npz")

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from gaussvae_ros.cli.main import main
 from gaussvae_ros.core import morton_codes
@@ -31,6 +32,36 @@ def test_build_resumes_without_refitting(tmp_path):
     assert params.shape == (5, 32, 8)
     codes = morton_codes(params[0, :, :2])
     assert (np.diff(codes.astype(np.int64)) >= 0).all()  # stored in Morton order
+
+
+def test_an_interrupted_build_keeps_its_fits_and_small_images_are_not_refitted(tmp_path):
+    views = list(photo_views(4, long_side=40, seed=3))
+    tiny = ("tiny", np.zeros((2, 3, 3), np.uint8) + 128)  # 6 pixels: cannot hold 32 Gaussians
+
+    def interrupted():
+        yield from views[:3]
+        yield tiny
+        raise KeyboardInterrupt  # Ctrl-C before the shard of 64 is full
+
+    with pytest.raises(KeyboardInterrupt):
+        build_fitted_set(interrupted(), tmp_path, n_gaussians=32, fit_overrides=FAST)
+    assert load_param_set(tmp_path).shape == (3, 32, 8)  # written on the way out
+    again = build_fitted_set(views + [tiny], tmp_path, n_gaussians=32, fit_overrides=FAST)
+    assert again["skipped_existing"] == 4 and again["fitted"] == 1 and again["skipped_small"] == 0
+    assert again["samples"] == 4
+
+
+def test_other_settings_or_a_damaged_shard_are_refused_clearly(tmp_path):
+    views = list(photo_views(2, long_side=40, seed=4))
+    build_fitted_set(views, tmp_path, n_gaussians=32, fit_overrides=FAST, settings={"long_side": 40})
+    with pytest.raises(ValueError, match="n_gaussians=32.*n_gaussians=16"):
+        build_fitted_set(views, tmp_path, n_gaussians=16, fit_overrides=FAST, settings={"long_side": 40})
+    with pytest.raises(ValueError, match="long_side"):
+        build_fitted_set(views, tmp_path, n_gaussians=32, fit_overrides=FAST, settings={"long_side": 64})
+    shard = next(tmp_path.glob("shard_*.npz"))
+    shard.write_bytes(shard.read_bytes()[:200])
+    with pytest.raises(ValueError, match="unreadable shard"):
+        build_fitted_set(views, tmp_path, n_gaussians=32, fit_overrides=FAST, settings={"long_side": 40})
 
 
 def test_from_bag_cli_on_a_real_recording(tmp_path, bag_path, capsys):

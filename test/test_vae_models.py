@@ -100,6 +100,9 @@ def test_kl_annealing_is_linear_from_start_to_beta():
     assert kl_weight(0, beta, 0) == beta
     with pytest.raises(ValueError):
         kl_weight(0, beta, -1)
+    for bad in (-1.0, float("nan"), float("inf")):  # a negative weight would reward a large KL
+        with pytest.raises(ValueError, match="beta"):
+            kl_weight(0, bad, steps)
 
 
 def test_loss_reports_groups_and_adds_annealed_kl():

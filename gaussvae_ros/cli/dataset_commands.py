@@ -20,7 +20,8 @@ def _build(args: argparse.Namespace, items, total: int | None) -> int:
         overrides["max_iters"] = args.max_iters
     with tqdm(total=total, desc="fit", unit="image", file=sys.stderr) as bar:
         summary = build_fitted_set(items, args.out, n_gaussians=args.gaussians, shard_size=args.shard_size,
-                                   fit_overrides=overrides, progress=lambda seen, _fitted: bar.update(seen - bar.n))
+                                   fit_overrides=overrides, progress=lambda seen, _fitted: bar.update(seen - bar.n),
+                                   settings={"long_side": args.long_side})
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -34,6 +35,8 @@ def _from_bag(args: argparse.Namespace) -> int:
 def _from_photos(args: argparse.Namespace) -> int:
     from ..vae.fitted_sets import photo_views
 
+    if args.count < 1:
+        raise ValueError(f"--count must be at least 1, got {args.count}")
     return _build(args, photo_views(args.count, args.long_side, args.seed), args.count)
 
 

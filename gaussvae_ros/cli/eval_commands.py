@@ -91,6 +91,8 @@ def build_methods(args: argparse.Namespace):
     notes.update(codec_notes)
     if "ours" in args.methods:
         latent, reason = load_latent_method(args.model, args.refine_iters, tuple(args.tiles))
+        if latent is None and args.model:  # a model asked for by name that cannot run is an error, not a note
+            raise ValueError(f"--model {args.model}: {reason}")
         if latent is None:
             notes["ours"] = f"omitted: {reason}"
         else:

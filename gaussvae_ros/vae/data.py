@@ -16,7 +16,6 @@ being written) are skipped.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,21 +62,21 @@ def save_param_set(path: str | Path, params: np.ndarray, **extras) -> Path:
 
 
 def _load_one(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise FileNotFoundError(f"parameter set {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            if "params" not in npz.files:
-                raise ValueError(f"{path}: no 'params' array (keys: {npz.files})")
-            if "format" in npz.files and str(npz["format"]) != PARAM_SET_FORMAT:
-                raise ValueError(f"{path}: format {str(npz['format'])!r} is not {PARAM_SET_FORMAT!r}")
-            if "version" in npz.files and int(npz["version"]) > PARAM_SET_VERSION:
-                raise ValueError(f"{path}: parameter-set version {int(npz['version'])} is newer than this "
-                                 f"reader ({PARAM_SET_VERSION})")
-            params = npz["params"]
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: not a readable parameter-set .npz ({exc})") from exc
-    return check_params_array(params, str(path))
+            entries = {k: npz[k] for k in npz.files if k in ("params", "format", "version")}
+    except Exception as exc:  # noqa: BLE001 -- zip, zlib, .npy header and pickle errors alike: a damaged file
+        raise ValueError(f"{path}: not a readable parameter-set .npz ({type(exc).__name__}: {exc})") from exc
+    if "params" not in entries:
+        raise ValueError(f"{path}: no 'params' array")
+    if "format" in entries and str(entries["format"]) != PARAM_SET_FORMAT:
+        raise ValueError(f"{path}: format {str(entries['format'])!r} is not {PARAM_SET_FORMAT!r}")
+    if "version" in entries and int(entries["version"]) > PARAM_SET_VERSION:
+        raise ValueError(f"{path}: parameter-set version {int(entries['version'])} is newer than this "
+                         f"reader ({PARAM_SET_VERSION})")
+    return check_params_array(entries["params"], str(path))
 
 
 def load_param_set(path: str | Path) -> np.ndarray:

@@ -4,8 +4,11 @@ A set is a folder of shards ``shard_00000.npz``, ... each holding ``params [M, N
 of :meth:`gaussvae_ros.core.Gaussians.to_array`, Morton-sorted, grey frames replicated to RGB so the
 prototype's 8-channel models read them) and ``keys [M]`` naming the source of each sample.
 :func:`gaussvae_ros.vae.data.load_param_set` reads the folder. Building is resumable: samples whose
-key is in a finished shard are skipped, so a large set can be built across several runs, and an
-interrupted run loses at most the shard it was filling.
+key is in a finished shard are skipped, so a large set can be built across several runs; an
+interrupted run (Ctrl-C, an error) writes the shard it was filling before it stops, and images too
+small to fit are listed in ``skipped.txt`` so they are not fitted again. ``settings.json`` holds
+what the samples were made with (Gaussian count, fitting size and iterations): resuming with other
+settings is refused instead of mixing them in one folder.
 
 Sources:
 
@@ -73,12 +76,38 @@ def bag_frames(path: str | Path, topics: Iterable[str] | None = None, every: int
                 yield f"bag:{Path(path).name}:{item.topic}:{item.stamp_ns}", working_image(item.image, long_side)
 
 
-def _finished_keys(folder: Path) -> set[str]:
+SETTINGS_FILE = "settings.json"
+SKIPPED_FILE = "skipped.txt"
+
+
+def _shard_keys(folder: Path) -> set[str]:
+    """Keys of the samples in ``folder``'s finished shards (ValueError naming an unreadable shard)."""
     keys: set[str] = set()
     for shard in sorted(folder.glob("shard_*.npz")):
-        with np.load(shard, allow_pickle=False) as data:
-            keys.update(str(k) for k in data["keys"])
+        try:
+            with np.load(shard, allow_pickle=False) as data:
+                keys.update(str(k) for k in data["keys"])
+        except Exception as exc:  # noqa: BLE001 -- zip, zlib, header and key errors alike: a damaged shard
+            raise ValueError(f"{shard}: unreadable shard ({type(exc).__name__}: {exc}); move it out of the folder "
+                             f"and run again to refit its samples") from exc
     return keys
+
+
+def _check_settings(folder: Path, settings: dict) -> None:
+    """Record ``settings`` in a new folder; refuse a folder built with other settings."""
+    path = folder / SETTINGS_FILE
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: unreadable ({exc})") from exc
+        changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(f"{folder} holds samples made with {', '.join(f'{k}={stored.get(k)!r}' for k in changed)}, "
+                             f"this run asks for {', '.join(f'{k}={settings.get(k)!r}' for k in changed)}: "
+                             f"choose another folder")
+    else:
+        path.write_text(json.dumps(settings, indent=2, sort_keys=True))
 
 
 def _as_sample(gaussians) -> np.ndarray:
@@ -93,18 +122,28 @@ def _as_sample(gaussians) -> np.ndarray:
 
 def build_fitted_set(items: Iterable[tuple[str, np.ndarray]], folder: str | Path, *, n_gaussians: int = 512,
                      shard_size: int = 64, fit_overrides: dict | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
+                     progress: Callable[[int, int], None] | None = None, settings: dict | None = None) -> dict:
     """Fit every ``(key, image)`` not yet in ``folder`` and append them in shards of ``shard_size``.
 
-    Images that fit to fewer than ``n_gaussians`` Gaussians (tiny images) are skipped and counted.
-    Returns a summary: ``fitted``, ``skipped_existing``, ``skipped_small``, ``samples`` (total in the
-    folder), ``shards``, ``mean_psnr`` of this run's fits.
+    Images that fit to fewer than ``n_gaussians`` Gaussians (tiny images) are skipped, counted and
+    listed in ``skipped.txt``. ``settings``: what else made the samples (e.g. ``long_side``), kept
+    in ``settings.json`` with ``n_gaussians`` and the fit overrides (threads aside) and compared
+    on every later run (ValueError if they differ). Returns a summary: ``fitted``,
+    ``skipped_existing``, ``skipped_small``, ``samples`` (total in the folder), ``shards``,
+    ``mean_psnr`` of this run's fits.
     """
     from ..core import fit_image
 
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    done = _finished_keys(folder)
+    made_with = {"n_gaussians": int(n_gaussians),
+                 **{k: v for k, v in (fit_overrides or {}).items() if k != "threads"}, **(settings or {})}
+    _check_settings(folder, made_with)
+    skipped_path = folder / SKIPPED_FILE
+    skipped = set(skipped_path.read_text().split("\n")) - {""} if skipped_path.exists() else set()
+    done = _shard_keys(folder) | skipped
     shard_index = len(list(folder.glob("shard_*.npz")))
     pending_keys: list[str] = []
     pending: list[np.ndarray] = []
@@ -122,26 +161,30 @@ def build_fitted_set(items: Iterable[tuple[str, np.ndarray]], folder: str | Path
         shard_index += 1
         pending_keys, pending = [], []
 
-    for index, (key, image) in enumerate(items):
-        if key in done:
-            summary["skipped_existing"] += 1
-            continue
-        result = fit_image(image, n_gaussians=n_gaussians, **(fit_overrides or {}))
-        if len(result.gaussians) != n_gaussians:
-            summary["skipped_small"] += 1
-            continue
-        pending_keys.append(key)
-        pending.append(_as_sample(result.gaussians))
-        psnrs.append(result.psnr)
-        summary["fitted"] += 1
-        done.add(key)
-        if progress is not None:
-            progress(index + 1, summary["fitted"])
-        if len(pending) >= shard_size:
-            flush()
-    flush()
+    try:
+        for index, (key, image) in enumerate(items):
+            if key in done:
+                summary["skipped_existing"] += 1
+                continue
+            result = fit_image(image, n_gaussians=n_gaussians, **(fit_overrides or {}))
+            done.add(key)
+            if len(result.gaussians) != n_gaussians:
+                summary["skipped_small"] += 1
+                with open(skipped_path, "a") as fh:
+                    fh.write(key + "\n")
+                continue
+            pending_keys.append(key)
+            pending.append(_as_sample(result.gaussians))
+            psnrs.append(result.psnr)
+            summary["fitted"] += 1
+            if progress is not None:
+                progress(index + 1, summary["fitted"])
+            if len(pending) >= shard_size:
+                flush()
+    finally:  # interrupted or not, the fits made so far are kept
+        flush()
     shards = sorted(folder.glob("shard_*.npz"))
-    summary.update({"samples": len(_finished_keys(folder)), "shards": len(shards),
+    summary.update({"samples": len(_shard_keys(folder)), "shards": len(shards),
                     "mean_psnr": float(np.mean(psnrs)) if psnrs else None, "folder": str(folder)})
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -30,6 +30,8 @@ def kl_weight(step: int, beta: float, anneal_steps: int, anneal_start: int = 0) 
     ``anneal_steps`` steps, ``beta`` afterwards (``beta`` throughout when ``anneal_steps == 0``)."""
     if anneal_steps < 0 or anneal_start < 0:
         raise ValueError("kl annealing steps and start must be >= 0")
+    if not beta >= 0 or beta == float("inf"):  # NaN fails >= too
+        raise ValueError(f"beta (the KL weight) must be a finite number >= 0, got {beta}")
     if anneal_steps == 0:
         return float(beta) if step >= anneal_start else 0.0
     progress = (step - anneal_start) / anneal_steps
@@ -59,13 +61,13 @@ class VAELoss(nn.Module):
         unknown = set(group_weights) - set(groups)
         if unknown:
             raise ValueError(f"group_weights names {sorted(unknown)} are not feature groups {sorted(groups)}")
-        if any(w < 0 for w in group_weights.values()):
+        if any(not w >= 0 for w in group_weights.values()):
             raise ValueError("group weights must be >= 0")
         self.groups = dict(groups)
         self.weights = {g: float(group_weights.get(g, 1.0)) for g in groups}
         self.beta, self.anneal_steps, self.anneal_start = float(beta), int(anneal_steps), int(anneal_start)
         kl_weight(0, beta, anneal_steps, anneal_start)  # validates the schedule
-        if param_weight < 0 or image_weight < 0:
+        if not (param_weight >= 0 and image_weight >= 0):
             raise ValueError("param_weight and image_weight must be >= 0")
         if image_weight > 0 and image_loss is None:
             raise ValueError("image_weight > 0 needs an image loss (RenderedImageLoss)")
