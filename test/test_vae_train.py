@@ -141,6 +141,9 @@ def test_refuses_to_overwrite_a_run_or_resume_with_a_different_model(tiny_set, t
         train(tiny_config(tiny_set, model={"latent_dim": 32}), tmp_path / "run", resume=True, max_steps=2)
     with pytest.raises(ValueError, match="nothing to resume"):
         train(tiny_config(tiny_set), tmp_path / "fresh", resume=True)
+    for key, value in (("seed", 5), ("batch_size", 8)):
+        with pytest.raises(ValueError, match=f"train.{key}"):
+            train(tiny_config(tiny_set, train={key: value}), tmp_path / "run", resume=True, max_steps=4)
 
 
 def test_corrupt_truncated_or_foreign_checkpoints_give_clear_errors(tiny_set, tmp_path):
@@ -244,6 +247,9 @@ def test_cli_dataset_train_and_eval(tmp_path, capsys):
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["step"] == 3 and set(summary["eval_val"]) == {"xy", "cov", "color", "image_psnr"}  # cholesky
+    epoch = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    for metric in ("xy_rmse", "log_scale_rmse", "rot_error_deg_median", "color_rmse"):  # position, scale,
+        assert set(epoch["val_natural"][metric]) == {"model", "slot_mean"}  # rotation, colour every epoch
     assert 0 < summary["eval_val"]["image_psnr"]["model"] < 100
     assert main(args) == 2  # the run exists: refused, with an error message
     assert "--resume" in capsys.readouterr().err

@@ -148,6 +148,11 @@ def _resume_state(output: Path, config: ExperimentConfig, ctx: DistContext) -> d
             raise ValueError(f"cannot resume: config {section}.{diff[0]} is {given[diff[0]]!r} but the checkpoint "
                              f"was trained with {saved[diff[0]]!r}")
     progress, tc = ckpt["progress"], config.train
+    for key in ("seed", "batch_size"):  # they fix the data order and the place to continue from
+        given, saved = getattr(tc, key), getattr(stored.train, key)
+        if given != saved:
+            raise ValueError(f"cannot resume: config train.{key} is {given!r} but the checkpoint was trained with "
+                             f"{saved!r} (the rest of the run would see other batches)")
     if progress["step"] >= (tc.max_steps if tc.max_steps > 0 else math.inf) or progress["epoch"] >= tc.epochs:
         raise ValueError(f"nothing to resume: the run in {output} already reached step {progress['step']}, epoch "
                          f"{progress['epoch']} (train.max_steps {tc.max_steps}, train.epochs {tc.epochs}); "
@@ -317,12 +322,19 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
             last_train = {k: float(v) / float(sums[-1]) for k, v in zip(keys, sums[:-1])}
         if ctx.is_main:
             last_val = _mean_losses(criterion, model, val_set.features, step, ctx.device) if val_set else {}
-            for prefix, values_ in (("epoch_train", last_train), ("epoch_val", last_val)):
+            # position, scale, rotation and colour errors of the decoded Gaussians, whatever the
+            # representation's feature groups are (cholesky has no separate scale or rotation)
+            natural = (evaluate_against_mean(model, transform, slot_mean, val_set.params)["natural"]
+                       if val_set else {})
+            for prefix, values_ in (("epoch_train", last_train), ("epoch_val", last_val),
+                                    ("epoch_val_natural", {k: v["model"] for k, v in natural.items()}),
+                                    ("epoch_val_natural_slot_mean", {k: v["slot_mean"] for k, v in natural.items()})):
                 for k, v in values_.items():
                     writer.add_scalar(f"{prefix}/{k}", v, step)
             writer.flush()
             with open(output / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps({"epoch": epoch, "step": step, "train": last_train, "val": last_val}) + "\n")
+                fh.write(json.dumps({"epoch": epoch, "step": step, "train": last_train, "val": last_val,
+                                     "val_natural": natural}) + "\n")
             groups = " ".join(f"{k[6:]}={v:.3f}" for k, v in last_val.items() if k.startswith("group/"))
             _log(ctx, f"epoch {epoch} step {step}: train loss {last_train.get('loss', float('nan')):.4f}, "
                       f"val loss {last_val.get('loss', float('nan')):.4f} ({groups})")
