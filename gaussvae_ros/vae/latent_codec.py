@@ -54,6 +54,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import sys
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -571,7 +572,11 @@ def main(argv=None) -> int:
     ap.add_argument("--max-samples", type=int, default=None, help="training samples to fit on (default: all)")
     ap.add_argument("--unit", default="posterior", choices=["posterior", "latent"])
     args = ap.parse_args(argv)
-    bundle = build_bundle_file(args.model, args.params, args.out, max_samples=args.max_samples, unit=args.unit)
+    try:
+        bundle = build_bundle_file(args.model, args.params, args.out, max_samples=args.max_samples, unit=args.unit)
+    except (ValueError, OSError) as exc:  # a damaged or missing model or parameter set: said, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(bundle.model_id)
     return 0
 
