@@ -131,6 +131,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_set, tmp_path):
         torch.testing.assert_close(value, b["state_dict"][key], rtol=0, atol=0)
     assert a["progress"] == b["progress"]
     assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
+    # the epoch cut by the stop is averaged over all its batches, as in the uninterrupted run
+    metrics = [(tmp_path / run / "metrics.jsonl").read_text().splitlines() for run in ("straight", "split")]
+    assert len(metrics[0]) >= 2 and metrics[0] == metrics[1]
 
 
 def test_refuses_to_overwrite_a_run_or_resume_with_a_different_model(tiny_set, tmp_path):

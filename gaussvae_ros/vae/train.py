@@ -107,13 +107,17 @@ def _mean_losses(criterion: VAELoss, model: torch.nn.Module, features: torch.Ten
     return {k: v / features.shape[0] for k, v in totals.items()}
 
 
-def _gather_rng(ctx: DistContext) -> list[dict]:
-    state = capture_rng()
+def _gather(ctx: DistContext, value) -> list:
+    """``value`` of every process, in rank order."""
     if not ctx.distributed:
-        return [state]
-    states: list = [None] * ctx.world_size
-    dist.all_gather_object(states, state)
-    return states
+        return [value]
+    values: list = [None] * ctx.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
+def _gather_rng(ctx: DistContext) -> list[dict]:
+    return _gather(ctx, capture_rng())
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -277,18 +281,28 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
     def checkpoint(batch_in_epoch: int) -> None:
         _check_ranks_agree(ctx, model)
         rng_states = _gather_rng(ctx)
+        # mid-epoch, each process's running loss sums, so the resumed epoch averages all its batches
+        partial = {"keys": keys, "sums": sums.tolist()} if batch_in_epoch and sums is not None else None
+        partials = _gather(ctx, partial)
         if ctx.is_main:
-            state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "world_size": ctx.world_size}
+            state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "world_size": ctx.world_size,
+                     "epoch_sums": partials if any(partials) else []}
             save_checkpoint(output / "checkpoint.pt", model, optimizer, config, transform, slot_mean, state,
                             rng_states)
             save_model(output / "model.pt", model, config, transform, slot_mean)
 
+    carried = progress.get("epoch_sums") or []  # running sums of the epoch a mid-epoch checkpoint cut
+    resumed = carried[ctx.rank] if skip and len(carried) == ctx.world_size else None
+    sums: torch.Tensor | None = None
     started = time.monotonic()
     while epoch < tc.epochs and step < stop_at:
         sampler.set_epoch(epoch)
         order = list(sampler)
         batches = [order[i:i + per_rank] for i in range(0, len(order), per_rank)]
-        sums: torch.Tensor | None = None
+        sums = None
+        if resumed:
+            keys, sums = list(resumed["keys"]), torch.tensor(resumed["sums"], dtype=torch.float32)
+        resumed = None
         stopped = False
         for b in range(skip, len(batches)):
             x = train_set.features[batches[b]].to(ctx.device)
