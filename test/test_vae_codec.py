@@ -1,5 +1,6 @@
 """The ``vae-latent`` codec: entropy model, payload format, rate control, recall registry."""
 
+import os
 import time
 import zlib
 
@@ -204,6 +205,23 @@ def test_corrupt_and_truncated_payloads_raise(bundle):
         lc.decode_latent(bundle, bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little"))
 
 
+def test_random_coded_data_with_valid_framing_is_refused_as_corrupt_never_otherwise(bundle):
+    """What a damaged disk could hold under a recomputed CRC: the coder's own checks surface as ValueError."""
+    rng = np.random.default_rng(1)
+    header = {1: lambda step: lc._HEADER.pack(lc.MAGIC, 1, 2, bundle.model_hash, step, LATENT, N),
+              2: lambda step: lc._HEADER_V2.pack(lc.MAGIC, 2, 2, bundle.model_hash, step, LATENT, N, 2, 2, 0)}
+    outcomes = set()
+    for i in range(1500):
+        step = float(rng.choice([1.0, 0.0625, 64.0, 1e-3, 1e3]))
+        body = header[1 + i % 2](step) + rng.integers(0, 256, int(rng.integers(0, 80)), dtype=np.uint8).tobytes()
+        try:
+            lc.decode_latent(bundle, body + zlib.crc32(body).to_bytes(4, "little"))
+            outcomes.add("decoded")
+        except ValueError:
+            outcomes.add("refused")
+    assert "refused" in outcomes  # and nothing but ValueError escaped
+
+
 def test_wrong_inputs_are_refused(bundle):
     with pytest.raises(ValueError, match="Gaussians"):
         lc.encode_latent(bundle, _gaussians(n=N // 2))
@@ -346,6 +364,29 @@ def test_recall_registry_decodes_with_the_named_model(tmp_path, monkeypatch, bun
         codecs.decode_payload(payload, "gaussians-q", "")
     img = codecs.render_memory(payload, lc.CODEC_ID, bundle.model_id, 32, 24, threads=1)
     assert img.shape == (24, 32, 3)
+    lc.unregister_latent_model(bundle.model_id)
+    lc.unregister_latent_model(other_bundle.model_id)
+
+
+def test_model_files_are_read_again_once_they_change(tmp_path, monkeypatch, bundle, other_bundle):
+    """A model file deployed after start-up, repaired, or replaced under the same name is picked up
+    without a restart; a file that cannot load is named in the error."""
+    payload = lc.encode_latent(bundle, _gaussians())
+    lc.unregister_latent_model(bundle.model_id)
+    path = tmp_path / "robot.pt"
+    monkeypatch.setenv(lc.ENV_MODELS, str(path))
+    with pytest.raises(codecs.ModelMismatchError, match="could not load"):  # not deployed yet
+        codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id)
+    path.write_bytes(b"damaged")
+    with pytest.raises(codecs.ModelMismatchError, match="robot.pt"):
+        codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id)
+    lc.save_bundle(path, bundle.model, bundle.config, bundle.transform, bundle.slot_mean, bundle.entropy)
+    assert codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id).to_array().shape == (N, 8)  # repaired
+    assert lc.register_latent_model(path).model_id == bundle.model_id
+    lc.save_bundle(path, other_bundle.model, other_bundle.config, other_bundle.transform, other_bundle.slot_mean,
+                   other_bundle.entropy)  # replaced in place (as the entropy fitter rewrites its model)
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a visibly newer file on any file system
+    assert lc.register_latent_model(path).model_id == other_bundle.model_id  # not the stale bundle
     lc.unregister_latent_model(bundle.model_id)
     lc.unregister_latent_model(other_bundle.model_id)
 

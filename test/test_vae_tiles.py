@@ -205,6 +205,9 @@ def test_payload_encoder_codes_frames_as_tiles(bundle, photo, monkeypatch):
         payload_encoder("vae-latent", tiles=3)
     with pytest.raises(ValueError, match="whole number"):
         payload_encoder("vae-latent", tiles=1.5)
+    for step in (1e-12, 1e-50, 1e5):  # refused when the encoder is made, not by every frame's encode
+        with pytest.raises(ValueError, match="step"):
+            payload_encoder("vae-latent", step=step)
     with pytest.raises(ValueError, match="byte budget"):  # "the best grid" without a budget is always the most tiles
         payload_encoder("vae-latent", tiles=0)
     with pytest.raises(ValueError, match="tiles"):

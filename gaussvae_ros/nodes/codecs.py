@@ -226,7 +226,11 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
         bundle = lc.register_latent_model(model or lc.default_model_path())
     except FileNotFoundError as exc:
         raise ValueError(f"VAE latent model file not found: {exc.filename or model}") from None
-    step = step or lc.DEFAULT_STEP
+    step = lc.check_step(step or lc.DEFAULT_STEP)
+    low, high = lc.ENCODE_STEP_RANGE  # refused here, not by every frame's encode
+    if not low <= step <= high:
+        raise ValueError(f"vae-latent step must be 0 (the default) or in [{low:g}, {high:g}] (units of the latent's "
+                         f"posterior standard deviation), got {step:g}")
 
     built_with = {"max_iters": fit_iters or None, "threads": threads, "seed": seed}
 

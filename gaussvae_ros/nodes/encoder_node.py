@@ -132,8 +132,8 @@ PARAMETERS = (
     ParamSpec("codec", DEFAULT_CODEC, "payload codec: gaussians-q (quantized Gaussians, no model) | vae-latent "
               "(entropy-coded VAE latent, needs n_gaussians = the model's count, 512)", True),
     ParamSpec("latent_model", "", "vae-latent model file; empty = the model shipped with the package", True),
-    ParamSpec("latent_step", 0.0, "vae-latent quantization step (0 = the codec's default, 1.0; larger = fewer "
-              "bytes)", True),
+    ParamSpec("latent_step", 0.0, "vae-latent quantization step (0 = the codec's default, 1.0; else 1/1024..1024; "
+              "larger = fewer bytes)", True),
     ParamSpec("latent_max_bytes", 0, "vae-latent: finest step whose payload fits this many bytes (0 = off, use "
               "latent_step)", True),
     ParamSpec("latent_refine_iters", 0, "vae-latent: refine each latent against its frame for this many steps "
@@ -170,7 +170,7 @@ def check_parameters(values: dict) -> list[str]:
     check_choice(problems, values, "device", ("auto", "cpu", "cuda"))
     check_choice(problems, values, "no_pose", ("store", "skip"))
     check_choice(problems, values, "codec", ENCODABLE_CODECS)
-    check_range(problems, values, "latent_step", 0.0, 1e6)
+    check_range(problems, values, "latent_step", 0.0, 1024.0)
     check_range(problems, values, "latent_max_bytes", 0, 1 << 30)
     check_range(problems, values, "latent_refine_iters", 0, 100_000)
     check_choice(problems, values, "latent_tiles", LATENT_TILE_SETTINGS)

@@ -52,6 +52,7 @@ image-level encoder (:mod:`.image_encoder`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
 import sys
@@ -95,6 +96,9 @@ ENV_MODELS = "GAUSSVAE_LATENT_MODELS"
 
 #: Default quantization step (in units of the per-dimension posterior std, see :mod:`.entropy`).
 DEFAULT_STEP = 1.0
+#: Quantization steps an encoder may be asked for: finer ones make symbols too large to code, coarser
+#: ones code every latent as zeros.
+ENCODE_STEP_RANGE = (2.0 ** -10, 2.0 ** 10)
 #: Step ladder of :func:`encode_to_budget`, finest first: 2^(k/2) for k = -8..12 (1/16 .. 64).
 DEFAULT_STEPS = tuple(float(np.float32(2.0 ** (k / 2))) for k in range(-8, 13))
 
@@ -481,25 +485,54 @@ def build_bundle_file(model_path: str | Path, params_path: str | Path | None = N
 # ---------------------------------------------------------------------------------------- recall registry
 
 _MODELS: dict[str, LatentModelBundle] = {}
-_LOADED_PATHS: set[Path] = set()
+#: Model files tried so far: path -> the file's (mtime_ns, size) then (None: it did not exist). A
+#: file is read again when that changes (deployed later, repaired, replaced), never otherwise.
+_TRIED_FILES: dict[Path, tuple[int, int] | None] = {}
+#: Why a tried file could not be loaded (reported in the "no model" error).
+_FAILED_FILES: dict[Path, str] = {}
 _MODELS_LOCK = threading.Lock()
+_log = logging.getLogger(__name__)
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _load_tried(path: Path, state: tuple[int, int] | None) -> LatentModelBundle:
+    """:func:`load_bundle` of ``path`` (resolved), recording the try and registering the bundle."""
+    try:
+        bundle = load_bundle(path)
+    except (ValueError, OSError) as exc:
+        with _MODELS_LOCK:
+            _TRIED_FILES[path], _FAILED_FILES[path] = state, str(exc)
+        raise
+    bundle.file_state = state
+    with _MODELS_LOCK:
+        _TRIED_FILES[path] = state
+        _FAILED_FILES.pop(path, None)
+        _MODELS[bundle.model_id] = bundle
+    return bundle
 
 
 def register_latent_model(bundle: LatentModelBundle | str | Path) -> LatentModelBundle:
-    """Make a model (bundle or model file) available to :func:`decode_memory`; returns the bundle
-    (a file already loaded in this process is not read again)."""
-    if not isinstance(bundle, LatentModelBundle):
-        path = Path(bundle).expanduser().resolve()
+    """Make a model (bundle or model file) available to :func:`decode_memory`; returns the bundle.
+    A file already loaded in this process is not read again unless it changed since (then the new
+    contents are loaded and registered too; the old model id stays decodable in this process)."""
+    if isinstance(bundle, LatentModelBundle):
         with _MODELS_LOCK:
-            for known in _MODELS.values():
-                if known.path is not None and known.path.resolve() == path:
-                    return known
-        bundle = load_bundle(path)
-        with _MODELS_LOCK:
-            _LOADED_PATHS.add(path)
+            _MODELS[bundle.model_id] = bundle
+        return bundle
+    path = Path(bundle).expanduser().resolve()
+    state = _file_state(path)
     with _MODELS_LOCK:
-        _MODELS[bundle.model_id] = bundle
-    return bundle
+        for known in _MODELS.values():
+            if known.path is not None and known.path == path and getattr(known, "file_state", None) == state:
+                return known
+    return _load_tried(path, state)
 
 
 def unregister_latent_model(model_id: str) -> None:
@@ -530,27 +563,31 @@ def load_default_bundle() -> LatentModelBundle:
 
 def find_latent_model(model_id: str) -> LatentModelBundle:
     """The registered model of ``model_id``, loading the shipped model and the models named by
-    ``$GAUSSVAE_LATENT_MODELS`` on demand. Raises ModelMismatchError if no model has that id."""
+    ``$GAUSSVAE_LATENT_MODELS`` on demand (a file that could not be loaded is logged, and tried
+    again once it changes). Raises ModelMismatchError if no model has that id."""
     with _MODELS_LOCK:
         if model_id in _MODELS:
             return _MODELS[model_id]
-        candidates = [default_model_path()] + _env_model_files()
-        pending = [p for p in candidates if p.resolve() not in _LOADED_PATHS]
-    for path in pending:
-        try:
-            bundle = load_bundle(path)
-        except (ValueError, FileNotFoundError):
-            bundle = None
+    for path in [default_model_path()] + _env_model_files():
+        path = path.expanduser().resolve()
+        state = _file_state(path)
         with _MODELS_LOCK:
-            _LOADED_PATHS.add(path.resolve())
-            if bundle is not None:
-                _MODELS.setdefault(bundle.model_id, bundle)
+            if path in _TRIED_FILES and _TRIED_FILES[path] == state:
+                continue
+        try:
+            _load_tried(path, state)
+        except (ValueError, OSError) as exc:
+            if state is not None or path != default_model_path():  # a build without a shipped model is normal
+                _log.warning("cannot load VAE latent model %s: %s", path, exc)
+        with _MODELS_LOCK:
             if model_id in _MODELS:
                 return _MODELS[model_id]
     with _MODELS_LOCK:
         known = ", ".join(sorted(_MODELS)) or "none"
+        failed = "; ".join(f"{p}: {why}" for p, why in sorted(_FAILED_FILES.items()))
     raise _model_mismatch(f"no VAE latent model with id {model_id!r} is loaded (known: {known}); register it "
-                          f"with register_latent_model() or list its file in ${ENV_MODELS}")
+                          f"with register_latent_model() or list its file in ${ENV_MODELS}"
+                          + (f" (could not load: {failed})" if failed else ""))
 
 
 def decode_memory(payload: bytes, model_id: str) -> Gaussians:
