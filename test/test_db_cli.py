@@ -94,6 +94,35 @@ def test_export_images_sheet_and_map(db, tmp_path, capsys):
         assert image.size == (64, 48)  # the original camera size by default
 
 
+def test_export_decodes_latent_memories_and_skips_only_the_undecodable(tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    from conftest import write_tiny_latent_model
+    from gaussvae_ros.vae import latent_codec as lc
+
+    model = write_tiny_latent_model(tmp_path / "tiny.pt", n=32)
+    bag = synthetic_recording(tmp_path / "bag", frames=3, first_pose_ms=400)
+    path = tmp_path / "latent.db"
+    replay_bag(bag, path, ReplayOptions(long_side=32, n_gaussians=32, max_iters=20, threads=1, keyframes=EVERY_FRAME,
+                                        codec="vae-latent", latent_model=str(model)))
+    lc.unregister_latent_model(lc.load_bundle(model).model_id)  # a fresh process: found through the variable
+    monkeypatch.setenv(lc.ENV_MODELS, str(model))
+    with sqlite3.connect(path) as conn:  # one memory damaged on disk, one naming a model nobody has
+        ids = [row[0] for row in conn.execute("SELECT id FROM memories ORDER BY id")]
+        conn.execute("UPDATE memories SET payload = zeroblob(length(payload)) WHERE id = ?", (ids[0],))
+        conn.execute("INSERT INTO profiles (pose_frame_id, width, height, encoding, intrinsics, codec, model_id) "
+                     "SELECT pose_frame_id, width, height, encoding, intrinsics, codec, '00000000deadbeef' "
+                     "FROM profiles WHERE id = (SELECT profile_id FROM memories WHERE id = ?)", (ids[1],))
+        conn.execute("UPDATE memories SET profile_id = last_insert_rowid() WHERE id = ?", (ids[1],))
+    code, out, err = run(capsys, "db", "export", str(path), str(tmp_path / "out"), "--size", "40x30", "--json")
+    result = json.loads(out)
+    assert code == 1 and result["count"] == len(ids) - 2, result["errors"][:3]  # every other memory is written
+    assert [e["id"] for e in result["errors"]] == ids[:2] and f"#{ids[1]}" in err and "deadbeef" in err
+    for image_path in result["images"]:
+        with Image.open(image_path) as image:
+            assert image.size == (40, 30)
+
+
 def test_recalled_export_matches_the_scene(db, tmp_path, capsys):
     from test_replay import blocks
 

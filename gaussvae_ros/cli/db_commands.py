@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -154,13 +155,6 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "topic"
 
 
-def recall_image(payload: bytes, width: int, height: int) -> np.ndarray:
-    """Decode a stored payload and render it at ``width x height``: uint8 ``[H, W]`` or ``[H, W, 3]``."""
-    from gaussvae_ros.core import decode_gaussians, render, to_uint8
-
-    return to_uint8(render(decode_gaussians(payload), height, width))
-
-
 def contact_sheet(images: list[np.ndarray], labels: list[str], columns: int = 4, tile_width: int = 320):
     """A grid of images scaled to ``tile_width`` wide, each with a label underneath (a Pillow RGB image)."""
     from PIL import Image, ImageDraw
@@ -224,21 +218,29 @@ def pose_map(records: list, path: Path, title: str = "") -> int:
 def _export(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from gaussvae_ros.nodes.codecs import render_memory
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with _open_store(args.file) as store:
         records = _query_records(store, args)
-        written, images, labels = [], [], []
+        written, images, labels, errors = [], [], [], []
         for r in records:
             width, height = args.size if args.size else (r.width, r.height)
-            image = recall_image(store.load_payload(r.id), width, height)
+            try:  # through the memory's own codec and model, as the recall service decodes it
+                image = render_memory(store.load_payload(r.id), r.codec, r.model_id, width, height)
+            except ValueError as exc:  # one undecodable memory (damaged, or its model is missing) costs no other
+                errors.append({"id": r.id, "error": str(exc)})
+                print(f"gaussvae db export: memory #{r.id} not exported: {exc}", file=sys.stderr)
+                continue
             path = out / f"{r.id:06d}_{_safe(r.topic)}_{r.stamp_ns}.png"
             Image.fromarray(image).save(path)
             written.append(str(path))
             if args.contact_sheet:
                 images.append(image)
                 labels.append(f"#{r.id}  {r.stamp_ns * 1e-9:.2f} s  {r.topic}")
-        result = {"file": str(args.file), "out": str(out), "count": len(written), "images": written}
+        result = {"file": str(args.file), "out": str(out), "count": len(written), "images": written,
+                  "errors": errors}
         if args.contact_sheet:
             if images:
                 sheet_path = out / "contact_sheet.png"
@@ -265,7 +267,9 @@ def _export(args: argparse.Namespace) -> int:
                 print(f"  {key.replace('_', ' ')}: {result[key]}")
         if result.get("map_error"):
             print(f"  map: {result['map_error']}")
-    return 0
+        if errors:
+            print(f"  {len(errors)} memories could not be decoded (see above)")
+    return 1 if errors else 0
 
 
 # --- compact ------------------------------------------------------------------------------------

@@ -536,9 +536,12 @@ def register_latent_model(bundle: LatentModelBundle | str | Path) -> LatentModel
 
 
 def unregister_latent_model(model_id: str) -> None:
-    """Forget a model id (tests; no-op if unknown)."""
+    """Forget a model id and that its file was read (no-op if unknown): a later lookup loads the
+    file again if it is listed."""
     with _MODELS_LOCK:
-        _MODELS.pop(model_id, None)
+        bundle = _MODELS.pop(model_id, None)
+        if bundle is not None and bundle.path is not None:
+            _TRIED_FILES.pop(Path(bundle.path).resolve(), None)
 
 
 def _env_model_files() -> list[Path]:
