@@ -23,10 +23,11 @@ K = (100.0, 0.0, 32.0, 0.0, 90.0, 24.0, 0.0, 0.0, 1.0)
 
 
 class Setup:
-    def __init__(self, graph, database):
+    def __init__(self, graph, database, **recall_params):
         self.graph = graph
         graph.add(MemoryNode, {"database": str(database)})
-        self.node = graph.add(RecallNode, {"database": str(database), "max_images": 5, "max_side": 4096})
+        self.node = graph.add(RecallNode, {"database": str(database), "max_images": 5, "max_side": 4096,
+                                           **recall_params})
         self.pub = graph.publisher(MemoryRecord, "memories", MEMORY_QOS.get())
         graph.wait_for_subscribers(self.pub)
         self.recall = graph.client(Recall, "recall")
@@ -119,6 +120,40 @@ def test_recall_publishes(setup):
     assert [(i.header.stamp.sec, i.header.frame_id, i.width, i.height) for i in infos] == [(1, "cam_a", 32, 24),
                                                                                           (2, "cam_b", 32, 24)]
     assert infos[0].k[0] == pytest.approx(50.0)
+
+
+def test_undecodable_memories_cost_no_other_memory_of_the_request(setup):
+    r = setup.call(select=Recall.Request.SELECT_IDS, ids=[1, 9, 2], width=16)
+    assert r.success and list(r.ids) == [1, 2] and len(r.images) == len(r.camera_infos) == 2
+    assert list(r.failed_ids) == [9] and "cannot decode memory 9" in r.failures[0]
+    assert "1 could not be decoded" in r.message
+    request = Recall.Request(select=Recall.Request.SELECT_TIME, width=16)  # a time range over damaged memories
+    request.time_query.start.sec, request.time_query.end.sec = 6, 9
+    r = setup.graph.call(setup.recall, request)
+    assert r.success and list(r.ids) == [6] and list(r.failed_ids) == [7, 8, 9]
+    assert [f.split(" (")[0] for f in r.failures] == [f"cannot decode memory {i}" for i in (7, 8, 9)]
+
+
+def test_latent_models_named_in_the_parameters_decode_their_memories(tmp_path):
+    from conftest import write_tiny_latent_model
+    from gaussvae_ros.core import Gaussians
+    from gaussvae_ros.vae import latent_codec as lc
+
+    model = write_tiny_latent_model(tmp_path / "models" / "robot.pt", n=24)
+    bundle = lc.load_bundle(model)
+    rng = np.random.default_rng(0)
+    gaussians = Gaussians(rng.uniform(0, 1, (24, 2)), np.full((24, 2), 0.1), np.zeros(24), rng.uniform(0, 1, (24, 3)))
+    record = record_msg(1 * S, (0.0, 0.0, 0.0), codec="vae-latent", model_id=bundle.model_id,
+                        data=lc.encode_latent(bundle, gaussians))
+    with RosGraph() as graph:
+        with pytest.raises(ValueError, match="latent_models: .*missing.pt"):
+            graph.add(RecallNode, {"database": str(tmp_path / "m.db"), "latent_models": [str(tmp_path / "missing.pt")]})
+        lc.unregister_latent_model(bundle.model_id)  # as in a fresh recall process
+        s = Setup(graph, tmp_path / "m.db", latent_models=[str(tmp_path / "models")])
+        s.store([record])
+        r = s.call(select=Recall.Request.SELECT_IDS, ids=[1], width=32)
+        assert r.success and list(r.ids) == [1] and r.images[0].width == 32, r.message
+    lc.unregister_latent_model(bundle.model_id)
 
 
 @pytest.mark.parametrize("fields, expected", [

@@ -58,6 +58,8 @@ PARAMETERS = (
     ParamSpec("render_threads", 0, "CPU threads of the renderer (0 = torch default)"),
     ParamSpec("device", "cpu", "renderer device: auto | cpu | cuda (cuda falls back to cpu with a warning)", True),
     ParamSpec("codec_modules", [""], "Python modules imported at start-up to register more payload codecs", True),
+    ParamSpec("latent_models", [""], "vae-latent model files (or folders of *.pt) loaded at start-up, besides the "
+              "shipped model and $GAUSSVAE_LATENT_MODELS: list the encoder's latent_model here", True),
     ParamSpec("publish_depth", 10, "history depth of recalled/image and recalled/camera_info", True),
 )
 
@@ -82,6 +84,7 @@ class RecallNode(Node):
         self._values = declare_parameters(self, PARAMETERS, check_parameters)
         for module in real_list(self._values["codec_modules"]):
             importlib.import_module(module)  # an ImportError stops the node: a configured codec is missing
+        models = [register_model_files(entry) for entry in real_list(self._values["latent_models"])]
         self._device = device_for(self._values["device"], self.get_logger())
         self._path = Path(self._values["database"]).expanduser()
         self._store = None
@@ -95,7 +98,9 @@ class RecallNode(Node):
         self._service = self.create_service(Recall, "recall", self._recall,
                                             callback_group=MutuallyExclusiveCallbackGroup())
         install_validator(self, PARAMETERS, self._values, check_parameters, lambda values: None)
-        self.get_logger().info(f"recalling from {self._path} on {self._device}; codecs: {', '.join(known_codecs())}")
+        ids = sorted(i for found in models for i in found)
+        self.get_logger().info(f"recalling from {self._path} on {self._device}; codecs: {', '.join(known_codecs())}"
+                               + (f"; latent models {', '.join(ids)}" if ids else ""))
 
     def _open_store(self) -> Store:
         with self._store_lock:
@@ -145,18 +150,26 @@ class RecallNode(Node):
                 raise RequestError(f"the {len(records)} images would take up to {total} bytes, over "
                                    f"max_response_bytes={self._values['max_response_bytes']}; ask for fewer or smaller")
             threads = int(self._values["render_threads"]) or None
-            images, infos = [], []
+            recalled, images, infos, failed, failures = [], [], [], [], []
             for record, (w, h) in zip(records, sizes):
                 try:
                     pixels = render_memory(record.payload, record.codec, record.model_id, w, h, threads=threads,
                                            device=self._device)
-                except ValueError as exc:
+                except ValueError as exc:  # this memory only: the others are still recalled
                     model = f", model {record.model_id!r}" if record.model_id else ""
-                    raise RequestError(f"cannot decode memory {record.id} (codec {record.codec!r}{model}): {exc}") from None
+                    failed.append(record.id)
+                    failures.append(f"cannot decode memory {record.id} (codec {record.codec!r}{model}): {exc}")
+                    self.get_logger().warning(failures[-1])
+                    continue
                 header = _header(record)
+                recalled.append(record.id)
                 images.append(image_message(pixels, header))
                 infos.append(camera_info_from_intrinsics(record.intrinsics, record.width, record.height, header, w, h))
-            response.ids = [r.id for r in records]
+            response.failed_ids, response.failures = failed, failures
+            if failed and not images:
+                raise RequestError(failures[0] if len(failures) == 1 else
+                                   f"none of the {len(failed)} memories could be decoded: {failures[0]}; ...")
+            response.ids = recalled
             response.images, response.camera_infos = images, infos
             if request.publish:
                 for image, info in zip(images, infos):
@@ -166,7 +179,8 @@ class RecallNode(Node):
             seconds = time.perf_counter() - started
             plural = "s" if len(images) != 1 else ""
             response.message = (f"recalled {len(images)} image{plural} in {seconds * 1e3:.1f} ms"
-                                + (f" ({note})" if note else "") + ("; published" if request.publish and images else ""))
+                                + (f" ({note})" if note else "") + ("; published" if request.publish and images else "")
+                                + (f"; {len(failed)} could not be decoded (failed_ids, failures)" if failed else ""))
         except (RequestError, ValueError, StoreError) as exc:
             response.success, response.message = False, str(exc)
             response.ids, response.images, response.camera_infos = [], [], []
@@ -178,6 +192,21 @@ class RecallNode(Node):
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+
+def register_model_files(entry: str) -> list[str]:
+    """Load the ``vae-latent`` model file ``entry`` (or every ``*.pt`` in a folder) for recall; their
+    model ids. ValueError naming the file when one cannot be loaded (the node does not start)."""
+    from gaussvae_ros.vae.latent_codec import register_latent_model
+
+    path = Path(entry).expanduser()
+    files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"latent_models: folder {path} holds no *.pt model files")
+    try:
+        return [register_latent_model(f).model_id for f in files]
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"latent_models: cannot load {exc}") from exc
 
 
 def _header(record):
