@@ -60,6 +60,19 @@ def test_warm_start_from_the_previous_frame_is_faster(coffee):
     assert warm.iterations * 2 <= cold.iterations
 
 
+def test_a_warm_start_larger_than_the_budget_covers_the_whole_picture(coffee):
+    """E.g. a tiled memory decoded to 4 x 512 Gaussians in Morton order: the first 512 would all sit
+    in one corner."""
+    from gaussvae_ros.core import morton_order
+
+    big = fit_image(coffee, n_gaussians=256, max_iters=30).gaussians
+    big = big.take(morton_order(big.xy))
+    result = fit_image(coffee, n_gaussians=64, init=big, max_iters=1, min_iters=1)
+    assert len(result.gaussians) == 64
+    quadrant = (result.gaussians.xy[:, 0] > 0.5).astype(int) + 2 * (result.gaussians.xy[:, 1] > 0.5)
+    assert np.bincount(quadrant, minlength=4).min() >= 8, np.bincount(quadrant, minlength=4)
+
+
 def test_plateau_stops_before_the_budget():
     flat = np.full((32, 32, 3), 0.5, np.float32)
     flat[:, 16:] = 0.8

@@ -430,9 +430,10 @@ def test_replay_stores_vae_latents_that_recall_decodes_also_after_a_resume(tmp_p
         assert decode_payload(r.payload, r.codec, r.model_id).channels == channels
         image = render_memory(r.payload, r.codec, r.model_id, 40, 30)
         assert image.shape == ((30, 40) if channels == 1 else (30, 40, 3))
-    # the rerun warm-starts from a stored latent memory (decoded through its codec)
+    # the rerun does not warm-start from a stored latent memory (a VAE's reconstruction starts a fit
+    # worse than a cold start does): the first refitted frame starts cold, the second from its fit
     resumed = replay_bag(bag, tmp_path / "m.db", options)
-    assert resumed.memories_stored == 2 and resumed.warm_starts == 2 and resumed.error_count == 0
+    assert resumed.memories_stored == 2 and resumed.warm_starts == 1 and resumed.error_count == 0
 
 
 def test_cli_codec_options_reach_the_stored_latents(tmp_path):

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from . import _native
 from .gaussians import DEFAULT_NUM_GAUSSIANS, Gaussians
 from .image import psnr, ssim, to_float_image
+from .morton import morton_order
 from .render import render, render_params
 
 
@@ -282,6 +283,8 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
             ``[H, W, C]``, uint8 / uint16 / float). Fitted at its own size.
         n_gaussians: budget (default :data:`DEFAULT_NUM_GAUSSIANS`, or ``len(init)`` with ``init``).
         init: warm start, e.g. the previous frame's Gaussians (its colour channels must match the image).
+            An ``init`` of more Gaussians than the budget starts from an evenly spread subset (every
+            k-th along the Morton curve), so the whole picture is covered.
         seed: random seed (default ``config.seed``).
         config: hyper-parameters; keyword ``overrides`` replace single fields (``max_iters=...``).
         progress: optional callable ``progress(iteration, max_iters)``.
@@ -315,7 +318,9 @@ def fit_image(image: np.ndarray, n_gaussians: int | None = None, init: Gaussians
     lrs = (config.lr_xy, config.lr_scale, config.lr_rot, config.lr_color)
 
     if init is not None:
-        warm = _prepare_warm_start(init.take(np.arange(min(len(init), n_total))), target_np, config, rng)
+        if len(init) > n_total:  # evenly along the Morton curve: the subset still covers the whole picture
+            init = init.take(morton_order(init.xy)).take(np.linspace(0, len(init) - 1, n_total).round().astype(int))
+        warm = _prepare_warm_start(init, target_np, config, rng)
         params = _PackedParams(warm.xy, np.log(np.maximum(warm.scale, 1e-8)), warm.rot, warm.color, lrs)
         schedule: list[int] = []
     else:
