@@ -43,3 +43,12 @@ def test_bad_positions_are_refused():
         morton_codes(np.zeros((3, 3)))
     with pytest.raises(ValueError):
         morton_codes(np.array([[np.nan, 0.1]]))
+
+
+def test_several_sets_are_ordered_each_on_its_own():
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 1, (4, 50, 2))
+    np.testing.assert_array_equal(morton_order(xy), np.stack([morton_order(s) for s in xy]))
+    np.testing.assert_array_equal(morton_codes(xy), np.stack([morton_codes(s) for s in xy]))
+    with pytest.raises(ValueError, match="shape"):
+        morton_codes(np.zeros(5))

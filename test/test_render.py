@@ -137,3 +137,19 @@ def test_render_from_covariance_matches_scale_rotation_and_is_smooth_for_round_g
     assert torch.allclose(image, render_params(xy, round_scale, rot, color, 31, 45), atol=1e-5)
     image.pow(2).sum().backward()
     assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0
+
+
+def test_batched_covariance_renders_are_the_sets_rendered_one_by_one_with_or_without_autograd():
+    from gaussvae_ros.core.render import render_covariance
+    from gaussvae_ros.vae.params import covariance_entries
+
+    sets = [random_params(30, 3, seed=seed, dtype=torch.float32) for seed in (1, 2, 3)]
+    xy, cov, color = (torch.stack(parts) for parts in zip(*[(x, torch.stack(covariance_entries(s, r), -1), c)
+                                                            for x, s, r, c in sets]))
+    batched = render_covariance(xy, cov, color, 17, 23)
+    assert batched.shape == (3, 17, 23, 3)
+    for b in range(3):
+        with torch.no_grad():  # the kernel without autograd bookkeeping ...
+            plain = render_covariance(xy[b], cov[b], color[b], 17, 23)
+        tracked = render_covariance(xy[b], cov[b], color[b].clone().requires_grad_(), 17, 23)  # ... and with it
+        assert torch.equal(batched[b], plain) and torch.equal(plain, tracked.detach())

@@ -150,19 +150,25 @@ class _ProjectCPU(torch.autograd.Function):
         return grad_xy, grad_scale, grad_rot, None, None, None
 
 
+def _forward_cpu(means, conics, colors, height, width, cutoff, rmin, mode, threads) -> tuple[torch.Tensor, torch.Tensor]:
+    """The compiled forward kernel (float32, CPU, contiguous): ``(image [H, W, C], wsum [H, W])``."""
+    lib = _native.load()
+    n, ch = colors.shape
+    image = torch.empty(height, width, ch, dtype=torch.float32)
+    wsum = torch.empty(height, width, dtype=torch.float32)
+    status = lib.gs_forward(n, ch, height, width, means.data_ptr(), conics.data_ptr(), colors.data_ptr(),
+                            float(cutoff), float(rmin), mode, threads, image.data_ptr(), wsum.data_ptr())
+    if status != 0:
+        raise RuntimeError(f"gs_forward failed with status {status}")
+    return image, wsum
+
+
 class _RasterizeCPU(torch.autograd.Function):
     """autograd wrapper of the compiled kernels (float32, CPU, contiguous)."""
 
     @staticmethod
     def forward(ctx, means, conics, colors, height, width, cutoff, rmin, mode, threads):
-        lib = _native.load()
-        n, ch = colors.shape
-        image = torch.empty(height, width, ch, dtype=torch.float32)
-        wsum = torch.empty(height, width, dtype=torch.float32)
-        status = lib.gs_forward(n, ch, height, width, means.data_ptr(), conics.data_ptr(), colors.data_ptr(),
-                                float(cutoff), float(rmin), mode, threads, image.data_ptr(), wsum.data_ptr())
-        if status != 0:
-            raise RuntimeError(f"gs_forward failed with status {status}")
+        image, wsum = _forward_cpu(means, conics, colors, height, width, cutoff, rmin, mode, threads)
         ctx.save_for_backward(means, conics, colors, image, wsum)
         ctx.config = (height, width, cutoff, rmin, mode, threads)
         ctx.mark_non_differentiable(wsum)
@@ -215,9 +221,11 @@ def rasterize(means: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, h
     _check_inputs(means, conics, colors)
     if means.device.type == "cpu" and colors.dtype == torch.float32 and _native.load() is not None:
         threads = torch.get_num_threads() if threads is None else int(threads)
-        image, _ = _RasterizeCPU.apply(means.float().contiguous(), conics.float().contiguous(),
-                                       colors.contiguous(), height, width, float(cutoff), float(rmin), mode, threads)
-        return image
+        args = (means.float().contiguous(), conics.float().contiguous(), colors.contiguous(), height, width,
+                float(cutoff), float(rmin), mode, threads)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (means, conics, colors)):
+            return _RasterizeCPU.apply(*args)[0]
+        return _forward_cpu(*args)[0]  # nothing to differentiate: no autograd bookkeeping
     return _rasterize(means, conics, colors, height, width, blend=blend, cutoff=cutoff, rmin=rmin)
 
 
@@ -274,11 +282,16 @@ def min_support_px(n: int, height: int, width: int) -> float:
 
 def render_covariance(xy: torch.Tensor, cov: torch.Tensor, color: torch.Tensor, height: int, width: int, *,
                       blend: str = "normalized", cutoff: float = CUTOFF, threads: int | None = None) -> torch.Tensor:
-    """:func:`render_params` from covariances ``cov [N, 3]`` (see :func:`project_covariance`)."""
+    """:func:`render_params` from covariances ``cov [N, 3]`` (see :func:`project_covariance`).
+    With a leading batch dimension (``xy [B, N, 2]``, ``cov [B, N, 3]``, ``color [B, N, C]``),
+    ``B`` images ``[B, H, W, C]``, each set rendered on its own."""
     height, width = _check_size(height, width)
-    means, conics = project_covariance(xy, cov, height, width)
-    rmin = min_support_px(xy.shape[0], height, width) if blend == "normalized" else 0.0
-    return rasterize(means, conics, color, height, width, blend=blend, cutoff=cutoff, rmin=rmin, threads=threads)
+    means, conics = project_covariance(xy, cov, height, width)  # elementwise: every set at once
+    rmin = min_support_px(xy.shape[-2], height, width) if blend == "normalized" else 0.0
+    if xy.ndim == 2:
+        return rasterize(means, conics, color, height, width, blend=blend, cutoff=cutoff, rmin=rmin, threads=threads)
+    return torch.stack([rasterize(means[b], conics[b], color[b], height, width, blend=blend, cutoff=cutoff, rmin=rmin,
+                                  threads=threads) for b in range(xy.shape[0])])
 
 
 def render(gaussians: Gaussians, height: int, width: int, *, threads: int | None = None,

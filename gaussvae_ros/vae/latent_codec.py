@@ -255,15 +255,16 @@ def latent_of(bundle: LatentModelBundle, gaussians) -> np.ndarray:
     """The unquantized latent (posterior mean, float64) of a set of Gaussians: ``[D]``; of a
     sequence of T sets (the tiles of a :class:`~gaussvae_ros.vae.tiles.TileGrid`): ``[T, D]``."""
     sets = [gaussians] if isinstance(gaussians, Gaussians) else list(gaussians)
-    batch = []
     for g in sets:
         _check_gaussians(bundle, g)
-        params = g.take(morton_order(g.xy)).to_array()
-        if g.channels < bundle.transform.color_channels:  # grey Gaussians through an RGB model: grey = R = G = B
-            params = np.concatenate([params] + [params[:, 5:6]] * (bundle.transform.color_channels - 1), axis=1)
-        batch.append(params)
+    if len({g.channels for g in sets}) != 1:
+        raise ValueError("the Gaussian sets of one payload must have the same colour channels")
+    params = np.stack([g.to_array() for g in sets])  # [T, N, 5 + C]
+    if sets[0].channels < bundle.transform.color_channels:  # grey Gaussians through an RGB model: grey = R = G = B
+        params = np.concatenate([params] + [params[..., 5:6]] * (bundle.transform.color_channels - 1), axis=-1)
+    params = np.take_along_axis(params, morton_order(params[..., :2])[..., None], axis=1)  # each set on its own
     with torch.inference_mode():
-        mu, _ = bundle.model.encode(_features(bundle, np.stack(batch)))
+        mu, _ = bundle.model.encode(_features(bundle, params))
     mu = mu.double().numpy()
     return mu[0] if isinstance(gaussians, Gaussians) else mu
 

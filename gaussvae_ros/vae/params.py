@@ -287,10 +287,8 @@ class ParamTransform:
         if grid is not None:
             xy, cov = (t[None] for t in grid.covariance_to_picture(xy, cov))
             colour = colour.reshape(1, -1, colour.shape[-1])
-        images = [render_covariance(xy[b].float().contiguous(), cov[b].float().contiguous(),
-                                    colour[b].float().contiguous(), height, width, blend=blend, threads=1)
-                  for b in range(xy.shape[0])]
-        return torch.stack(images).clamp(0.0, 1.0)
+        images = render_covariance(xy.float(), cov.float(), colour.float(), height, width, blend=blend, threads=1)
+        return images.clamp(0.0, 1.0)
 
     def to_dict(self) -> dict:
         """JSON-able settings (no statistics)."""
