@@ -117,6 +117,8 @@ class LatentModelBundle:
     slot_mean: np.ndarray | None = None
     path: Path | None = None
     model_hash: bytes = field(default=b"", repr=False)
+    #: ``(mtime_ns, size)`` of the file at ``path`` when it was read (the registry reloads changed files)
+    file_state: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.model = getattr(self.model, "module", self.model).eval()
@@ -531,7 +533,7 @@ def register_latent_model(bundle: LatentModelBundle | str | Path) -> LatentModel
     state = _file_state(path)
     with _MODELS_LOCK:
         for known in _MODELS.values():
-            if known.path is not None and known.path == path and getattr(known, "file_state", None) == state:
+            if known.path is not None and known.path == path and known.file_state == state:
                 return known
     return _load_tried(path, state)
 
