@@ -133,12 +133,10 @@ def _check_ranks_agree(ctx: DistContext, model: torch.nn.Module) -> str:
     """The weights' digest, after checking that every process holds the same weights (DDP keeps them
     identical: same start, all-reduced gradients, same optimizer steps). RuntimeError if not."""
     mine = weights_digest(model)
-    if ctx.distributed:
-        digests: list = [None] * ctx.world_size
-        dist.all_gather_object(digests, mine)
-        if len(set(digests)) != 1:
-            raise RuntimeError(f"the {ctx.world_size} training processes hold different weights "
-                               f"(digests {', '.join(d[:12] for d in digests)}): gradients are not being synchronized")
+    digests = _gather(ctx, mine)
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"the {ctx.world_size} training processes hold different weights "
+                           f"(digests {', '.join(d[:12] for d in digests)}): gradients are not being synchronized")
     return mine
 
 
