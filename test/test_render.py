@@ -153,3 +153,19 @@ def test_batched_covariance_renders_are_the_sets_rendered_one_by_one_with_or_wit
             plain = render_covariance(xy[b], cov[b], color[b], 17, 23)
         tracked = render_covariance(xy[b], cov[b], color[b].clone().requires_grad_(), 17, 23)  # ... and with it
         assert torch.equal(batched[b], plain) and torch.equal(plain, tracked.detach())
+
+
+@pytest.mark.parametrize("channels, blend", [(3, "normalized"), (1, "normalized"), (3, "sum")])
+def test_banded_uint8_render_is_the_whole_render(channels, blend):
+    """Recall renders large images in bands to bound its memory: the bands join without seams."""
+    from gaussvae_ros.core import to_uint8
+    from gaussvae_ros.core.render import render_uint8
+
+    xy, scale, rot, color = random_params(60, channels, seed=11, dtype=torch.float32)
+    g = Gaussians(xy.numpy(), scale.numpy(), rot.numpy(), color.numpy(), blend=blend)
+    whole = to_uint8(render(g, 97, 131))
+    for band_pixels in (131 * 7, 131, 1):  # 7 rows, one row, and less than a row (still one row)
+        banded = render_uint8(g, 97, 131, band_pixels=band_pixels)
+        assert banded.shape == whole.shape and banded.dtype == np.uint8
+        diff = np.abs(banded.astype(int) - whole.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # float rounding of the shifted centres at most

@@ -304,6 +304,35 @@ def render(gaussians: Gaussians, height: int, width: int, *, threads: int | None
     return image.clamp_(0.0, 1.0).cpu().numpy()
 
 
+#: Pixels per band of :func:`render_uint8`: its float buffers stay near 40 MB whatever the size.
+BAND_PIXELS = 1 << 20
+
+
+def render_uint8(gaussians: Gaussians, height: int, width: int, *, threads: int | None = None,
+                 device: str | torch.device = "cpu", band_pixels: int = BAND_PIXELS) -> np.ndarray:
+    """:func:`render` as 8-bit pixels (:func:`~gaussvae_ros.core.image.to_uint8`: uint8 ``[H, W]``
+    for one colour channel, ``[H, W, 3]`` for three), rendered in horizontal bands of at most
+    ``band_pixels`` pixels: large outputs (recall at 8192 x 8192) need the uint8 image and one
+    band's float buffers, not float buffers of the whole image. Each band is rendered with the whole
+    image's projection and support radius, so the bands join without seams."""
+    from .image import to_uint8
+
+    height, width = _check_size(height, width)
+    channels = gaussians.channels
+    out = np.empty((height, width) if channels == 1 else (height, width, channels), dtype=np.uint8)
+    rows = max(1, int(band_pixels) // width)
+    with torch.no_grad():
+        t = [torch.from_numpy(a).to(device) for a in (gaussians.xy, gaussians.scale, gaussians.rot, gaussians.color)]
+        means, conics = project(t[0], t[1], t[2], height, width)
+        rmin = min_support_px(len(gaussians), height, width) if gaussians.blend == "normalized" else 0.0
+        for y0 in range(0, height, rows):
+            band = min(rows, height - y0)
+            shifted = means - means.new_tensor([0.0, float(y0)])  # the band's own pixel rows
+            image = rasterize(shifted, conics, t[3], band, width, blend=gaussians.blend, rmin=rmin, threads=threads)
+            out[y0:y0 + band] = to_uint8(image.clamp_(0.0, 1.0).cpu().numpy())
+    return out
+
+
 def count_pairs(gaussians: Gaussians, height: int, width: int, cutoff: float = CUTOFF) -> int:
     """Number of (Gaussian, pixel) pairs a render evaluates: the renderer's work measure."""
     lib = _native.load()

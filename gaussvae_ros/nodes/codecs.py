@@ -137,10 +137,10 @@ def render_memory(payload: bytes, codec_id: str, model_id: str, width: int, heig
     Returns:
         uint8 ``[H, W]`` for a gray memory, ``[H, W, 3]`` RGB for a colour one.
     """
-    from gaussvae_ros.core import render, to_uint8
+    from gaussvae_ros.core.render import render_uint8
 
     gaussians = decode_payload(payload, codec_id, model_id)
-    return to_uint8(render(gaussians, int(height), int(width), threads=threads, device=device))
+    return render_uint8(gaussians, int(height), int(width), threads=threads, device=device)  # bounded memory
 
 
 #: Codec ids :func:`payload_encoder` can encode with.
