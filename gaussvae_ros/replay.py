@@ -23,6 +23,7 @@ policy, :func:`fit_memory`).
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -241,13 +242,13 @@ def working_image(image: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.n
 def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, max_iters: int | None = None,
                threads: int | None = None, encode=None, **fit_overrides):
     """Fit a working-resolution image, warm-started from ``init`` when its channels match, and
-    encode it with ``encode(gaussians, image, max_iters=, threads=, seed=) -> bytes`` (a
-    :class:`~gaussvae_ros.nodes.codecs.PayloadEncoder`'s ``encode``, which gets this fit's settings
-    for any fitting of its own; default: quantized Gaussians, ``payload_encoder()``).
+    encode it with ``encode(gaussians, image) -> bytes`` (a
+    :class:`~gaussvae_ros.nodes.codecs.PayloadEncoder`'s ``encode`` also gets this fit's iterations,
+    threads and seed for any fitting of its own; default: quantized Gaussians, ``payload_encoder()``).
 
-    When the warm-started fit fails (it diverged: non-finite parameters or scales), the frame is
-    fitted again from scratch: a bad previous keyframe never costs the next one. Either way the
-    frame is encoded once.
+    When the warm-started fit fails (it diverged: non-finite parameters or scales, found before
+    encoding it) or cannot be encoded, the frame is fitted again from scratch: a bad previous
+    keyframe never costs the next one.
 
     Returns:
         ``(FitResult, payload bytes)``.
@@ -272,18 +273,26 @@ def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, encode=None,
         fit_overrides = dict(fit_overrides, max_iters=int(max_iters))
     if threads is not None:
         fit_overrides = dict(fit_overrides, threads=int(threads))
-    warm = None
+    settings = {"max_iters": fit_overrides.get("max_iters"), "threads": fit_overrides.get("threads"), "seed": seed}
     if init is not None:
         try:
             warm = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
-            warm.gaussians.check_valid("warm-started fit")
-        except (ValueError, RuntimeError):  # diverged (non-finite) parameters fail in either way
-            warm = None  # a cold start instead; the frame is encoded once, whichever fit it keeps
-    result = warm if warm is not None else fit_image(image, n_gaussians=n_gaussians, seed=seed, **fit_overrides)
-    # a codec that fits again (tiles) does it with the same settings
-    payload = encode(result.gaussians, image, max_iters=fit_overrides.get("max_iters"),
-                     threads=fit_overrides.get("threads"), seed=seed)
-    return result, payload, warm is not None
+            warm.gaussians.check_valid("warm-started fit")  # diverged: start cold without encoding it
+            return warm, _encode(encode, warm.gaussians, image, settings), True
+        except (ValueError, RuntimeError):  # diverged, or a fit the codec cannot take (e.g. fewer Gaussians)
+            pass
+    result = fit_image(image, n_gaussians=n_gaussians, seed=seed, **fit_overrides)
+    return result, _encode(encode, result.gaussians, image, settings), False
+
+
+def _encode(encode, gaussians, image, settings: dict) -> bytes:
+    """``encode(gaussians, image)``, also passing this fit's ``max_iters`` / ``threads`` / ``seed`` to
+    an encoder that fits again (tiles: a :class:`~gaussvae_ros.nodes.codecs.PayloadEncoder`'s encode
+    takes them; a plain two-argument callable is called as before)."""
+    parameters = inspect.signature(encode).parameters
+    if all(k in parameters for k in settings) or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return encode(gaussians, image, **settings)
+    return encode(gaussians, image)
 
 
 def _store_pose(pose: Pose | None):

@@ -387,6 +387,15 @@ def test_a_frame_is_encoded_once_with_the_fit_settings_also_after_a_cold_restart
         fit_memory(image, n, init=init, seed=3, max_iters=10, threads=1, encode=encode)
         assert calls == [(n, True, 10, 1, 3)], init
 
+    def exactly_n(gaussians, image=None):  # a plain two-argument encoder, as before fit settings were passed
+        if len(gaussians) != n:
+            raise ValueError(f"encodes {n} Gaussians, got {len(gaussians)}")
+        return encode_gaussians(gaussians)
+
+    fewer = good.gaussians.take(np.arange(n // 2))  # e.g. the last keyframe of a store made with fewer Gaussians
+    result, payload = fit_memory(image, n, init=fewer, max_iters=10, threads=1, encode=exactly_n)
+    assert len(result.gaussians) == n and payload  # the warm fit could not be encoded: refitted cold
+
 
 def test_similar_keyframes_are_warm_started_also_after_a_resume(tmp_path):
     bag = synthetic_recording(tmp_path / "bag", frames=6, front=drifting)

@@ -383,9 +383,13 @@ def test_model_files_are_read_again_once_they_change(tmp_path, monkeypatch, bund
     lc.save_bundle(path, bundle.model, bundle.config, bundle.transform, bundle.slot_mean, bundle.entropy)
     assert codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id).to_array().shape == (N, 8)  # repaired
     assert lc.register_latent_model(path).model_id == bundle.model_id
+    other_payload = lc.encode_latent(other_bundle, _gaussians())
+    lc.unregister_latent_model(other_bundle.model_id)
+    monkeypatch.setenv(lc.ENV_MODELS, "")  # known only as a registered file from here on (recall's latent_models)
     lc.save_bundle(path, other_bundle.model, other_bundle.config, other_bundle.transform, other_bundle.slot_mean,
                    other_bundle.entropy)  # replaced in place (as the entropy fitter rewrites its model)
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a visibly newer file on any file system
+    assert codecs.decode_payload(other_payload, lc.CODEC_ID, other_bundle.model_id).to_array().shape == (N, 8)
     assert lc.register_latent_model(path).model_id == other_bundle.model_id  # not the stale bundle
     lc.unregister_latent_model(bundle.model_id)
     lc.unregister_latent_model(other_bundle.model_id)

@@ -64,6 +64,33 @@ def test_other_settings_or_a_damaged_shard_are_refused_clearly(tmp_path):
         build_fitted_set(views, tmp_path, n_gaussians=32, fit_overrides=FAST, settings={"long_side": 40})
 
 
+def test_a_shard_moved_out_as_advised_costs_no_other_shard(tmp_path):
+    views = list(photo_views(6, long_side=40, seed=5))
+    build_fitted_set(views, tmp_path, n_gaussians=32, shard_size=2, fit_overrides=FAST)  # shards 0, 1, 2
+    (tmp_path / "shard_00001.npz").rename(tmp_path / "damaged.bin")  # "move it out of the folder and run again"
+    again = build_fitted_set(views, tmp_path, n_gaussians=32, shard_size=2, fit_overrides=FAST)
+    assert again["fitted"] == 2 and again["samples"] == 6  # its two samples refitted, shard 2 kept
+    assert sorted(p.name for p in tmp_path.glob("shard_*.npz")) == ["shard_00000.npz", "shard_00002.npz",
+                                                                    "shard_00003.npz"]
+
+
+def test_settings_are_claimed_with_the_first_samples_and_older_folders_are_checked_for_their_count(tmp_path):
+    views = list(photo_views(2, long_side=40, seed=6))
+
+    def failing():
+        raise KeyboardInterrupt  # e.g. a wrong bag path noticed at once
+        yield
+
+    with pytest.raises(KeyboardInterrupt):
+        build_fitted_set(failing(), tmp_path / "a", n_gaussians=32, fit_overrides={"max_iters": 3})
+    build_fitted_set(views, tmp_path / "a", n_gaussians=32, fit_overrides=FAST)  # other settings: fine, nothing made
+    build_fitted_set(views, tmp_path / "b", n_gaussians=32, fit_overrides=FAST)
+    (tmp_path / "b" / "settings.json").unlink()  # a folder from before settings.json
+    with pytest.raises(ValueError, match="32 Gaussians"):
+        build_fitted_set(views, tmp_path / "b", n_gaussians=16, fit_overrides=FAST)
+    assert build_fitted_set(views, tmp_path / "b", n_gaussians=32, fit_overrides=FAST)["skipped_existing"] == 2
+
+
 def test_from_bag_cli_on_a_real_recording(tmp_path, bag_path, capsys):
     bag = bag_path("kitti07_compressed_sqlite3")
     argv = ["dataset", "from-bag", str(bag), "--out", str(tmp_path / "set"), "--every", "20", "--gaussians", "64",

@@ -62,8 +62,6 @@ def save_param_set(path: str | Path, params: np.ndarray, **extras) -> Path:
 
 
 def _load_one(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise FileNotFoundError(f"parameter set {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as npz:
             entries = {k: npz[k] for k in npz.files if k in ("params", "format", "version")}

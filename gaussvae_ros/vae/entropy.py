@@ -283,7 +283,7 @@ class EntropyModel:
                 q[esc] = np.sign(q[esc]) * (r + excess)
             exhausted = decoder.maybe_exhausted()
         except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:  # constriction asserts on some
-            raise ValueError(f"coded latent is corrupt: {exc or type(exc).__name__}") from exc
+            raise ValueError(f"coded latent is corrupt: {str(exc) or type(exc).__name__}") from exc
         if not exhausted:  # more was coded than `count` latents: another count, or not a latent at all
             raise ValueError(f"coded latent is corrupt: data left after {count} latent(s)")
         return q if count == 1 else q.reshape(count, self.dim)

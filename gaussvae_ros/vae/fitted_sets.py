@@ -93,21 +93,35 @@ def _shard_keys(folder: Path) -> set[str]:
     return keys
 
 
-def _check_settings(folder: Path, settings: dict) -> None:
-    """Record ``settings`` in a new folder; refuse a folder built with other settings."""
+def _check_settings(folder: Path, settings: dict, shards: list[Path]) -> bool:
+    """Refuse a folder whose samples were made with other ``settings``; True when the settings still
+    have to be recorded (with the first shard of a folder that has none yet). A folder of shards
+    from before ``settings.json`` is checked for its Gaussian count only, the rest is unknown."""
     path = folder / SETTINGS_FILE
-    if path.exists():
-        try:
-            stored = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: unreadable ({exc})") from exc
-        changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
-        if changed:
-            raise ValueError(f"{folder} holds samples made with {', '.join(f'{k}={stored.get(k)!r}' for k in changed)}, "
-                             f"this run asks for {', '.join(f'{k}={settings.get(k)!r}' for k in changed)}: "
-                             f"choose another folder")
-    else:
-        path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+    if not path.exists():
+        for shard in shards[:1]:  # an older folder: the count at least must agree
+            with np.load(shard, allow_pickle=False) as data:
+                count = int(data["params"].shape[1])
+            if count != settings.get("n_gaussians"):
+                raise ValueError(f"{folder} holds samples of {count} Gaussians, this run asks for "
+                                 f"{settings.get('n_gaussians')}: choose another folder")
+        return not shards
+    try:
+        stored = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from exc
+    changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+    if changed:
+        raise ValueError(f"{folder} holds samples made with {', '.join(f'{k}={stored.get(k)!r}' for k in changed)}, "
+                         f"this run asks for {', '.join(f'{k}={settings.get(k)!r}' for k in changed)}: "
+                         f"choose another folder")
+    return False
+
+
+def _next_shard_index(shards: list[Path]) -> int:
+    """One past the highest shard number (a shard moved out of the middle leaves a gap, never a clash)."""
+    numbers = [int(p.stem.split("_")[1]) for p in shards if p.stem.split("_")[1].isdigit()]
+    return max(numbers, default=-1) + 1
 
 
 def _as_sample(gaussians) -> np.ndarray:
@@ -140,20 +154,24 @@ def build_fitted_set(items: Iterable[tuple[str, np.ndarray]], folder: str | Path
     folder.mkdir(parents=True, exist_ok=True)
     made_with = {"n_gaussians": int(n_gaussians),
                  **{k: v for k, v in (fit_overrides or {}).items() if k != "threads"}, **(settings or {})}
-    _check_settings(folder, made_with)
+    existing = sorted(folder.glob("shard_*.npz"))
+    done = _shard_keys(folder)  # first: a damaged shard is named before anything else is read
+    record_settings = _check_settings(folder, made_with, existing)
     skipped_path = folder / SKIPPED_FILE
-    skipped = set(skipped_path.read_text().split("\n")) - {""} if skipped_path.exists() else set()
-    done = _shard_keys(folder) | skipped
-    shard_index = len(list(folder.glob("shard_*.npz")))
+    done |= set(skipped_path.read_text().split("\n")) - {""} if skipped_path.exists() else set()
+    shard_index = _next_shard_index(existing)
     pending_keys: list[str] = []
     pending: list[np.ndarray] = []
     psnrs: list[float] = []
     summary = {"fitted": 0, "skipped_existing": 0, "skipped_small": 0}
 
     def flush() -> None:
-        nonlocal shard_index, pending_keys, pending
+        nonlocal shard_index, pending_keys, pending, record_settings
         if not pending:
             return
+        if record_settings:  # with the folder's first samples, not before (a failed first run leaves no claim)
+            (folder / SETTINGS_FILE).write_text(json.dumps(made_with, indent=2, sort_keys=True))
+            record_settings = False
         target = folder / f"shard_{shard_index:05d}.npz"
         tmp = folder / f".shard_{shard_index:05d}.tmp.npz"
         np.savez(tmp, params=np.stack(pending), keys=np.array(pending_keys))

@@ -568,14 +568,16 @@ def load_default_bundle() -> LatentModelBundle:
 
 
 def find_latent_model(model_id: str) -> LatentModelBundle:
-    """The registered model of ``model_id``, loading the shipped model and the models named by
-    ``$GAUSSVAE_LATENT_MODELS`` on demand (a file that could not be loaded is logged, and tried
-    again once it changes). Raises ModelMismatchError if no model has that id."""
+    """The registered model of ``model_id``, loading on demand the shipped model, the models named by
+    ``$GAUSSVAE_LATENT_MODELS`` and the files of registered models that changed since they were read
+    (a model file rewritten in place, e.g. by the entropy fitter); a file that could not be loaded is
+    logged, and tried again once it changes. Raises ModelMismatchError if no model has that id."""
     with _MODELS_LOCK:
         if model_id in _MODELS:
             return _MODELS[model_id]
-    for path in [default_model_path()] + _env_model_files():
-        path = path.expanduser().resolve()
+        registered = [Path(b.path) for b in _MODELS.values() if b.path is not None]
+    candidates = [p.expanduser().resolve() for p in [default_model_path()] + _env_model_files() + registered]
+    for path in dict.fromkeys(candidates):
         state = _file_state(path)
         with _MODELS_LOCK:
             if path in _TRIED_FILES and _TRIED_FILES[path] == state:

@@ -4,11 +4,15 @@ Output directory layout (``gaussvae train --output DIR``):
 
 * ``config.yaml``: the resolved config (defaults filled, ``in_channels``/``seq_len`` from the data);
 * ``logs/``: TensorBoard event files (per-step ``train_step/*`` every ``log_every`` steps; per-epoch
-  ``epoch_train/*`` and ``epoch_val/*`` incl. ``group/<name>``; the validation split's
-  ``baseline_val/*`` mean-predictor errors at step 0);
-* ``metrics.jsonl``: one JSON line per finished epoch (the same per-epoch numbers);
-* ``checkpoint.pt``: latest training checkpoint (model, optimizer, step, RNG states), written at
-  epoch ends, every ``checkpoint_every`` steps and when ``max_steps`` is reached;
+  ``epoch_train/*`` and ``epoch_val/*`` incl. ``group/<name>``, and ``epoch_val_natural/*`` /
+  ``epoch_val_natural_slot_mean/*``: position, log-scale, rotation, covariance and colour errors of
+  the decoded Gaussians and of the slot-mean predictor, whatever the representation; the
+  validation split's ``baseline_val/*`` mean-predictor errors at step 0);
+* ``metrics.jsonl``: one JSON line per finished epoch (the same per-epoch numbers: ``train``,
+  ``val``, ``val_natural``);
+* ``checkpoint.pt``: latest training checkpoint (model, optimizer, step, RNG states, a mid-epoch
+  checkpoint's running loss sums), written at epoch ends, every ``checkpoint_every`` steps and when
+  ``max_steps`` is reached; every checkpoint first checks that all processes hold the same weights;
 * ``model.pt``: latest model file for inference (:func:`gaussvae_ros.vae.checkpoint.load_model`);
 * ``eval_val.json``: model vs mean predictors on the validation split at the end
   (:mod:`gaussvae_ros.vae.evaluate`: per-group errors, and the PSNR of the decoded Gaussians'
@@ -155,10 +159,12 @@ def _resume_state(output: Path, config: ExperimentConfig, ctx: DistContext) -> d
         if given != saved:
             raise ValueError(f"cannot resume: config train.{key} is {given!r} but the checkpoint was trained with "
                              f"{saved!r} (the rest of the run would see other batches)")
-    if progress["step"] >= (tc.max_steps if tc.max_steps > 0 else math.inf) or progress["epoch"] >= tc.epochs:
+    steps_done = progress["step"] >= (tc.max_steps if tc.max_steps > 0 else math.inf)
+    if steps_done or progress["epoch"] >= tc.epochs:
+        advice = "a larger --max-steps" if steps_done else "a larger train.epochs (--set train.epochs=N)"
         raise ValueError(f"nothing to resume: the run in {output} already reached step {progress['step']}, epoch "
                          f"{progress['epoch']} (train.max_steps {tc.max_steps}, train.epochs {tc.epochs}); "
-                         f"pass a larger --max-steps to train on")
+                         f"pass {advice} to train on")
     if progress.get("world_size", 1) != ctx.world_size and progress.get("batch_in_epoch", 0):
         raise ValueError(f"checkpoint was written mid-epoch by {progress.get('world_size')} process(es); "
                          f"resume with the same number (this run has {ctx.world_size})")
