@@ -96,12 +96,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from ..core import decode_gaussians, render
+    from PIL import Image
+
+    from ..core import decode_gaussians
+    from ..core.render import render_uint8
 
     data = Path(args.file).read_bytes()
     gaussians = decode_gaussians(data)
     width, height = args.size
-    save_png(args.out, render(gaussians, height, width))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(render_uint8(gaussians, height, width)).save(args.out)  # in bands: any size fits in memory
     print(f"{args.file}: {len(gaussians)} Gaussians rendered at {width}x{height} -> {args.out}", file=sys.stderr)
     return 0
 
