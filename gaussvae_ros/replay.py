@@ -23,7 +23,6 @@ policy, :func:`fit_memory`).
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import sys
@@ -242,9 +241,9 @@ def working_image(image: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.n
 def fit_memory(image: np.ndarray, n_gaussians: int, init=None, seed: int = 0, max_iters: int | None = None,
                threads: int | None = None, encode=None, **fit_overrides):
     """Fit a working-resolution image, warm-started from ``init`` when its channels match, and
-    encode it with ``encode(gaussians, image) -> bytes`` (a
-    :class:`~gaussvae_ros.nodes.codecs.PayloadEncoder`'s ``encode`` also gets this fit's iterations,
-    threads and seed for any fitting of its own; default: quantized Gaussians, ``payload_encoder()``).
+    encode it with ``encode(gaussians, image) -> bytes`` (default: quantized Gaussians,
+    :func:`gaussvae_ros.nodes.codecs.payload_encoder`'s ``gaussians-q``; a codec that fits again,
+    tiles, fits with the settings its encoder was made or bound with).
 
     When the warm-started fit fails (it diverged: non-finite parameters or scales, found before
     encoding it) or cannot be encoded, the frame is fitted again from scratch: a bad previous
@@ -273,26 +272,15 @@ def _fit_memory(image, n_gaussians, init, seed, max_iters, threads, encode=None,
         fit_overrides = dict(fit_overrides, max_iters=int(max_iters))
     if threads is not None:
         fit_overrides = dict(fit_overrides, threads=int(threads))
-    settings = {"max_iters": fit_overrides.get("max_iters"), "threads": fit_overrides.get("threads"), "seed": seed}
     if init is not None:
         try:
             warm = fit_image(image, n_gaussians=n_gaussians, init=init, seed=seed, **fit_overrides)
             warm.gaussians.check_valid("warm-started fit")  # diverged: start cold without encoding it
-            return warm, _encode(encode, warm.gaussians, image, settings), True
+            return warm, encode(warm.gaussians, image), True
         except (ValueError, RuntimeError):  # diverged, or a fit the codec cannot take (e.g. fewer Gaussians)
             pass
     result = fit_image(image, n_gaussians=n_gaussians, seed=seed, **fit_overrides)
-    return result, _encode(encode, result.gaussians, image, settings), False
-
-
-def _encode(encode, gaussians, image, settings: dict) -> bytes:
-    """``encode(gaussians, image)``, also passing this fit's ``max_iters`` / ``threads`` / ``seed`` to
-    an encoder that fits again (tiles: a :class:`~gaussvae_ros.nodes.codecs.PayloadEncoder`'s encode
-    takes them; a plain two-argument callable is called as before)."""
-    parameters = inspect.signature(encode).parameters
-    if all(k in parameters for k in settings) or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return encode(gaussians, image, **settings)
-    return encode(gaussians, image)
+    return result, encode(result.gaussians, image), False
 
 
 def _store_pose(pose: Pose | None):

@@ -274,11 +274,12 @@ def test_warm_start_only_from_a_similar_keyframe(monkeypatch):
     """As replay: the previous keyframe seeds the fit only when the scene still looks alike."""
     import gaussvae_ros.nodes.encoder_node as encoder_module
 
-    inits = []
+    inits, encoders = [], []
     real = encoder_module.fit_memory
 
     def spy(image, n_gaussians, init, *args):
         inits.append(init is not None)
+        encoders.append(args[-1])
         return real(image, n_gaussians, init, *args)
 
     monkeypatch.setattr(encoder_module, "fit_memory", spy)
@@ -289,9 +290,13 @@ def test_warm_start_only_from_a_similar_keyframe(monkeypatch):
         first = pattern_image(seed=1)
         different = 255 - first  # thumbnail change far above warm_start_max_change = 0.1
         for i, pixels in enumerate((first, pattern_image(seed=2), different)):
+            if i == 2:  # changed at run time: a codec that fits again (tiles) must fit with these too
+                assert all(r.successful for r in encoder.set_parameters([Parameter("max_iters", value=7),
+                                                                         Parameter("seed", value=4)]))
             pub.publish(image_msg(pixels, "rgb8", (i + 1) * S, "warm"))
             wait_until(lambda: encoder.counters()["keyframes"] == i + 1, 15.0, f"keyframe {i + 1}")
     assert inits == [False, True, False]
+    assert encoders[-1].keywords == {"max_iters": 7, "threads": encoder._settings.threads, "seed": 4}
 
 
 def test_vae_latent_codec_publishes_latents_and_guards_its_gaussian_count(tmp_path):

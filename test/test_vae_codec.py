@@ -286,6 +286,10 @@ def test_tiled_budget_and_refusals(bundle, other_bundle):
         lc.encode_latent(bundle, tiles[:1], grid=grid)
     with pytest.raises(ValueError, match="differ"):
         lc.encode_latent(bundle, [tiles[0], _gaussians(blend="sum")], grid=grid)
+    grey = _gaussians().take(np.arange(N))
+    grey.color = grey.color[:, :1]
+    with pytest.raises(ValueError, match="same colour channels"):
+        lc.encode_latent(bundle, [tiles[0], grey], grid=grid)
     with pytest.raises(ValueError, match="normalized blend"):
         lc.encode_latent(bundle, _tiles(2, blend="sum"), grid=TileGrid(1, 2, 32 / 256))
     for cut in range(len(payload)):

@@ -63,7 +63,7 @@ def test_recall_decodes_shipped_model_memories_without_registration(bundle, fits
     assert len(payload) <= 256 and step > 0
     for model_id in list(lc._MODELS):
         lc.unregister_latent_model(model_id)
-    lc._TRIED_FILES.clear()
+    lc._FILES.clear()
     image = codecs.render_memory(payload, "vae-latent", bundle.model_id, 64, 48)
     assert image.shape == (48, 64, 3) and image.std() > 1
     encoder = codecs.payload_encoder("vae-latent")

@@ -271,13 +271,14 @@ def render_params(xy: torch.Tensor, scale: torch.Tensor, rot: torch.Tensor, colo
     """
     height, width = _check_size(height, width)
     means, conics = project(xy, scale, rot, height, width)
-    rmin = min_support_px(xy.shape[0], height, width) if blend == "normalized" else 0.0
+    rmin = min_support_px(xy.shape[0], height, width, blend)
     return rasterize(means, conics, color, height, width, blend=blend, cutoff=cutoff, rmin=rmin, threads=threads)
 
 
-def min_support_px(n: int, height: int, width: int) -> float:
-    """Minimum support radius (pixels) of the normalized blend for ``n`` Gaussians at ``height x width``."""
-    return RMIN_SPACING * math.sqrt(height * width / max(n, 1))
+def min_support_px(n: int, height: int, width: int, blend: str = "normalized") -> float:
+    """Minimum support radius (pixels) for ``n`` Gaussians at ``height x width``: the normalized
+    blend's (no holes between thin Gaussians), 0 for the sum blend."""
+    return RMIN_SPACING * math.sqrt(height * width / max(n, 1)) if blend == "normalized" else 0.0
 
 
 def render_covariance(xy: torch.Tensor, cov: torch.Tensor, color: torch.Tensor, height: int, width: int, *,
@@ -287,7 +288,7 @@ def render_covariance(xy: torch.Tensor, cov: torch.Tensor, color: torch.Tensor, 
     ``B`` images ``[B, H, W, C]``, each set rendered on its own."""
     height, width = _check_size(height, width)
     means, conics = project_covariance(xy, cov, height, width)  # elementwise: every set at once
-    rmin = min_support_px(xy.shape[-2], height, width) if blend == "normalized" else 0.0
+    rmin = min_support_px(xy.shape[-2], height, width, blend)
     if xy.ndim == 2:
         return rasterize(means, conics, color, height, width, blend=blend, cutoff=cutoff, rmin=rmin, threads=threads)
     return torch.stack([rasterize(means[b], conics[b], color[b], height, width, blend=blend, cutoff=cutoff, rmin=rmin,
@@ -324,7 +325,7 @@ def render_uint8(gaussians: Gaussians, height: int, width: int, *, threads: int 
     with torch.no_grad():
         t = [torch.from_numpy(a).to(device) for a in (gaussians.xy, gaussians.scale, gaussians.rot, gaussians.color)]
         means, conics = project(t[0], t[1], t[2], height, width)
-        rmin = min_support_px(len(gaussians), height, width) if gaussians.blend == "normalized" else 0.0
+        rmin = min_support_px(len(gaussians), height, width, gaussians.blend)
         for y0 in range(0, height, rows):
             band = min(rows, height - y0)
             shifted = means - means.new_tensor([0.0, float(y0)])  # the band's own pixel rows
@@ -342,6 +343,6 @@ def count_pairs(gaussians: Gaussians, height: int, width: int, cutoff: float = C
         means, conics = project(torch.from_numpy(gaussians.xy), torch.from_numpy(gaussians.scale),
                                 torch.from_numpy(gaussians.rot), height, width)
     means, conics = means.contiguous(), conics.contiguous()
-    rmin = min_support_px(len(gaussians), height, width) if gaussians.blend == "normalized" else 0.0
+    rmin = min_support_px(len(gaussians), height, width, gaussians.blend)
     return int(lib.gs_count_pairs(len(gaussians), height, width, means.data_ptr(), conics.data_ptr(), float(cutoff),
                                   float(rmin)))

@@ -56,7 +56,7 @@ def psnr_uint8(reference: np.ndarray, test: np.ndarray) -> float:
     return min(PSNR_CAP, float(peak_signal_noise_ratio(reference, test, data_range=255)))
 
 
-def content_digest(pixels: np.ndarray) -> str:
+def image_digest(pixels: np.ndarray) -> str:
     """Hex SHA-1 of an image's shape and pixels: the key of its fits, in memory and on disk."""
     return hashlib.sha1(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
 
@@ -147,7 +147,7 @@ class ImageContext:
         if not o.cache_dir:
             return None
         target = self.target(channels)
-        digest = content_digest(target)[:16]
+        digest = image_digest(target)[:16]
         return Path(o.cache_dir) / f"{digest}_n{n_gaussians}_it{self.max_iters}_s{o.seed}.npz"
 
     def render(self, gaussians) -> np.ndarray:
@@ -299,7 +299,7 @@ class LatentMethod(Method):
         keeps them across runs too."""
         tile = to_uint8(pixels)
         fits = ctx.cache.setdefault(f"{self.name}:tiles", {})
-        key = content_digest(tile)
+        key = image_digest(tile)
         if key not in fits:
             fits[key] = ImageContext(f"{ctx.name}:tile", tile, ctx.fit_options).fit(self.n_gaussians)
         return fits[key]

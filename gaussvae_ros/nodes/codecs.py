@@ -189,7 +189,7 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
     bytes). ``tiles > 1`` codes each frame as that many tiles, one latent each
     (:mod:`gaussvae_ros.vae.tiles`: more Gaussians for larger budgets; each tile is fitted again,
     ``fit_iters`` iterations (0: the fitter's default) on ``threads`` with ``seed``, unless ``encode``
-    is given other settings, as :func:`gaussvae_ros.replay.fit_memory` gives its own); ``tiles = 0``
+    is given other settings, as the encoder node gives its current ones); ``tiles = 0``
     chooses per frame among :data:`gaussvae_ros.vae.image_encoder.AUTO_TILES` the grid whose
     decoding is closest to the frame within ``max_bytes`` (required then;
     :func:`gaussvae_ros.vae.image_encoder.encode_image`). Tiled encoding needs the frame. Grey

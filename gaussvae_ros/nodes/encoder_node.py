@@ -52,6 +52,7 @@ that, frames are dropped (counted) and the memories thin out. Lower ``max_iters`
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import sys
 import threading
@@ -449,8 +450,11 @@ class EncoderNode(Node):
             init = None
         started = time.perf_counter()
         try:
+            # a codec that fits again (tiles) does it with the settings in force now, as the frame's fit
+            encode = functools.partial(self._payload.encode, max_iters=settings.max_iters, threads=settings.threads,
+                                       seed=settings.seed)
             result, payload = fit_memory(work, settings.n_gaussians, init, settings.seed, settings.max_iters,
-                                         settings.threads, self._payload.encode)
+                                         settings.threads, encode)
         except (ValueError, RuntimeError) as exc:
             self._stats.fit_errors += 1
             self.get_logger().warning(f"{item.topic}: cannot fit frame at {stamp_ns} ns: {exc}")

@@ -197,12 +197,11 @@ class RecallNode(Node):
 def register_model_files(entry: str) -> list[str]:
     """Load the ``vae-latent`` model file ``entry`` (or every ``*.pt`` in a folder) for recall; their
     model ids. ValueError naming the file when one cannot be loaded (the node does not start)."""
-    from gaussvae_ros.vae.latent_codec import register_latent_model
+    from gaussvae_ros.vae.latent_codec import model_files, register_latent_model
 
-    path = Path(entry).expanduser()
-    files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
+    files = model_files(entry)
     if not files:
-        raise ValueError(f"latent_models: folder {path} holds no *.pt model files")
+        raise ValueError(f"latent_models: folder {entry} holds no *.pt model files")
     try:
         return [register_latent_model(f).model_id for f in files]
     except (ValueError, OSError) as exc:

@@ -46,6 +46,14 @@ VERSION = 1
 DIGEST_KEY = "sha256"
 
 
+def hash_tensor(h, tensor: torch.Tensor) -> None:
+    """Feed ``tensor`` to hash ``h`` bit for bit, with its dtype and shape (0-d tensors too): the one
+    tensor encoding of :func:`content_digest` and of the latent models' ids."""
+    h.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+
+
 def content_digest(obj: dict) -> str:
     """SHA-256 (hex) of a file's entries but :data:`DIGEST_KEY`: tensors bit for bit with their
     dtype and shape, strings, numbers, lists and dicts (keys sorted) by value."""
@@ -53,9 +61,8 @@ def content_digest(obj: dict) -> str:
 
     def add(value) -> None:
         if torch.is_tensor(value):
-            h.update(f"T{value.dtype}{tuple(value.shape)}".encode())
-            flat = value.detach().cpu().contiguous().reshape(-1)  # 0-d tensors too (optimizer steps)
-            h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+            h.update(b"T")
+            hash_tensor(h, value)
         elif isinstance(value, dict):
             h.update(f"D{len(value)}".encode())
             for key in sorted(value, key=repr):

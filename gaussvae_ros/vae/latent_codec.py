@@ -68,7 +68,7 @@ from torch import nn
 from gaussvae_ros.core import Gaussians, morton_order
 
 from .checkpoint import MODEL_FORMAT, CHECKPOINT_FORMAT, VERSION as MODEL_VERSION
-from .checkpoint import _atomic_save, _check_format, _model_entries, _rebuild, _safe_load
+from .checkpoint import _atomic_save, _check_format, _model_entries, _rebuild, _safe_load, hash_tensor
 from .config import ExperimentConfig
 from . import refine
 from .entropy import EntropyModel, check_step
@@ -117,8 +117,6 @@ class LatentModelBundle:
     slot_mean: np.ndarray | None = None
     path: Path | None = None
     model_hash: bytes = field(default=b"", repr=False)
-    #: ``(mtime_ns, size)`` of the file at ``path`` when it was read (the registry reloads changed files)
-    file_state: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.model = getattr(self.model, "module", self.model).eval()
@@ -147,9 +145,7 @@ def model_fingerprint(model: nn.Module, config: ExperimentConfig, transform: Par
     def add(name: str, value) -> None:
         h.update(name.encode() + b"\0")
         if torch.is_tensor(value):
-            value = value.detach().cpu().contiguous()
-            h.update(f"{value.dtype}{tuple(value.shape)}".encode())
-            h.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+            hash_tensor(h, value)
         elif isinstance(value, np.ndarray):
             value = np.ascontiguousarray(value)
             h.update(f"{value.dtype}{value.shape}".encode() + value.tobytes())
@@ -245,12 +241,12 @@ def _tile_sets(bundle: LatentModelBundle, gaussians, grid: TileGrid | None) -> t
     grid = grid or TileGrid()
     if len(sets) != grid.count:
         raise ValueError(f"a {grid} tile grid needs {grid.count} Gaussian set(s), got {len(sets)}")
-    if len({(g.channels, g.blend) for g in sets}) != 1:
-        raise ValueError("the tiles' Gaussian sets differ in colour channels or blend mode")
+    if len({g.blend for g in sets}) != 1:
+        raise ValueError("the tiles' Gaussian sets differ in blend mode")
     if grid.count > 1 and grid.overlap and sets[0].blend == "sum":
         raise ValueError("overlapping tiles need the normalized blend (summed colours would add up where "
                          "tiles overlap); use a grid without overlap")
-    return sets, grid  # each set is checked against the model by latent_of
+    return sets, grid  # each set is checked against the model, and their channels, by latent_of
 
 
 def latent_of(bundle: LatentModelBundle, gaussians) -> np.ndarray:
@@ -488,13 +484,22 @@ def build_bundle_file(model_path: str | Path, params_path: str | Path | None = N
 # ---------------------------------------------------------------------------------------- recall registry
 
 _MODELS: dict[str, LatentModelBundle] = {}
-#: Model files tried so far: path -> the file's (mtime_ns, size) then (None: it did not exist). A
-#: file is read again when that changes (deployed later, repaired, replaced), never otherwise.
-_TRIED_FILES: dict[Path, tuple[int, int] | None] = {}
-#: Why a tried file could not be loaded (reported in the "no model" error).
-_FAILED_FILES: dict[Path, str] = {}
 _MODELS_LOCK = threading.Lock()
 _log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _FileRead:
+    """A model file as last read: its ``(mtime_ns, size)`` then (None: missing) and the bundle, or
+    why it could not be loaded. A file is read again once its state changes (deployed after
+    start-up, repaired, replaced in place), never otherwise."""
+
+    state: tuple[int, int] | None
+    bundle: LatentModelBundle | None = None
+    error: str = ""
+
+
+_FILES: dict[Path, _FileRead] = {}
 
 
 def _file_state(path: Path) -> tuple[int, int] | None:
@@ -505,20 +510,24 @@ def _file_state(path: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-def _load_tried(path: Path, state: tuple[int, int] | None) -> LatentModelBundle:
-    """:func:`load_bundle` of ``path`` (resolved), recording the try and registering the bundle."""
-    try:
-        bundle = load_bundle(path)
-    except (ValueError, OSError) as exc:
-        with _MODELS_LOCK:
-            _TRIED_FILES[path], _FAILED_FILES[path] = state, str(exc)
-        raise
-    bundle.file_state = state
+def _read_model_file(path: Path) -> LatentModelBundle:
+    """The bundle of model file ``path`` (resolved), read again only if the file changed since it was
+    last read; registered. ValueError / OSError (remembered until the file changes) if it cannot load."""
+    state = _file_state(path)
     with _MODELS_LOCK:
-        _TRIED_FILES[path] = state
-        _FAILED_FILES.pop(path, None)
-        _MODELS[bundle.model_id] = bundle
-    return bundle
+        read = _FILES.get(path)
+    if read is None or read.state != state:
+        try:
+            read = _FileRead(state, load_bundle(path))
+        except (ValueError, OSError) as exc:
+            read = _FileRead(state, error=str(exc))
+        with _MODELS_LOCK:
+            _FILES[path] = read
+    if read.bundle is None:
+        raise ValueError(read.error)
+    with _MODELS_LOCK:
+        _MODELS[read.bundle.model_id] = read.bundle
+    return read.bundle
 
 
 def register_latent_model(bundle: LatentModelBundle | str | Path) -> LatentModelBundle:
@@ -530,31 +539,30 @@ def register_latent_model(bundle: LatentModelBundle | str | Path) -> LatentModel
             _MODELS[bundle.model_id] = bundle
         return bundle
     path = Path(bundle).expanduser().resolve()
-    state = _file_state(path)
-    with _MODELS_LOCK:
-        for known in _MODELS.values():
-            if known.path is not None and known.path == path and known.file_state == state:
-                return known
-    return _load_tried(path, state)
+    if _file_state(path) is None:
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return _read_model_file(path)
 
 
 def unregister_latent_model(model_id: str) -> None:
     """Forget a model id and that its file was read (no-op if unknown): a later lookup loads the
     file again if it is listed."""
     with _MODELS_LOCK:
-        bundle = _MODELS.pop(model_id, None)
-        if bundle is not None and bundle.path is not None:
-            _TRIED_FILES.pop(Path(bundle.path).resolve(), None)
+        _MODELS.pop(model_id, None)
+        for path in [p for p, read in _FILES.items() if read.bundle is not None and read.bundle.model_id == model_id]:
+            del _FILES[path]
+
+
+def model_files(entry: str | Path) -> list[Path]:
+    """The model files an entry of ``$GAUSSVAE_LATENT_MODELS`` or of the recall node's
+    ``latent_models`` names: the file, or every ``*.pt`` in a folder."""
+    path = Path(entry).expanduser()
+    return sorted(path.glob("*.pt")) if path.is_dir() else [path]
 
 
 def _env_model_files() -> list[Path]:
-    files: list[Path] = []
-    for entry in os.environ.get(ENV_MODELS, "").split(os.pathsep):
-        if not entry.strip():
-            continue
-        p = Path(entry.strip()).expanduser()
-        files += sorted(p.glob("*.pt")) if p.is_dir() else [p]
-    return files
+    return [f for entry in os.environ.get(ENV_MODELS, "").split(os.pathsep) if entry.strip()
+            for f in model_files(entry.strip())]
 
 
 def default_model_path() -> Path:
@@ -569,21 +577,22 @@ def load_default_bundle() -> LatentModelBundle:
 
 def find_latent_model(model_id: str) -> LatentModelBundle:
     """The registered model of ``model_id``, loading on demand the shipped model, the models named by
-    ``$GAUSSVAE_LATENT_MODELS`` and the files of registered models that changed since they were read
-    (a model file rewritten in place, e.g. by the entropy fitter); a file that could not be loaded is
-    logged, and tried again once it changes. Raises ModelMismatchError if no model has that id."""
+    ``$GAUSSVAE_LATENT_MODELS`` and model files read before that changed since (a model file rewritten
+    in place, e.g. by the entropy fitter); a file that cannot be loaded is logged, and tried again
+    once it changes. Raises ModelMismatchError if no model has that id."""
     with _MODELS_LOCK:
         if model_id in _MODELS:
             return _MODELS[model_id]
-        registered = [Path(b.path) for b in _MODELS.values() if b.path is not None]
-    candidates = [p.expanduser().resolve() for p in [default_model_path()] + _env_model_files() + registered]
+        known_files = list(_FILES)
+    candidates = [p.expanduser().resolve() for p in [default_model_path()] + _env_model_files()] + known_files
     for path in dict.fromkeys(candidates):
         state = _file_state(path)
         with _MODELS_LOCK:
-            if path in _TRIED_FILES and _TRIED_FILES[path] == state:
-                continue
+            unchanged = path in _FILES and _FILES[path].state == state
+        if unchanged:
+            continue
         try:
-            _load_tried(path, state)
+            _read_model_file(path)
         except (ValueError, OSError) as exc:
             if state is not None or path != default_model_path():  # a build without a shipped model is normal
                 _log.warning("cannot load VAE latent model %s: %s", path, exc)
@@ -592,7 +601,7 @@ def find_latent_model(model_id: str) -> LatentModelBundle:
                 return _MODELS[model_id]
     with _MODELS_LOCK:
         known = ", ".join(sorted(_MODELS)) or "none"
-        failed = "; ".join(f"{p}: {why}" for p, why in sorted(_FAILED_FILES.items()))
+        failed = "; ".join(f"{p}: {read.error}" for p, read in sorted(_FILES.items()) if read.error)
     raise _model_mismatch(f"no VAE latent model with id {model_id!r} is loaded (known: {known}); register it "
                           f"with register_latent_model() or list its file in ${ENV_MODELS}"
                           + (f" (could not load: {failed})" if failed else ""))

@@ -117,12 +117,9 @@ class TileGrid:
         scale = np.array([(x1 - x0) / width / du, (y1 - y0) / height / dv])
         if np.allclose(shift, 0.0, atol=1e-12) and np.allclose(scale, 1.0, rtol=1e-12):
             return gaussians
-        cov = covariance_from_scale_rot(torch.from_numpy(gaussians.scale.astype(np.float64)),
-                                        torch.from_numpy(gaussians.rot.astype(np.float64)))
-        sx, sy = scale
-        s, rot = scale_rot_from_covariance(cov[:, 0] * sx * sx, cov[:, 1] * sx * sy, cov[:, 2] * sy * sy)
-        return Gaussians(shift + gaussians.xy.astype(np.float64) * scale, s.numpy(), rot.numpy(), gaussians.color,
-                         gaussians.blend)
+        params = torch.from_numpy(gaussians.to_array().astype(np.float64))[None]
+        mapped = _map_params(params, torch.from_numpy(shift)[None], torch.from_numpy(scale)[None])
+        return Gaussians.from_array(mapped.numpy(), gaussians.blend)
 
     def covariance_to_picture(self, xy: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-tile means ``xy [T, N, 2]`` and covariances ``cov [T, N, 3]`` (``sxx, sxy, syy``) in tile
@@ -130,18 +127,35 @@ class TileGrid:
         if xy.shape[0] != self.count or cov.shape[:2] != xy.shape[:2]:
             raise ValueError(f"expected [{self.count}, N, 2] means and [{self.count}, N, 3] covariances, got "
                              f"{tuple(xy.shape)} and {tuple(cov.shape)}")
-        origin, size = (torch.as_tensor(a, dtype=xy.dtype, device=xy.device)[:, None, :] for a in self.origins_sizes())
-        du, dv = size[..., 0], size[..., 1]
-        mapped_cov = torch.stack([cov[..., 0] * du * du, cov[..., 1] * du * dv, cov[..., 2] * dv * dv], -1)
-        return (origin + xy * size).reshape(-1, 2), mapped_cov.reshape(-1, 3)
+        return _map_covariance(xy, cov, *(torch.as_tensor(a, dtype=xy.dtype, device=xy.device)
+                                           for a in self.origins_sizes()))
 
     def params_to_picture(self, params: torch.Tensor) -> torch.Tensor:
         """Raw parameters ``[T, N, 5 + C]`` in tile coordinates -> ``[T * N, 5 + C]`` in picture
         coordinates (scales ``s1 >= s2``, rotation re-derived from the mapped covariance)."""
-        cov = covariance_from_scale_rot(params[..., 2:4], params[..., 4])
-        xy, mapped = self.covariance_to_picture(params[..., 0:2], cov)
-        scale, rot = scale_rot_from_covariance(mapped[:, 0], mapped[:, 1], mapped[:, 2])
-        return torch.cat([xy, scale, rot[:, None], params[..., 5:].reshape(xy.shape[0], -1)], -1)
+        if params.shape[0] != self.count:
+            raise ValueError(f"expected [{self.count}, N, 5 + C] parameters, got {tuple(params.shape)}")
+        return _map_params(params, *(torch.as_tensor(a, dtype=params.dtype) for a in self.origins_sizes()))
+
+
+def _map_covariance(xy: torch.Tensor, cov: torch.Tensor, origin: torch.Tensor,
+                    size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means ``xy [T, N, 2]`` and covariances ``cov [T, N, 3]`` of T boxes' own coordinates ->
+    ``([T * N, 2], [T * N, 3])`` in the coordinates the boxes' ``origin [T, 2]`` and ``size [T, 2]``
+    are given in: ``origin + xy * size`` and ``K S K`` with ``K = diag(size)`` (differentiable)."""
+    origin, size = origin[:, None, :], size[:, None, :]
+    du, dv = size[..., 0], size[..., 1]
+    mapped_cov = torch.stack([cov[..., 0] * du * du, cov[..., 1] * du * dv, cov[..., 2] * dv * dv], -1)
+    return (origin + xy * size).reshape(-1, 2), mapped_cov.reshape(-1, 3)
+
+
+def _map_params(params: torch.Tensor, origin: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """:func:`_map_covariance` for raw parameters ``[T, N, 5 + C]`` -> ``[T * N, 5 + C]`` (scales
+    ``s1 >= s2``, rotation re-derived from the mapped covariance)."""
+    cov = covariance_from_scale_rot(params[..., 2:4], params[..., 4])
+    xy, mapped = _map_covariance(params[..., 0:2], cov, origin, size)
+    scale, rot = scale_rot_from_covariance(mapped[:, 0], mapped[:, 1], mapped[:, 2])
+    return torch.cat([xy, scale, rot[:, None], params[..., 5:].reshape(xy.shape[0], -1)], -1)
 
 
 def grid_for(count: int, height: int, width: int, overlap: float = DEFAULT_OVERLAP) -> TileGrid:

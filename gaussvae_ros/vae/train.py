@@ -31,7 +31,6 @@ processes; only rank 0 logs and writes files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -47,7 +46,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from .checkpoint import capture_rng, load_checkpoint, load_model, restore_rng, save_checkpoint, save_model
+from .checkpoint import (capture_rng, content_digest, load_checkpoint, load_model, restore_rng, save_checkpoint,
+                         save_model)
 from .config import ExperimentConfig, save_config
 from .data import AUGMENTATIONS, GaussianParamDataset, dihedral_views, load_param_set, split_indices
 from .evaluate import evaluate_against_mean, slot_mean_of
@@ -125,12 +125,8 @@ def _gather_rng(ctx: DistContext) -> list[dict]:
 
 
 def weights_digest(model: torch.nn.Module) -> str:
-    """SHA-256 of the model's parameters and buffers, bit for bit (hex)."""
-    digest = hashlib.sha256()
-    for name, tensor in getattr(model, "module", model).state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    """SHA-256 of the model's parameters and buffers, bit for bit (hex; :func:`.checkpoint.content_digest`)."""
+    return content_digest(dict(getattr(model, "module", model).state_dict()))
 
 
 def _check_ranks_agree(ctx: DistContext, model: torch.nn.Module) -> str:
@@ -283,7 +279,8 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
     last_val: dict[str, float] = {}
 
     def checkpoint(batch_in_epoch: int) -> None:
-        _check_ranks_agree(ctx, model)
+        if ctx.distributed:  # one process has nothing to disagree with
+            _check_ranks_agree(ctx, model)
         rng_states = _gather_rng(ctx)
         # mid-epoch, each process's running loss sums, so the resumed epoch averages all its batches
         partial = {"keys": keys, "sums": sums.tolist()} if batch_in_epoch and sums is not None else None
