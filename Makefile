@@ -42,7 +42,7 @@ test: build
 	$(ROS_ENV) && $(PY) -m pytest test -q -p no:cacheprovider
 
 demo: build
-	$(ROS_ENV) && $(PY) -m gaussvae_ros.demo --out $(OUT)/demo
+	$(ROS_ENV) && $(PY) -m gaussvae_ros.apps.demo --out $(OUT)/demo
 
 # Store size for the store benchmark (the issue's figure is 10,000,000: make bench STORE_RECORDS=10000000).
 STORE_RECORDS ?= 1000000

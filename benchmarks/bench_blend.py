@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from gaussvae_ros.bench import BENCH_IMAGES, render_benchmark, skimage_photo
+from gaussvae_ros.apps.bench import BENCH_IMAGES, render_benchmark, skimage_photo
 from gaussvae_ros.core import FitConfig, fit_image
 
 

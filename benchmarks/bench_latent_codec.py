@@ -49,9 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gaussvae_ros.core import Gaussians, morton_order  # noqa: E402
 from gaussvae_ros.vae import ParamTransform, build_model, load_model, load_param_set, split_indices  # noqa: E402
-from gaussvae_ros.vae import latent_codec as lc  # noqa: E402
+from gaussvae_ros.codecs import latent as lc  # noqa: E402
 from gaussvae_ros.vae.config import ExperimentConfig  # noqa: E402
-from gaussvae_ros.vae.tiles import TILE_COUNTS, grid_for  # noqa: E402
+from gaussvae_ros.codecs.latent.tiles import TILE_COUNTS, grid_for  # noqa: E402
 
 
 def _synthetic(m: int, n: int, seed: int) -> np.ndarray:

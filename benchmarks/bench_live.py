@@ -48,7 +48,7 @@ def _float(value) -> float | None:
 
 def expected_keyframes(bag: Path, image_topic: str, pose_topic: str) -> int:
     """Keyframes offline replay keeps of the recording (keyframe decisions only, no fitting)."""
-    from gaussvae_ros.replay import ReplayOptions, replay_bag
+    from gaussvae_ros.apps.replay import ReplayOptions, replay_bag
 
     report = replay_bag(bag, None, ReplayOptions(image_topics=[image_topic], pose_topic=pose_topic, dry_run=True))
     return int(report.keyframes)
@@ -56,10 +56,10 @@ def expected_keyframes(bag: Path, image_topic: str, pose_topic: str) -> int:
 
 def run(bag: Path, rate: float, recalls: int, image_topic: str, odom_topic: str, info_topic: str,
         out: Path | None, quiet: bool) -> dict:
-    from gaussvae_ros.demo import GraphClient, GraphProcess, DemoError, dds_environment, wait_until_encoded, \
+    from gaussvae_ros.apps.demo import GraphClient, GraphProcess, DemoError, dds_environment, wait_until_encoded, \
         write_params
-    from gaussvae_ros.graph import default_params_file
-    from gaussvae_ros.player import PlayOptions, Player
+    from gaussvae_ros.apps.graph import default_params_file
+    from gaussvae_ros.apps.player import PlayOptions, Player
 
     result: dict = {"bag": str(bag.resolve()), "rate": rate}
     result["keyframes_expected"] = expected_keyframes(bag, image_topic, odom_topic)
@@ -159,7 +159,7 @@ def main() -> int:
         return 0
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-    from gaussvae_ros.demo import DemoError
+    from gaussvae_ros.apps.demo import DemoError
 
     try:
         result = run(args.bag, args.rate, args.recalls, args.image_topic, args.odom_topic, args.camera_info_topic,

@@ -1,8 +1,8 @@
 """How well a replayed store's memories come back: decode each one and compare it with its bag frame.
 
 For every memory of the store whose camera stamp is a frame of the bag, the stored payload is
-decoded through the recall path (:func:`gaussvae_ros.nodes.codecs.render_memory`: any registered
-codec, the memory's own model) at the replay's working size (:func:`gaussvae_ros.replay.working_image`,
+decoded through the recall path (:func:`gaussvae_ros.codecs.registry.render_memory`: any registered
+codec, the memory's own model) at the replay's working size (:func:`gaussvae_ros.core.image.working_image`,
 ``--long-side``) and compared with the frame at that size. Prints PSNR (dB, peak 1) and payload bytes.
 
     gaussvae replay BAG --db D --codec vae-latent --latent-max-bytes 1024 --latent-tiles 4
@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gaussvae_ros.bag.reader import BagReader, Frame  # noqa: E402
 from gaussvae_ros.core.image import psnr, to_float_image  # noqa: E402
-from gaussvae_ros.nodes.codecs import render_memory  # noqa: E402
-from gaussvae_ros.replay import DEFAULT_LONG_SIDE, working_image  # noqa: E402
+from gaussvae_ros.codecs.registry import render_memory  # noqa: E402
+from gaussvae_ros.core.image import working_image  # noqa: E402
+from gaussvae_ros.pipeline import DEFAULT_LONG_SIDE  # noqa: E402
 from gaussvae_ros.store import Store  # noqa: E402
 
 

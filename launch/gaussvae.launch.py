@@ -6,7 +6,7 @@
 Parameters come from ``params_file`` (default: the package's ``config/gaussvae.yaml``); launch
 arguments override a few of them. Without ``ros2 launch`` (e.g. a pip-only set-up), ``gaussvae
 graph`` starts the same processes with the same parameter file, namespace, remappings and
-overrides (see gaussvae_ros/graph.py).
+overrides (see gaussvae_ros/apps/graph.py).
 
 Topics (relative names, in ``namespace``): encoder ``image_raw`` / ``odom`` / ``camera_info`` ->
 ``memories`` -> memory node; services ``query_by_time``, ``query_by_pose``, ``query_by_ids``,

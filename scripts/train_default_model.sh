@@ -39,5 +39,5 @@ gaussvae train --config config/latent_default.yaml --output "$OUT/mix1500" --ini
   --set data.path="$OUT/data_mix1500"
 
 # 4. The entropy model on the last stage's training split, then the shipped file.
-python -m gaussvae_ros.vae.latent_codec "$OUT/mix1500/model.pt" --params "$OUT/data_mix1500" --out "$OUT/latent.pt"
+python -m gaussvae_ros.codecs.latent "$OUT/mix1500/model.pt" --params "$OUT/data_mix1500" --out "$OUT/latent.pt"
 [ "${SHIP:-1}" = 0 ] || cp "$OUT/latent.pt" gaussvae_ros/models/gaussvae_latent_default.pt

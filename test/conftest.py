@@ -25,7 +25,7 @@ def bag_path():
 @pytest.fixture(scope="session")
 def shipped_bundle():
     """The ``vae-latent`` model shipped with the package, or skip the test when this build has none."""
-    from gaussvae_ros.vae import latent_codec as lc
+    from gaussvae_ros.codecs import latent as lc
 
     if not lc.default_model_path().exists():
         pytest.skip("no shipped model in this build")
@@ -52,7 +52,7 @@ def write_tiny_latent_model(path: Path, n: int = 24, latent: int = 16, seed: int
 
     from gaussvae_ros.core import morton_order
     from gaussvae_ros.vae import ParamTransform, build_model
-    from gaussvae_ros.vae import latent_codec as lc
+    from gaussvae_ros.codecs import latent as lc
     from gaussvae_ros.vae.config import ExperimentConfig, ModelConfig
 
     rng = np.random.default_rng(seed)

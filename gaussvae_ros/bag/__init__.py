@@ -7,7 +7,8 @@
 * :mod:`.reader`: rosbag2 folders (sqlite3 or mcap) read with ``rosbags``.
 
 The first three work on plain message attributes, so the live ROS nodes use them on rclpy
-messages exactly as the offline replay uses them on ``rosbags`` messages.
+messages exactly as the offline replay uses them on ``rosbags`` messages. A ground-floor room:
+imports nothing else of the package.
 """
 
 from .images import ImageDecodeError, compressed_image_to_numpy, image_message_to_numpy, message_to_numpy

@@ -50,6 +50,18 @@ _ENCODINGS: dict[str, tuple[np.dtype, int, tuple[int, ...]]] = {
 SUPPORTED_ENCODINGS = tuple(sorted(_ENCODINGS))
 
 
+def bytes_per_pixel(encoding: str) -> int | None:
+    """Bytes per pixel of a raw image in ``encoding`` (a ``sensor_msgs/Image`` encoding, or a
+    ``CompressedImage`` format string whose part before ``;`` names one); None when unknown."""
+    spec = _ENCODINGS.get(encoding.strip().lower())
+    if spec is None:
+        spec = _ENCODINGS.get(encoding.split(";")[0].strip().lower())
+    if spec is None:
+        return None
+    dtype, channels, _ = spec
+    return dtype.itemsize * channels
+
+
 def _as_uint8_buffer(data, what: str) -> np.ndarray:
     """The message ``data`` field (bytes, bytearray, array.array, numpy array, list) as a flat uint8 view."""
     if data is None:

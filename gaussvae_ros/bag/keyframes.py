@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .poses import Pose, quaternion_angle
+from .poses import StampedPose, quaternion_angle
 
 __all__ = ["KeyframeConfig", "KeyframeDecision", "KeyframePolicy", "THUMBNAIL_SIZE", "image_thumbnail"]
 
@@ -115,7 +115,7 @@ class KeyframeDecision:
 class _CameraState:
     stamp_ns: int
     thumbnail: np.ndarray
-    pose: Pose | None
+    pose: StampedPose | None
 
 
 @dataclass
@@ -131,7 +131,7 @@ class KeyframePolicy:
     config: KeyframeConfig = field(default_factory=KeyframeConfig)
     _cameras: dict = field(default_factory=dict, repr=False)
 
-    def decide(self, camera, stamp_ns: int, thumbnail: np.ndarray, pose: Pose | None = None) -> KeyframeDecision:
+    def decide(self, camera, stamp_ns: int, thumbnail: np.ndarray, pose: StampedPose | None = None) -> KeyframeDecision:
         """Whether the frame at ``stamp_ns`` (ns) with this :func:`image_thumbnail` and pose should be stored."""
         last: _CameraState | None = self._cameras.get(camera)
         if last is None:
@@ -158,7 +158,7 @@ class KeyframePolicy:
             return KeyframeDecision(True, "image_change", **measures)
         return KeyframeDecision(False, "no_change", **measures)
 
-    def mark_stored(self, camera, stamp_ns: int, thumbnail: np.ndarray, pose: Pose | None = None) -> None:
+    def mark_stored(self, camera, stamp_ns: int, thumbnail: np.ndarray, pose: StampedPose | None = None) -> None:
         """Record that the frame became the camera's latest keyframe."""
         self._cameras[camera] = _CameraState(int(stamp_ns), np.asarray(thumbnail, np.float32).copy(), pose)
 

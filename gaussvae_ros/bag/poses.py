@@ -28,7 +28,7 @@ __all__ = [
     "DEFAULT_MAX_GAP_NS",
     "DEFAULT_MAX_SAMPLES",
     "DEFAULT_TOLERANCE_NS",
-    "Pose",
+    "StampedPose",
     "PoseTrack",
     "pose_from_message",
     "quaternion_angle",
@@ -48,7 +48,7 @@ DEFAULT_MAX_SAMPLES = 20_000
 
 
 @dataclass(frozen=True)
-class Pose:
+class StampedPose:
     """A pose at a stamp.
 
     Attributes:
@@ -238,7 +238,7 @@ class PoseTrack:
         return track
 
     def lookup(self, stamp_ns: int, mode: str = "interpolate", tolerance_ns: int = DEFAULT_TOLERANCE_NS,
-               max_gap_ns: int = DEFAULT_MAX_GAP_NS) -> Pose | None:
+               max_gap_ns: int = DEFAULT_MAX_GAP_NS) -> StampedPose | None:
         """The pose at ``stamp_ns`` (see the module docstring for the rules), or None."""
         if mode not in ("interpolate", "nearest"):
             raise ValueError(f"unknown pose lookup mode {mode!r} (use 'interpolate' or 'nearest')")
@@ -255,13 +255,13 @@ class PoseTrack:
                 position = (1.0 - w) * self._positions[i - 1] + w * self._positions[i]
                 orientation = slerp(self._orientations[i - 1], self._orientations[i], w)
                 offset = stamp_ns - (t0 if w < 0.5 else t1)
-                return Pose(stamp_ns, position, orientation, self.frame_id, True, offset)
+                return StampedPose(stamp_ns, position, orientation, self.frame_id, True, offset)
         candidates = [j for j in (i - 1, i) if 0 <= j < len(self._stamps)]
         j = min(candidates, key=lambda k: abs(self._stamps[k] - stamp_ns))
         if abs(self._stamps[j] - stamp_ns) > tolerance_ns:
             return None
         return self._sample(j, stamp_ns)
 
-    def _sample(self, j: int, stamp_ns: int) -> Pose:
-        return Pose(stamp_ns, self._positions[j].copy(), self._orientations[j].copy(), self.frame_id, False,
+    def _sample(self, j: int, stamp_ns: int) -> StampedPose:
+        return StampedPose(stamp_ns, self._positions[j].copy(), self._orientations[j].copy(), self.frame_id, False,
                     stamp_ns - self._stamps[j])

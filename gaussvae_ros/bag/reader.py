@@ -149,7 +149,7 @@ def camera_info_to_dict(msg) -> dict:
     }
 
 
-def _camera_namespace(topic: str) -> str:
+def camera_namespace(topic: str) -> str:
     """``/cam/image_raw`` and ``/cam/image_raw/compressed`` -> ``/cam``; ``/cam/camera_info`` -> ``/cam``."""
     for suffix in ("/compressed", "/theora", "/compressedDepth"):
         if topic.endswith(suffix):
@@ -249,8 +249,8 @@ class BagReader:
         CameraInfo topic; None otherwise.
         """
         infos = self.camera_info_topics
-        namespace = _camera_namespace(image_topic)
-        same = [t for t in infos if _camera_namespace(t) == namespace]
+        namespace = camera_namespace(image_topic)
+        same = [t for t in infos if camera_namespace(t) == namespace]
         if len(same) == 1:
             return same[0]
         if len(infos) == 1 and len(self.image_topics) == 1:

@@ -111,7 +111,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..bench import core_benchmark
+    from gaussvae_ros.apps.bench import core_benchmark
 
     results = core_benchmark(long_run=not args.quick, bag=args.bag, progress=not args.json or sys.stderr.isatty())
     if args.json:

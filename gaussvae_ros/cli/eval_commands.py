@@ -47,10 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="VAE model file for the 'ours' latent codec (default: the model shipped with the package)")
     parser.add_argument("--refine-iters", type=_non_negative_int, default=150, metavar="N",
                         help="'ours': refine each latent against the image for N steps before coding "
-                             "(gaussvae_ros.vae.refine; 0 = the encoder's latent as is)")
+                             "(gaussvae_ros.codecs.latent.refine; 0 = the encoder's latent as is)")
     parser.add_argument("--tiles", nargs="+", type=int, default=[1, 2, 4, 8], choices=[1, 2, 4, 8, 16], metavar="T",
                         help="'ours': tile counts to choose from per image and budget, one latent per tile "
-                             "(gaussvae_ros.vae.tiles; default: 1 2 4 8)")
+                             "(gaussvae_ros.codecs.latent.tiles; default: 1 2 4 8)")
     parser.add_argument("--gaussians-counts", nargs="+", type=_positive_int, default=None, metavar="N",
                         help="Gaussian counts of the 'gaussians' grid (default: 16 24 32 48 64 96 128 192 256 384 512)")
     parser.add_argument("--gaussians-fill", action="store_true",

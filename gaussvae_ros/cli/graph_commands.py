@@ -2,7 +2,7 @@
 
 Runs the same graph as ``ros2 launch gaussvae_ros gaussvae.launch.py`` (and, with ``--bag``, as
 ``replay.launch.py``) from the same parameter file, one process per node; Ctrl-C stops every node
-cleanly. See :mod:`gaussvae_ros.graph`. Examples::
+cleanly. See :mod:`gaussvae_ros.apps.graph`. Examples::
 
     gaussvae graph --params config/gaussvae.yaml --database /tmp/memories.db \\
         --image-topic /camera/image_raw --odom-topic /odom
@@ -18,7 +18,7 @@ import shlex
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from gaussvae_ros.graph import GraphOptions, graph_commands, run_graph
+    from gaussvae_ros.apps.graph import GraphOptions, graph_commands, run_graph
 
     options = GraphOptions(
         params_file=args.params, namespace=args.namespace or "", database=args.database,
@@ -33,7 +33,7 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from gaussvae_ros.graph import NODE_NAMES, default_params_file
+    from gaussvae_ros.apps.graph import NODE_NAMES, default_params_file
 
     p = subparsers.add_parser("graph", help="run the encoder, memory and recall nodes (like ros2 launch)",
                               description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],

@@ -4,7 +4,7 @@ Messages go out on their recorded topics and types with their recorded contents 
 intact), paced by bag time at ``--rate``; ``--clock`` also publishes ``/clock`` for nodes with
 ``use_sim_time``. QoS is reliable by default (matches reliable and best-effort subscribers, nothing
 dropped on loopback); ``--qos sensor`` publishes best-effort like a camera driver. See
-:mod:`gaussvae_ros.player`. Progress goes to stderr, ``--json`` prints a summary on stdout.
+:mod:`gaussvae_ros.apps.player`. Progress goes to stderr, ``--json`` prints a summary on stdout.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _remap(text: str) -> tuple[str, str]:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from gaussvae_ros.player import PlayOptions, Player
+    from gaussvae_ros.apps.player import PlayOptions, Player
 
     options = PlayOptions(
         rate=args.rate, topics=args.topics, clock=args.clock is not None, clock_hz=args.clock or 40.0,

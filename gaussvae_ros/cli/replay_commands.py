@@ -10,7 +10,7 @@ import time
 
 def _replay(args: argparse.Namespace) -> int:
     from gaussvae_ros.bag.keyframes import KeyframeConfig
-    from gaussvae_ros.replay import ReplayOptions, process_seconds, replay_bag
+    from gaussvae_ros.apps.replay import ReplayOptions, process_seconds, replay_bag
 
     # count the command's whole wall time, interpreter start-up and imports included
     started = time.perf_counter() - (process_seconds() or 0.0)
@@ -57,10 +57,11 @@ def _print_summary(data: dict) -> None:
 
 def register(subparsers) -> None:
     from gaussvae_ros.bag.keyframes import KeyframeConfig
-    from gaussvae_ros.nodes.codecs import ENCODABLE_CODECS, LATENT_TILE_SETTINGS
+    from gaussvae_ros.apps.replay import DEFAULT_BATCH_SIZE
+    from gaussvae_ros.codecs import ENCODABLE_CODECS, LATENT_TILE_SETTINGS
+    from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_THREADS,
+                                       DEFAULT_WARM_START_MAX_CHANGE)
     from gaussvae_ros.store.records import DEFAULT_CODEC
-    from gaussvae_ros.replay import (DEFAULT_BATCH_SIZE, DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS,
-                                     DEFAULT_THREADS, DEFAULT_WARM_START_MAX_CHANGE)
 
     k = KeyframeConfig()
     p = subparsers.add_parser(

@@ -70,7 +70,7 @@ def _dataset(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from gaussvae_ros.vae.checkpoint import load_model
     from gaussvae_ros.vae.data import load_param_set, split_indices
-    from gaussvae_ros.vae.evaluate import evaluate_against_mean, features_of, pca_errors
+    from gaussvae_ros.vae.reconstruction import evaluate_against_mean, features_of, pca_errors
 
     model, config, transform, slot_mean = load_model(args.model)
     params = load_param_set(args.data)

@@ -6,6 +6,9 @@ Imports in a plain Python shell (numpy, torch, scipy, scikit-image; no ROS)::
     result = fit_image(image)                      # image: [H, W] or [H, W, C] array
     payload = encode_gaussians(result.gaussians)   # bytes
     picture = render(decode_gaussians(payload), 480, 640)  # [480, 640, C] float32, any size
+
+Holds the ``gaussians-q`` payload format (:mod:`.codec`) and the one working-size function
+(:func:`.image.working_image`). The ground floor: imports nothing else of the package.
 """
 
 from .codec import BitDepths, decode_gaussians, encode_gaussians, encoded_size

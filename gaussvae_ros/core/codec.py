@@ -122,6 +122,15 @@ def encode_gaussians(gaussians: Gaussians, depths: BitDepths = BitDepths()) -> b
     return body + _CRC.pack(zlib.crc32(body))
 
 
+def payload_channels(head: bytes) -> int | None:
+    """Colour channels (1 or 3) a payload says it holds, from its first 4 bytes; None when they are
+    not the header of a payload of this format."""
+    head = bytes(head)
+    if len(head) < 4 or head[:2] != MAGIC:
+        return None
+    return 3 if head[3] & 2 else 1
+
+
 def decode_gaussians(data: bytes) -> Gaussians:
     """Inverse of :func:`encode_gaussians`. Raises ValueError on anything that is not an intact payload."""
     data = bytes(data)

@@ -8,6 +8,9 @@ a user or a camera hands us.
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
 #: Largest image accepted, in pixels (a 64-megapixel frame); larger input is refused, not resized.
 MAX_PIXELS = 64_000_000
@@ -97,20 +100,75 @@ def ssim(reference: np.ndarray, test: np.ndarray) -> float:
 
 def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize a float ``[H, W, C]`` image to ``width x height`` (Lanczos, per channel in float, via Pillow)."""
-    from PIL import Image
-
     h, w, c = image.shape
     if width <= 0 or height <= 0:
         raise ValueError(f"target size must be positive, got {width}x{height}")
     if (width, height) == (w, h):
         return image
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, k], dtype=np.float32), mode="F")
-                           .resize((width, height), Image.LANCZOS)) for k in range(c)]
-    return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32)
+    return np.clip(_pillow_planes(image, (width, height), Image.LANCZOS), 0.0, 1.0).astype(np.float32)
+
+
+def long_side_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """``(height, width)`` of a ``height x width`` picture scaled so its long side is ``long_side``
+    (aspect kept, each side at least one pixel)."""
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+#: Resampling filters of :func:`working_image`.
+RESAMPLING = ("box", "lanczos", "area")
+
+
+def working_image(image: np.ndarray, long_side: int, *, resample: str = "box", enlarge: bool = False) -> np.ndarray:
+    """``image`` with its long side at ``long_side`` pixels: THE working-size function of the package.
+
+    ``image``: ``[H, W]`` or ``[H, W, C]``, uint8, uint16 or float (in ``[0, 1]``); the result has
+    the same dtype and channels (float comes back float32, clipped to ``[0, 1]``; other integer
+    types are rounded and clipped to their range). Never enlarged unless ``enlarge``; the input
+    itself is returned when its size is already right. The callers keep the filter they were
+    measured with, so their pictures stay bit-identical:
+
+    * ``"box"`` (area average, Pillow BOX; default): the memory pipeline's working image of a camera
+      frame (encoder node, ``gaussvae replay``, fitted training sets);
+    * ``"lanczos"`` (Pillow LANCZOS): :func:`resize_long_side` (benchmarks, ``gaussvae fit``) and the
+      rate-distortion evaluation's images (``enlarge=True``);
+    * ``"area"`` (torch ``interpolate(mode="area")`` on float32): the latent refinement's target.
+    """
+    if resample not in RESAMPLING:
+        raise ValueError(f"resample must be one of {', '.join(RESAMPLING)}, got {resample!r}")
+    if long_side <= 0:
+        raise ValueError(f"long side must be positive, got {long_side}")
+    h, w = image.shape[:2]
+    if max(h, w) <= long_side and not (enlarge and max(h, w) < long_side):
+        return image
+    height, width = long_side_size(h, w, long_side)
+    if (height, width) == (h, w):
+        return image
+    if resample == "area":
+        planes = torch.from_numpy(np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None],
+                                                       dtype=np.float32))
+        out = F.interpolate(planes.permute(2, 0, 1)[None], size=(height, width), mode="area")[0].permute(1, 2, 0)
+        out = out.contiguous().numpy()
+        return out if image.ndim == 3 else out[:, :, 0]
+    method = Image.BOX if resample == "box" else Image.LANCZOS
+    if image.dtype == np.uint8:  # Pillow resamples 8-bit pictures itself (its rounding, kept)
+        return np.asarray(Image.fromarray(image).resize((width, height), method))
+    channels = image[:, :, None] if image.ndim == 2 else image
+    out = _pillow_planes(channels, (width, height), method)
+    if np.issubdtype(image.dtype, np.integer):
+        out = np.clip(np.rint(out), 0, np.iinfo(image.dtype).max).astype(image.dtype)
+    else:
+        out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    return out[:, :, 0] if image.ndim == 2 else out
 
 
 def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    """Resize a float ``[H, W, C]`` image so its longer side is ``long_side`` (aspect kept, Lanczos)."""
-    h, w, _ = image.shape
-    scale = long_side / max(h, w)
-    return resize(image, max(1, round(w * scale)), max(1, round(h * scale)))
+    """Resize a float ``[H, W, C]`` image so its longer side is ``long_side`` (aspect kept, Lanczos,
+    up or down): :func:`working_image` with ``resample="lanczos", enlarge=True``."""
+    return working_image(image, long_side, resample="lanczos", enlarge=True)
+
+
+def _pillow_planes(image: np.ndarray, size: tuple[int, int], method) -> np.ndarray:
+    """``[H, W, C]`` resampled channel by channel in float32 (Pillow mode ``F``) to ``size`` (w, h)."""
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, k], dtype=np.float32), mode="F")
+                                .resize(size, method)) for k in range(image.shape[2])], axis=2)

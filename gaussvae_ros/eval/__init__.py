@@ -1,5 +1,8 @@
 """Evaluation kept apart from the models: rate-distortion of Gaussians, the VAE latent codec and
-standard image codecs at fixed byte budgets (``gaussvae eval``)."""
+standard image codecs at fixed byte budgets (``gaussvae eval``).
+
+Beside the memory pipeline: may import :mod:`gaussvae_ros.core` and :mod:`gaussvae_ros.codecs`.
+"""
 
 from .methods import (DEFAULT_COUNTS, DEFAULT_PRESETS, Encoded, FitOptions, GaussianMethod, ImageContext,
                       LatentMethod, Method, PillowCodec, load_latent_method, pillow_codecs, psnr_uint8)

@@ -12,7 +12,7 @@ Methods here:
 * :class:`PillowCodec`: JPEG, WebP, AVIF through Pillow, highest quality that fits (binary search).
 * :class:`GaussianMethod`: the quantized Gaussians alone (:mod:`gaussvae_ros.core.codec`), the
   best PSNR over a grid of Gaussian counts x bit-depth presets whose size fits.
-* :class:`LatentMethod`: the VAE latent codec (``gaussvae_ros.vae.latent_codec``), when present;
+* :class:`LatentMethod`: the VAE latent codec (``gaussvae_ros.codecs.latent``), when present;
   :func:`load_latent_method` says why it is not when it is not.
 """
 
@@ -268,10 +268,10 @@ class GaussianMethod(Method):
 
 
 class LatentMethod(Method):
-    """The VAE latent codec (``gaussvae_ros.vae.latent_codec``) on Gaussians fitted at the model's count.
+    """The VAE latent codec (``gaussvae_ros.codecs.latent``) on Gaussians fitted at the model's count.
 
     ``codec`` is the codec module and ``bundle`` the model it loaded (``load_bundle``). Each image
-    goes through the codec's image-level encoder (:func:`gaussvae_ros.vae.image_encoder.encode_image`):
+    goes through the codec's image-level encoder (:func:`gaussvae_ros.codecs.latent.image_encoder.encode_image`):
     the finest quantization step that fits the budget, for each tile count of ``tiles`` (one latent
     per tile; the whole picture's fit is shared with the other methods, tiles are fitted and cached
     like it), refined against the image for ``refine_iters`` steps, and the grid whose decoding is
@@ -305,7 +305,7 @@ class LatentMethod(Method):
         return fits[key]
 
     def compress(self, ctx: ImageContext, budget: int) -> Encoded:
-        from gaussvae_ros.vae.image_encoder import encode_image
+        from gaussvae_ros.codecs.latent.image_encoder import encode_image
 
         cache = self._cache(ctx)
         if budget not in cache:
@@ -324,7 +324,7 @@ class LatentMethod(Method):
         return cache[budget]
 
 
-LATENT_CODEC_MODULE = "gaussvae_ros.vae.latent_codec"
+LATENT_CODEC_MODULE = "gaussvae_ros.codecs.latent"
 
 
 def _model_gaussian_count(bundle) -> int | None:

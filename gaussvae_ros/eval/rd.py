@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from gaussvae_ros.core.image import working_image
+
 from .methods import ImageContext, Method, psnr_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
@@ -37,14 +39,8 @@ def prepare_image(image: Image.Image | np.ndarray, long_side: int = DEFAULT_LONG
             im = Image.fromarray(np.clip(np.rint(array / peak * 255.0), 0, 255).astype(np.uint8))
     else:
         im = im.convert("RGB")
-    w, h = im.size
-    if long_side <= 0:
-        raise ValueError(f"long side must be positive, got {long_side}")
-    scale = long_side / max(w, h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size != (w, h):
-        im = im.resize(size, Image.LANCZOS)
-    return np.asarray(im, dtype=np.uint8).copy()
+    pixels = np.asarray(im, dtype=np.uint8)
+    return working_image(pixels, long_side, resample="lanczos", enlarge=True).copy()  # Lanczos on uint8, as measured
 
 
 def list_images(paths) -> list[Path]:

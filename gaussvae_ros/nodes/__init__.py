@@ -1,17 +1,17 @@
-"""The ROS 2 nodes of gaussvae_ros: thin shells over the ROS-free core, store and replay code.
+"""The ROS 2 nodes of gaussvae_ros: thin shells over the ROS-free rooms (pipeline, codecs, store).
 
 * ``gaussvae_encoder`` (:mod:`.encoder_node`): camera topics in, ``MemoryRecord`` messages out
-  (keyframe policy, working resolution and fitting shared with offline replay).
+  (the memory pipeline, :mod:`gaussvae_ros.pipeline`, shared with offline replay).
 * ``gaussvae_memory`` (:mod:`.memory_node`): records into the SQLite store, query / stats / delete
   services, retention.
 * ``gaussvae_recall`` (:mod:`.recall_node`): the ``recall`` service, memories back into images.
 
 Shared helpers: :mod:`.params` (parameter tables), :mod:`.convert` (message conversions, QoS),
-:mod:`.queries` (request checks and store queries), :mod:`.codecs` (payload decoder registry),
-:mod:`.runner` (``main`` body). ``config/gaussvae.yaml`` documents every parameter;
-``gaussvae graph`` (:mod:`gaussvae_ros.graph`) starts the three nodes as one graph.
+:mod:`.queries` (request checks and store queries), :mod:`.runner` (``main`` body). ``config/gaussvae.yaml`` documents every parameter;
+``gaussvae graph`` (:mod:`gaussvae_ros.apps.graph`) starts the three nodes as one graph.
 
-Importing this package does not import rclpy; the node modules do.
+Importing this package does not import rclpy; the node modules do. May import every library room
+(core, bag, store, codecs, pipeline); never offline replay or another application.
 """
 
 #: Console scripts -> node modules, as in setup.py and the launch files.

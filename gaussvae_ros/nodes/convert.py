@@ -2,7 +2,7 @@
 
 * stamps: ``builtin_interfaces/Time`` <-> integer nanoseconds;
 * ``gaussvae_ros_interfaces/MemoryRecord`` -> :class:`gaussvae_ros.store.Memory` (what the memory
-  node stores) and stored :class:`~gaussvae_ros.store.MemoryRecord` -> ``MemoryInfo`` (what
+  node stores) and stored :class:`~gaussvae_ros.store.StoredMemory` -> ``MemoryInfo`` (what
   queries return);
 * camera intrinsics -> ``sensor_msgs/CameraInfo`` scaled to any image size;
 * numpy images -> ``sensor_msgs/Image`` (``mono8`` / ``rgb8``);
@@ -141,7 +141,7 @@ def camera_info_from_intrinsics(intrinsics, width: int, height: int, header, out
 
 
 def info_from_record(record):
-    """A stored :class:`~gaussvae_ros.store.MemoryRecord` as a ``MemoryInfo`` message (no payload)."""
+    """A stored :class:`~gaussvae_ros.store.StoredMemory` as a ``MemoryInfo`` message (no payload)."""
     from geometry_msgs.msg import Point, Pose, Quaternion
     from gaussvae_ros_interfaces.msg import MemoryInfo
 

@@ -1,13 +1,14 @@
 """``gaussvae_encoder``: camera frames in, fitted-Gaussian memories out.
 
-A thin ROS shell over the offline replay pipeline (:mod:`gaussvae_ros.replay`): each frame is
-decoded (:func:`gaussvae_ros.bag.images.message_to_numpy`), its pose looked up at the header stamp
-(:class:`gaussvae_ros.bag.poses.PoseTrack`, same interpolation and tolerances as replay), shrunk to
-the working resolution (:func:`gaussvae_ros.replay.working_image`), judged by the same keyframe
-policy per camera (:class:`gaussvae_ros.bag.keyframes.KeyframePolicy`, camera = topic + frame id)
-and, when kept, fitted (:func:`gaussvae_ros.replay.fit_memory`, same iterations and threads as
-replay; warm-started from that camera's previous keyframe when the two look alike, as replay
-does) and published as a record. Fit quality in the record is
+A thin ROS shell over the memory pipeline (:mod:`gaussvae_ros.pipeline`), which offline replay
+runs too: each frame is decoded (:func:`gaussvae_ros.bag.images.message_to_numpy`), its pose looked
+up at the header stamp (:class:`gaussvae_ros.bag.poses.PoseTrack`, same interpolation and
+tolerances as replay), shrunk to the working resolution (:func:`gaussvae_ros.pipeline.prepare_frame`),
+judged by the keyframe policy per camera (:class:`gaussvae_ros.bag.keyframes.KeyframePolicy`,
+camera = topic + frame id) and, when kept, fitted and encoded (:func:`gaussvae_ros.pipeline.fit_memory`
+with the node's :class:`~gaussvae_ros.pipeline.MemorySettings`; warm-started from that camera's
+previous keyframe when the two look alike, :func:`gaussvae_ros.pipeline.warm_start`) and published
+as a record. Fit quality in the record is
 measured at the working resolution, as replay stores it.
 
 Threading: subscription callbacks only put the message on a bounded queue and return; one worker
@@ -51,17 +52,21 @@ that, frames are dropped (counted) and the memories thin out. Lower ``max_iters`
 
 from __future__ import annotations
 
+import array
 import collections
-import functools
 import math
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
@@ -71,17 +76,18 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from gaussvae_ros_interfaces.msg import MemoryRecord
 
 from gaussvae_ros.bag.images import ImageDecodeError, message_to_numpy
-from gaussvae_ros.bag.keyframes import KeyframeConfig, KeyframePolicy, image_thumbnail
-from gaussvae_ros.bag.poses import Pose, PoseTrack, pose_from_message
-from gaussvae_ros.bag.reader import _camera_namespace, header_stamp_ns
-from gaussvae_ros.replay import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_THREADS,
-                                 DEFAULT_WARM_START_MAX_CHANGE, fit_memory, working_image)
+from gaussvae_ros.bag.keyframes import KeyframeConfig, KeyframePolicy
+from gaussvae_ros.bag.poses import PoseTrack, StampedPose, pose_from_message
+from gaussvae_ros.bag.reader import camera_namespace, header_stamp_ns
+from gaussvae_ros.codecs import ENCODABLE_CODECS, LATENT_TILE_SETTINGS
+from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_THREADS,
+                                   DEFAULT_WARM_START_MAX_CHANGE, MemorySettings, fit_memory, prepare_frame,
+                                   warm_start)
 from gaussvae_ros.store.records import DEFAULT_CODEC
 
-from .codecs import ENCODABLE_CODECS, LATENT_TILE_SETTINGS, payload_encoder
 from .convert import MEMORY_QOS, device_for, diagnostic_status, guarded_callback
-from .runner import run_node
 from .params import ParamSpec, check_choice, check_range, declare_parameters, install_validator, real_list
+from .runner import run_node
 
 try:  # optional: TF poses (tf2_ros is not a pip package; present on a real ROS 2 install)
     from tf2_ros import Buffer as _TfBuffer
@@ -193,16 +199,24 @@ def _keyframe_config(values: dict) -> KeyframeConfig:
         "duplicate_image_change")})
 
 
+def memory_settings(values: dict) -> MemorySettings:
+    """The memory pipeline's settings of the node's parameter values (0 = the fitter's budget /
+    torch's threads, as :meth:`MemorySettings.make` reads them)."""
+    return MemorySettings.make(
+        long_side=int(values["long_side"]), n_gaussians=int(values["n_gaussians"]), max_iters=int(values["max_iters"]),
+        threads=int(values["threads"]), seed=int(values["seed"]),
+        warm_start_max_change=float(values["warm_start_max_change"]), codec=values["codec"],
+        latent_model=values["latent_model"], latent_step=float(values["latent_step"]),
+        latent_max_bytes=int(values["latent_max_bytes"]), latent_refine_iters=int(values["latent_refine_iters"]),
+        latent_tiles=int(values["latent_tiles"]))
+
+
 @dataclass(frozen=True)
 class _Settings:
-    """The run-time-changeable settings, replaced as a whole on a parameter change."""
+    """The run-time-changeable settings, replaced as a whole on a parameter change: the memory
+    pipeline's (``memory``) and the node's own (poses, keyframe policy)."""
 
-    long_side: int
-    n_gaussians: int
-    max_iters: int | None
-    warm_start_max_change: float
-    threads: int | None
-    seed: int
+    memory: MemorySettings
     no_pose: str
     tolerance_ns: int
     max_gap_ns: int
@@ -246,12 +260,7 @@ class EncoderNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("gaussvae_encoder", **kwargs)
         self._values = declare_parameters(self, PARAMETERS, check_parameters)
-        self._payload = payload_encoder(self._values["codec"], self._values["latent_model"],
-                                        float(self._values["latent_step"]), int(self._values["latent_max_bytes"]),
-                                        int(self._values["latent_refine_iters"]), int(self._values["latent_tiles"]),
-                                        int(self._values["max_iters"]), int(self._values["threads"]) or None,
-                                        int(self._values["seed"]))
-        self._payload.check_count(int(self._values["n_gaussians"]))
+        self._payload = memory_settings(self._values).payload_encoder()  # codec parameters are read-only
         self._apply(self._values)
         self._queue_size = int(self._values["queue_size"])
         requested = self._values["device"]
@@ -309,8 +318,8 @@ class EncoderNode(Node):
         self._worker.start()
         topics = [s.topic_name for s in self._image_subs]
         self.get_logger().info(
-            f"encoding {', '.join(topics)} -> {self._memories.topic_name} ({self._settings.n_gaussians} Gaussians, "
-            f"long side {self._settings.long_side} px, {self._payload.description}, queue {self._queue_size}, "
+            f"encoding {', '.join(topics)} -> {self._memories.topic_name} ({self._settings.memory.n_gaussians} "
+            f"Gaussians, long side {self._settings.memory.long_side} px, {self._payload.description}, queue {self._queue_size}, "
             f"device {self._device}); poses from "
             f"{', '.join(s[0] for s in self._pose_sources) or 'nowhere'}{' + TF' if self._tf_buffer else ''}")
 
@@ -327,22 +336,19 @@ class EncoderNode(Node):
 
     def _apply(self, values: dict) -> None:
         settings = _Settings(
-            long_side=int(values["long_side"]), n_gaussians=int(values["n_gaussians"]),
-            max_iters=int(values["max_iters"]) or None, warm_start_max_change=float(values["warm_start_max_change"]),
-            threads=int(values["threads"]) or None,
-            seed=int(values["seed"]), no_pose=values["no_pose"],
+            memory=memory_settings(values), no_pose=values["no_pose"],
             tolerance_ns=round(values["pose_tolerance_s"] * 1e9), max_gap_ns=round(values["pose_max_gap_s"] * 1e9),
             pose_wait_s=float(values["pose_wait_s"]), keyframes=_keyframe_config(values))
         old = getattr(self, "_settings", None)
         self._settings = settings
-        if settings.threads and (old is None or old.threads != settings.threads):
-            import torch
-
-            torch.set_num_threads(settings.threads)  # the fitter's torch ops; its kernels get `threads` directly
+        threads = settings.memory.fit.threads
+        if threads and (old is None or old.memory.fit.threads != threads):
+            torch.set_num_threads(threads)  # the fitter's torch ops; its kernels get `threads` directly
         if old is not None:
             for camera in list(self._cameras.values()):
                 camera.policy.config = settings.keyframes
-                if old.n_gaussians != settings.n_gaussians or old.long_side != settings.long_side:
+                if (old.memory.n_gaussians, old.memory.long_side) != (settings.memory.n_gaussians,
+                                                                      settings.memory.long_side):
                     camera.warm = None  # a warm start of another size would pin the old budget
 
     # --- callbacks (executor threads: never block) -------------------------------------------
@@ -439,27 +445,21 @@ class EncoderNode(Node):
         if pose is None and settings.no_pose == "skip":
             self._stats.skipped["no_pose"] += 1
             return
-        work = working_image(image, settings.long_side)
-        thumbnail = image_thumbnail(work)
+        work, thumbnail = prepare_frame(image, settings.memory)
         decision = camera.policy.decide(key, stamp_ns, thumbnail, pose)
         if not decision.store:
             self._stats.skipped[decision.reason] += 1
             return
-        init = camera.warm  # as replay: warm start only from a similar previous keyframe
-        if decision.image_change is None or decision.image_change >= settings.warm_start_max_change:
-            init = None
+        init = warm_start(camera.warm, decision.image_change, settings.memory)  # as replay
         started = time.perf_counter()
         try:
-            # a codec that fits again (tiles) does it with the settings in force now, as the frame's fit
-            encode = functools.partial(self._payload.encode, max_iters=settings.max_iters, threads=settings.threads,
-                                       seed=settings.seed)
-            result, payload = fit_memory(work, settings.n_gaussians, init, settings.seed, settings.max_iters,
-                                         settings.threads, encode)
+            fitted = fit_memory(work, settings.memory, init, self._payload)  # a codec that fits again uses them too
         except (ValueError, RuntimeError) as exc:
             self._stats.fit_errors += 1
             self.get_logger().warning(f"{item.topic}: cannot fit frame at {stamp_ns} ns: {exc}")
             return
         fit_ms = (time.perf_counter() - started) * 1e3
+        result, payload = fitted.result, fitted.payload
         record = self._record(msg, item.topic, image, pose, result, payload)
         if self._stopping:
             return
@@ -473,7 +473,7 @@ class EncoderNode(Node):
         self.get_logger().debug(f"{item.topic}: keyframe ({decision.reason}) at {stamp_ns} ns, "
                                 f"{len(payload)} B, {result.psnr:.1f} dB, {fit_ms:.0f} ms")
 
-    def _pose_at(self, stamp_ns: int, frame_id: str, settings: _Settings) -> Pose | None:
+    def _pose_at(self, stamp_ns: int, frame_id: str, settings: _Settings) -> StampedPose | None:
         """The camera pose at ``stamp_ns``: pose topics in order (waiting up to ``pose_wait_s`` for a
         sample after the stamp), then TF; None when none has one."""
         deadline = time.monotonic() + settings.pose_wait_s
@@ -494,11 +494,7 @@ class EncoderNode(Node):
             return self._tf_pose(stamp_ns, frame_id, settings)
         return None
 
-    def _tf_pose(self, stamp_ns: int, frame_id: str, settings: _Settings) -> Pose | None:
-        import numpy as np
-        from rclpy.duration import Duration
-        from rclpy.time import Time
-
+    def _tf_pose(self, stamp_ns: int, frame_id: str, settings: _Settings) -> StampedPose | None:
         fixed = self._values["tf_fixed_frame"]
         try:
             t = self._tf_buffer.lookup_transform(fixed, frame_id, Time(nanoseconds=stamp_ns),
@@ -511,7 +507,7 @@ class EncoderNode(Node):
         norm = float(np.linalg.norm(orientation))
         if not math.isfinite(norm) or norm < 1e-9:
             return None
-        return Pose(stamp_ns, np.array([p.x, p.y, p.z], dtype=np.float64), orientation / norm, fixed)
+        return StampedPose(stamp_ns, np.array([p.x, p.y, p.z], dtype=np.float64), orientation / norm, fixed)
 
     def _camera_info_for(self, topic: str, frame_id: str) -> CameraInfo | None:
         with self._info_lock:
@@ -521,7 +517,7 @@ class EncoderNode(Node):
             source = self._info_for_camera.get(key)
             if source is None:
                 same_frame = [t for t, m in self._infos.items() if frame_id and m.header.frame_id == frame_id]
-                same_ns = [t for t in self._infos if _camera_namespace(t) == _camera_namespace(topic)]
+                same_ns = [t for t in self._infos if camera_namespace(t) == camera_namespace(topic)]
                 if len(same_frame) == 1:
                     source = same_frame[0]
                 elif len(same_ns) == 1:
@@ -533,9 +529,7 @@ class EncoderNode(Node):
                 self._info_for_camera[key] = source
             return self._infos[source]
 
-    def _record(self, msg, topic: str, image, pose: Pose | None, result, payload: bytes) -> MemoryRecord:
-        import array
-
+    def _record(self, msg, topic: str, image, pose: StampedPose | None, result, payload: bytes) -> MemoryRecord:
         record = MemoryRecord()
         record.header = msg.header
         record.source_topic = topic
@@ -592,7 +586,7 @@ class EncoderNode(Node):
             "encode_latency_ms_mean": sum(latencies) / len(latencies) if latencies else float("nan"),
             "encode_latency_ms_max": max(latencies) if latencies else float("nan"),
             "fit_ms_mean": sum(fits) / len(fits) if fits else float("nan"),
-            "device": self._device, "threads": self._settings.threads or 0,
+            "device": self._device, "threads": self._settings.memory.fit.threads or 0,
         }
         for reason, count in sorted(snapshot.skipped.items()):
             values[f"skipped_{reason}"] = count

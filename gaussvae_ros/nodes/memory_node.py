@@ -44,7 +44,7 @@ from gaussvae_ros.store import RetentionPolicy, Store, StoreError, page_size_for
 from .convert import (MEMORY_QOS, diagnostic_status, guarded_callback, guarded_service, info_from_record,
                       memory_from_record_msg, ns_to_time, time_to_ns)
 from .params import ParamSpec, check_range, declare_parameters, install_validator, nonempty
-from .queries import RequestError, StoreInspector, check_ids, pose_query, time_query
+from .queries import RequestError, check_ids, pose_query, store_summary, time_query
 from .runner import run_node
 
 PARAMETERS = (
@@ -94,7 +94,6 @@ class MemoryNode(Node):
         path = Path(self._values["database"]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._store = Store(path, page_size=page_size_for_payload(self._values["expected_payload_bytes"] or None))
-        self._inspector = StoreInspector(path)
         self._apply(self._values)
         self._lock = threading.Lock()
         self._counts = {"stored": 0, "duplicates": 0, "rejected": 0, "store_errors": 0, "retention_dropped": 0,
@@ -176,7 +175,7 @@ class MemoryNode(Node):
             if len(ids) > self._max_results:
                 raise RequestError(f"{len(ids)} ids requested; this server deletes at most {self._max_results} "
                                    "per request")
-            existing = self._inspector.existing_ids(ids) if ids else set()
+            existing = self._store.existing_ids(ids)
             missing = list(dict.fromkeys(i for i in ids if i not in existing))
             selected = set(existing)
             if before:
@@ -223,7 +222,7 @@ class MemoryNode(Node):
     def _query_by_ids(self, request: QueryByIds.Request, response: QueryByIds.Response):
         try:
             ids = check_ids(request.ids, self._max_results)
-            existing = self._inspector.existing_ids(ids)
+            existing = self._store.existing_ids(ids)
             found = [i for i in ids if i in existing]
             records = self._store.get(found) if found else []
             response.memories = [info_from_record(r) for r in records]
@@ -243,7 +242,7 @@ class MemoryNode(Node):
     def _get_stats(self, request: GetStats.Request, response: GetStats.Response):
         try:
             stats = self._store.stats()
-            extra = self._inspector.summary()
+            extra = store_summary(self._store)
             response.count = stats.count
             response.count_with_pose = stats.pose_count
             response.count_with_camera_info = extra["count_with_camera_info"]
@@ -262,7 +261,7 @@ class MemoryNode(Node):
             response.message = f"{stats.count} memories, {stats.payload_bytes} payload bytes"
         except (StoreError, ValueError, OSError) as exc:
             response.success, response.message = False, f"cannot read the store: {exc}"
-        except Exception as exc:  # sqlite3 errors of the inspector
+        except Exception as exc:  # anything else the store raises: said in the response
             response.success, response.message = False, f"cannot read the store: {type(exc).__name__}: {exc}"
         return response
 

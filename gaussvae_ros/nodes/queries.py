@@ -8,24 +8,21 @@ Server-side caps: every query returns at most ``max_results`` memories. A caller
 ("no limit") is capped silently except for the note returned with the results; a ``k`` above the
 cap is an error (the caller asked for something the server will not return).
 
-:class:`StoreInspector` answers what the store's API does not: which of many ids exist (one
-``IN`` query instead of an exception per id), and the per-profile figures ``GetStats`` reports
-(memories with camera info, raw image bytes, mean fit quality, codec and model ids). It reads the
-same SQLite file through its own read-only connection (the store runs in WAL mode, so readers
-never block the writer).
+:func:`store_summary` adds up, through the store's API (:meth:`~gaussvae_ros.store.Store.profile_totals`),
+the per-profile figures ``GetStats`` reports (memories with camera info, raw image bytes, mean fit
+quality, codec and model ids).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from gaussvae_ros.bag.images import _ENCODINGS
+from gaussvae_ros.bag.images import bytes_per_pixel
+from gaussvae_ros.core.codec import payload_channels
+from gaussvae_ros.store.records import DEFAULT_CODEC
 
-__all__ = ["RequestError", "StoreInspector", "check_ids", "pose_query", "time_query", "time_range"]
+__all__ = ["RequestError", "check_ids", "pose_query", "store_summary", "time_query", "time_range"]
 
 _MAX_INT64 = 2**63 - 1
 
@@ -146,91 +143,27 @@ def check_ids(ids, max_ids: int, what: str = "ids") -> list[int]:
     return ids
 
 
-def _bytes_per_pixel(encoding: str, channels: int | None) -> int:
-    spec = _ENCODINGS.get(encoding.strip().lower())
-    if spec is None:  # a CompressedImage format string: the encoding before ';' if it names one
-        spec = _ENCODINGS.get(encoding.split(";")[0].strip().lower())
-    if spec is not None:
-        dtype, msg_channels, _ = spec
-        return dtype.itemsize * msg_channels
-    return channels or 3
-
-
-class StoreInspector:
-    """Read-only look-ups on a store file that the store's API does not offer (see module docstring)."""
-
-    def __init__(self, path) -> None:
-        self.path = Path(path)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        return conn
-
-    def existing_ids(self, ids) -> set[int]:
-        """The ids among ``ids`` that are stored (ids beyond int64 never are)."""
-        wanted = sorted({i for i in ids if 0 <= i <= _MAX_INT64})
-        found: set[int] = set()
-        conn = self._connect()
-        try:
-            for start in range(0, len(wanted), 10_000):
-                chunk = wanted[start:start + 10_000]
-                found.update(r[0] for r in conn.execute(
-                    f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(chunk))})", chunk))
-        finally:
-            conn.close()
-        return found
-
-    def summary(self) -> dict:
-        """``min_id``, ``max_id``, ``count_with_camera_info``, ``raw_bytes``, ``mean_psnr``,
-        ``mean_ssim``, ``codec_ids``, ``model_ids`` and ``storage_bytes``.
-
-        Cost: one pass over the memories table (the payload pages are read too, as SQLite keeps
-        small payloads inline), grouped by profile; tens of milliseconds per 10,000 memories.
-        """
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN")
-            min_id, max_id = conn.execute("SELECT min(id), max(id) FROM memories").fetchone()
-            profiles = {pid: (width, height, encoding, has_k, codec, model) for pid, width, height, encoding, has_k,
-                        codec, model in conn.execute("SELECT id, width, height, encoding, intrinsics IS NOT NULL, "
-                                                     "codec, model_id FROM profiles")}
-            rows = conn.execute(
-                "SELECT profile_id, count(*), "
-                "count(CASE WHEN psnr BETWEEN -1e300 AND 1e300 THEN 1 END), "
-                "total(CASE WHEN psnr BETWEEN -1e300 AND 1e300 THEN psnr END), "
-                "count(CASE WHEN ssim BETWEEN -1e300 AND 1e300 THEN 1 END), "
-                "total(CASE WHEN ssim BETWEEN -1e300 AND 1e300 THEN ssim END) "
-                "FROM memories GROUP BY profile_id").fetchall()
-            channels = {}
-            for pid, *_ in rows:  # colour or gray, from the first payload's header (gaussians-q only)
-                if profiles[pid][4] == "gaussians-q":
-                    head = conn.execute("SELECT substr(payload, 1, 4) FROM memories WHERE profile_id = ? LIMIT 1",
-                                        (pid,)).fetchone()
-                    if head and len(head[0]) == 4 and head[0][:2] == b"GS":
-                        channels[pid] = 3 if head[0][3] & 2 else 1
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-        with_info = raw = psnr_n = ssim_n = 0
-        psnr_sum = ssim_sum = 0.0
-        codecs, models = set(), set()
-        for pid, count, pn, ps, sn, ss in rows:
-            width, height, encoding, has_k, codec, model = profiles[pid]
-            with_info += count if has_k else 0
-            raw += count * width * height * _bytes_per_pixel(encoding, channels.get(pid))
-            psnr_n, psnr_sum, ssim_n, ssim_sum = psnr_n + pn, psnr_sum + ps, ssim_n + sn, ssim_sum + ss
-            codecs.add(codec)
-            models.add(model)
-        storage = 0
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                storage += os.path.getsize(f"{self.path}{suffix}")
-            except OSError:
-                pass
-        return {
-            "min_id": min_id or 0, "max_id": max_id or 0, "count_with_camera_info": with_info, "raw_bytes": raw,
-            "mean_psnr": psnr_sum / psnr_n if psnr_n else float("nan"),
-            "mean_ssim": ssim_sum / ssim_n if ssim_n else float("nan"),
-            "codec_ids": sorted(codecs), "model_ids": sorted(models), "storage_bytes": storage,
-        }
+def store_summary(store) -> dict:
+    """What ``GetStats`` reports beyond :meth:`~gaussvae_ros.store.Store.stats`, through the store's API:
+    ``min_id``, ``max_id``, ``count_with_camera_info``, ``raw_bytes`` (the frames' raw size, by their
+    encoding; a ``gaussians-q`` memory's colour channels from its payload header where the encoding
+    does not say), ``mean_psnr``, ``mean_ssim``, ``codec_ids``, ``model_ids`` and ``storage_bytes``."""
+    min_id, max_id = store.id_range()
+    with_info = raw = psnr_n = ssim_n = 0
+    psnr_sum = ssim_sum = 0.0
+    codecs, models = set(), set()
+    for t in store.profile_totals():
+        p = t.profile
+        with_info += t.count if p.intrinsics is not None else 0
+        channels = payload_channels(t.payload_head) if p.codec == DEFAULT_CODEC else None
+        raw += t.count * p.width * p.height * (bytes_per_pixel(p.encoding) or channels or 3)
+        psnr_n, psnr_sum = psnr_n + t.psnr_count, psnr_sum + t.psnr_sum
+        ssim_n, ssim_sum = ssim_n + t.ssim_count, ssim_sum + t.ssim_sum
+        codecs.add(p.codec)
+        models.add(p.model_id)
+    return {
+        "min_id": min_id, "max_id": max_id, "count_with_camera_info": with_info, "raw_bytes": raw,
+        "mean_psnr": psnr_sum / psnr_n if psnr_n else float("nan"),
+        "mean_ssim": ssim_sum / ssim_n if ssim_n else float("nan"),
+        "codec_ids": sorted(codecs), "model_ids": sorted(models), "storage_bytes": store.storage_bytes(),
+    }

@@ -8,7 +8,7 @@ on another machine sharing the database file. Both nodes open the same SQLite fi
 WAL mode lets this reader work beside the writer. The recall node never creates the database:
 until the memory node has created it, requests fail with a message saying so.
 
-Payloads are decoded by :func:`gaussvae_ros.nodes.codecs.decode_payload`, keyed by each memory's
+Payloads are decoded by :func:`gaussvae_ros.codecs.registry.decode_payload`, keyed by each memory's
 codec id (and model id); unknown codecs and mismatched model ids are refused with a clear message.
 Modules named in ``codec_modules`` are imported at start-up so they can register more codecs.
 
@@ -42,7 +42,7 @@ from gaussvae_ros_interfaces.srv import Recall
 
 from gaussvae_ros.store import Store, StoreError
 
-from .codecs import known_codecs, render_memory
+from gaussvae_ros.codecs import known_codecs, render_memory
 from .convert import (camera_info_from_intrinsics, device_for, guarded_service, image_message, ns_to_time,
                       output_size)
 from .params import (ParamSpec, check_choice, check_range, declare_parameters, install_validator, nonempty,
@@ -197,7 +197,7 @@ class RecallNode(Node):
 def register_model_files(entry: str) -> list[str]:
     """Load the ``vae-latent`` model file ``entry`` (or every ``*.pt`` in a folder) for recall; their
     model ids. ValueError naming the file when one cannot be loaded (the node does not start)."""
-    from gaussvae_ros.vae.latent_codec import model_files, register_latent_model
+    from gaussvae_ros.codecs.latent import model_files, register_latent_model
 
     files = model_files(entry)
     if not files:

@@ -5,10 +5,12 @@ Import everything from here::
     from gaussvae_ros.store import Store, Memory, Pose, CameraIntrinsics, RetentionPolicy
 
 See :mod:`.store` for usage, durability and thread safety, :mod:`.schema` for the file layout and
-migrations, and :mod:`.retention` for how a full store forgets. ROS-free: plain Python + SQLite.
+migrations, :mod:`.retention` for how a full store forgets and :mod:`.export` for contact sheets
+and pose maps. ROS-free: plain Python + SQLite. A ground-floor room: imports nothing else of the
+package (the nodes and applications read it through :class:`Store`'s API, never its tables).
 """
 
-from .records import (DEFAULT_CODEC, CameraIntrinsics, InsertResult, Memory, MemoryRecord, Pose, Profile,
+from .records import (DEFAULT_CODEC, CameraIntrinsics, InsertResult, Memory, StoredMemory, Pose, Profile, ProfileTotals,
                       StoreError, StoreStats, Stream, StreamStats, seconds_to_ns)
 from .pages import page_size_for_payload
 from .retention import RetentionPolicy, RetentionReport, apply_retention
@@ -16,7 +18,7 @@ from .schema import SCHEMA_VERSION
 from .store import Store
 
 __all__ = [
-    "DEFAULT_CODEC", "SCHEMA_VERSION", "CameraIntrinsics", "InsertResult", "Memory", "MemoryRecord", "Pose",
+    "DEFAULT_CODEC", "SCHEMA_VERSION", "CameraIntrinsics", "InsertResult", "Memory", "StoredMemory", "Pose", "ProfileTotals",
     "Profile", "RetentionPolicy", "RetentionReport", "Store", "StoreError", "StoreStats", "Stream", "StreamStats",
     "apply_retention", "page_size_for_payload", "seconds_to_ns",
 ]

@@ -208,7 +208,7 @@ class Profile:
 
 
 @dataclass(slots=True)
-class MemoryRecord:
+class StoredMemory:
     """A stored memory as returned by queries.
 
     ``payload`` is ``None`` unless the query asked for it (``with_payload=True``) or it was loaded
@@ -299,6 +299,21 @@ class StoreStats:
         if self.first_stamp_ns is None:
             return 0.0
         return (self.last_stamp_ns - self.first_stamp_ns) * 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileTotals:
+    """What the memories of one profile add up to (:meth:`Store.profile_totals`): their count, the
+    count and sum of their finite PSNR (dB) and SSIM values, and the first bytes of one of their
+    payloads (a payload header: its codec knows how to read it)."""
+
+    profile: Profile
+    count: int
+    psnr_count: int
+    psnr_sum: float
+    ssim_count: int
+    ssim_sum: float
+    payload_head: bytes
 
 
 @dataclass(frozen=True, slots=True)

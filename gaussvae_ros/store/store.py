@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import schema
-from .records import (CameraIntrinsics, InsertResult, Memory, MemoryRecord, Pose, Profile, StoreError,
+from .records import (CameraIntrinsics, InsertResult, Memory, StoredMemory, Pose, Profile, ProfileTotals, StoreError,
                       StoreStats, Stream, StreamStats, check_position, check_quaternion, check_stamp_ns,
                       seconds_to_ns)
 from .pages import DEFAULT_PAGE_SIZE, check_page_size, page_size_for_payload
@@ -53,6 +53,7 @@ _INSERT_SQL = f"INSERT OR IGNORE INTO memories ({', '.join(schema.MEMORY_COLUMNS
               f"VALUES ({', '.join('?' * len(schema.MEMORY_COLUMNS))})"
 _MAX_BATCH = 1_000_000
 _MAX_IDS_PER_CALL = 10_000_000
+_MAX_INT64 = 2**63 - 1
 
 
 _NEW_POSE = object.__new__
@@ -513,6 +514,14 @@ class Store:
                                  f"nothing was deleted")
             return self._delete_existing(conn, wanted)
 
+    def existing_ids(self, ids: Iterable[int]) -> set[int]:
+        """The ids among ``ids`` that are stored (one read snapshot; ids outside int64 never are)."""
+        wanted = sorted({int(i) for i in ids if 0 <= int(i) <= _MAX_INT64})
+        if not wanted:
+            return set()
+        with self._read("look up memory ids") as conn:
+            return self._existing_ids(conn, wanted)
+
     @staticmethod
     def _existing_ids(conn: sqlite3.Connection, ids: list[int]) -> set[int]:
         found: set[int] = set()
@@ -546,11 +555,11 @@ class Store:
     # ----------------------------------------------------------------------------------------
     # reading
 
-    def _records(self, conn: sqlite3.Connection, rows) -> list[MemoryRecord]:
+    def _records(self, conn: sqlite3.Connection, rows) -> list[StoredMemory]:
         """MemoryRecords from rows of ``_META_COLUMNS``, payload or NULL, squared distance or NULL."""
         streams, profiles = self._streams, self._profiles
         stream, profile, pose, sqrt = self._stream, self._profile, _pose_from_row, math.sqrt
-        return [MemoryRecord(mid, stamp, streams.get(sid) or stream(conn, sid), profiles.get(pid) or profile(conn, pid),
+        return [StoredMemory(mid, stamp, streams.get(sid) or stream(conn, sid), profiles.get(pid) or profile(conn, pid),
                              None if x is None else pose(x, y, z, qx, qy, qz, qw), psnr, ssim, size, payload,
                              None if d2 is None else sqrt(d2))
                 for mid, sid, stamp, pid, x, y, z, qx, qy, qz, qw, psnr, ssim, size, payload, d2 in rows]
@@ -559,11 +568,11 @@ class Store:
     def _select(with_payload: bool, distance: str = "NULL") -> str:
         return f"SELECT {_META_COLUMNS}, {'m.payload' if with_payload else 'NULL'}, {distance} AS d2"
 
-    def get(self, ids: Iterable[int], *, with_payload: bool = False) -> list[MemoryRecord]:
+    def get(self, ids: Iterable[int], *, with_payload: bool = False) -> list[StoredMemory]:
         """The memories with these ids, in the order given. Unknown ids raise ``ValueError``."""
         wanted = _check_ids(ids)
         unique = sorted(set(wanted))
-        by_id: dict[int, MemoryRecord] = {}
+        by_id: dict[int, StoredMemory] = {}
         with self._read("get memories") as conn:
             for start in range(0, len(unique), 10_000):
                 chunk = unique[start:start + 10_000]
@@ -587,7 +596,7 @@ class Store:
     def by_time(self, start_ns: int | None = None, end_ns: int | None = None, *, start_s: float | None = None,
                 end_s: float | None = None, order: str = "asc", limit: int | None = None,
                 topic: str | None = None, camera_frame_id: str | None = None,
-                with_payload: bool = False) -> list[MemoryRecord]:
+                with_payload: bool = False) -> list[StoredMemory]:
         """Memories stamped in ``[start, end]`` (inclusive; open-ended when ``None``), by stamp.
 
         Bounds are nanoseconds (``*_ns``) or float seconds (``*_s``). ``order`` is ``"asc"`` or
@@ -647,7 +656,7 @@ class Store:
 
     def within_radius(self, position, radius_m: float, *, orientation=None, max_angle_rad: float | None = None,
                       topic: str | None = None, camera_frame_id: str | None = None, limit: int | None = None,
-                      with_payload: bool = False) -> list[MemoryRecord]:
+                      with_payload: bool = False) -> list[StoredMemory]:
         """Memories whose position is within ``radius_m`` metres of ``position`` (x, y, z), nearest
         first (ties by id), each with ``distance_m``. Positions are compared as stored, whatever
         their pose frame. ``orientation`` (quaternion x, y, z, w) with ``max_angle_rad`` keeps
@@ -666,7 +675,7 @@ class Store:
 
     def nearest(self, position, k: int, *, orientation=None, max_angle_rad: float | None = None,
                 topic: str | None = None, camera_frame_id: str | None = None,
-                with_payload: bool = False) -> list[MemoryRecord]:
+                with_payload: bool = False) -> list[StoredMemory]:
         """The ``k`` memories nearest to ``position`` (x, y, z metres), nearest first (ties by id),
         each with ``distance_m``; fewer if fewer match. Exact: an R*Tree box search whose radius
         grows until it holds ``k`` matches. ``k`` larger than the number of stored poses is clamped
@@ -758,6 +767,45 @@ class Store:
             first_stamp_ns=min(firsts) if firsts else None, last_stamp_ns=max(lasts) if lasts else None,
             pose_count=pose_count, pose_bounds=bounds, streams=tuple(per_stream), file_bytes=page_size * pages,
             page_size=page_size)
+
+    def id_range(self) -> tuple[int, int]:
+        """``(min id, max id)`` of the stored memories, ``(0, 0)`` for an empty store."""
+        with self._read("read the id range") as conn:
+            low, high = conn.execute("SELECT min(id), max(id) FROM memories").fetchone()
+        return low or 0, high or 0
+
+    def profile_totals(self, head_bytes: int = 4) -> list[ProfileTotals]:
+        """Per profile of stored memories (one read snapshot): their count, PSNR / SSIM counts and sums
+        (finite values only) and the first ``head_bytes`` of one payload.
+
+        Cost: one pass over the memories table (the payload pages are read too, as SQLite keeps
+        small payloads inline), grouped by profile; tens of milliseconds per 10,000 memories.
+        """
+        with self._read("add up the profiles") as conn:
+            rows = conn.execute(
+                "SELECT profile_id, count(*), "
+                "count(CASE WHEN psnr BETWEEN -1e300 AND 1e300 THEN 1 END), "
+                "total(CASE WHEN psnr BETWEEN -1e300 AND 1e300 THEN psnr END), "
+                "count(CASE WHEN ssim BETWEEN -1e300 AND 1e300 THEN 1 END), "
+                "total(CASE WHEN ssim BETWEEN -1e300 AND 1e300 THEN ssim END) "
+                "FROM memories GROUP BY profile_id").fetchall()
+            totals = []
+            for pid, count, pn, ps, sn, ss in rows:
+                head = conn.execute("SELECT substr(payload, 1, ?) FROM memories WHERE profile_id = ? LIMIT 1",
+                                    (int(head_bytes), pid)).fetchone()
+                totals.append(ProfileTotals(self._profile(conn, pid), count, pn, ps, sn, ss,
+                                            bytes(head[0]) if head and head[0] is not None else b""))
+        return totals
+
+    def storage_bytes(self) -> int:
+        """Bytes the store takes on disk: the database file with its WAL and shared-memory files."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += os.path.getsize(f"{self.path}{suffix}")
+            except OSError:
+                pass
+        return total
 
     @staticmethod
     def _pose_index_box(conn: sqlite3.Connection) -> tuple[float, ...] | None:

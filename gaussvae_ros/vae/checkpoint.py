@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from .config import ExperimentConfig, config_from_dict
-from .models import build_model
-from .params import ParamTransform
+from .networks import build_model
+from .features import ParamTransform
 
 MODEL_FORMAT = "gaussvae-vae-model"
 CHECKPOINT_FORMAT = "gaussvae-vae-checkpoint"
@@ -80,14 +80,14 @@ def content_digest(obj: dict) -> str:
     return h.hexdigest()
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
+def atomic_save(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save({**obj, DIGEST_KEY: content_digest(obj)}, tmp)
     os.replace(tmp, path)
 
 
-def _safe_load(path: str | Path) -> dict:
+def safe_load(path: str | Path) -> dict:
     """``torch.load`` with ``weights_only=True``; any unreadable file becomes a ValueError."""
     path = Path(path)
     if not path.exists():
@@ -106,7 +106,7 @@ def _safe_load(path: str | Path) -> dict:
     return obj
 
 
-def _model_entries(model: nn.Module, config: ExperimentConfig, transform: ParamTransform,
+def model_entries(model: nn.Module, config: ExperimentConfig, transform: ParamTransform,
                    slot_mean: np.ndarray) -> dict:
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     return {
@@ -123,12 +123,12 @@ def save_model(path: str | Path, model: nn.Module, config: ExperimentConfig, tra
                slot_mean: np.ndarray) -> Path:
     """Write a model file (format in the module docstring)."""
     path = Path(path)
-    _atomic_save({"format": MODEL_FORMAT, "version": VERSION, **_model_entries(model, config, transform, slot_mean)},
+    atomic_save({"format": MODEL_FORMAT, "version": VERSION, **model_entries(model, config, transform, slot_mean)},
                  path)
     return path
 
 
-def _rebuild(obj: dict, path: Path) -> tuple[nn.Module, ExperimentConfig, ParamTransform, np.ndarray]:
+def rebuild_model(obj: dict, path: Path) -> tuple[nn.Module, ExperimentConfig, ParamTransform, np.ndarray]:
     for key, kind in (("config", str), ("transform", str), ("state_dict", dict), ("norm_mean", torch.Tensor),
                       ("norm_std", torch.Tensor), ("slot_mean", torch.Tensor)):
         if not isinstance(obj.get(key), kind):
@@ -155,7 +155,7 @@ def _rebuild(obj: dict, path: Path) -> tuple[nn.Module, ExperimentConfig, ParamT
     return model, config, transform, obj["slot_mean"].numpy()
 
 
-def _check_format(obj: dict, path: Path, formats: tuple[str, ...]) -> None:
+def check_format(obj: dict, path: Path, formats: tuple[str, ...]) -> None:
     if obj.get("format") not in formats:
         raise ValueError(f"{path}: format {obj.get('format')!r} is not one of {formats}")
     if not isinstance(obj.get("version"), int) or obj["version"] > VERSION:
@@ -166,9 +166,9 @@ def load_model(path: str | Path) -> tuple[nn.Module, ExperimentConfig, ParamTran
     """Rebuild ``(model in eval mode, config, transform with statistics, slot_mean [N, F])`` from a
     model file or a training checkpoint. ValueError if the file is corrupt or inconsistent."""
     path = Path(path)
-    obj = _safe_load(path)
-    _check_format(obj, path, (MODEL_FORMAT, CHECKPOINT_FORMAT))
-    model, config, transform, slot_mean = _rebuild(obj, path)
+    obj = safe_load(path)
+    check_format(obj, path, (MODEL_FORMAT, CHECKPOINT_FORMAT))
+    model, config, transform, slot_mean = rebuild_model(obj, path)
     return model.eval(), config, transform, slot_mean
 
 
@@ -203,8 +203,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
                     transform: ParamTransform, slot_mean: np.ndarray, progress: dict, rng_states: list[dict]) -> Path:
     """Write a training checkpoint; ``rng_states`` holds one :func:`capture_rng` per DDP rank."""
     path = Path(path)
-    _atomic_save({"format": CHECKPOINT_FORMAT, "version": VERSION,
-                  **_model_entries(model, config, transform, slot_mean),
+    atomic_save({"format": CHECKPOINT_FORMAT, "version": VERSION,
+                  **model_entries(model, config, transform, slot_mean),
                   "optimizer": optimizer.state_dict(), "progress": dict(progress), "rng": list(rng_states)}, path)
     return path
 
@@ -213,8 +213,8 @@ def load_checkpoint(path: str | Path) -> dict:
     """Read a training checkpoint: the raw dict plus ``model``, ``config``, ``transform`` and
     ``slot_mean`` rebuilt (ValueError if corrupt, truncated or not a training checkpoint)."""
     path = Path(path)
-    obj = _safe_load(path)
-    _check_format(obj, path, (CHECKPOINT_FORMAT,))
+    obj = safe_load(path)
+    check_format(obj, path, (CHECKPOINT_FORMAT,))
     for key in ("optimizer", "progress", "rng"):
         if key not in obj:
             raise ValueError(f"{path}: training checkpoint lacks {key!r}")
@@ -226,6 +226,6 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(rng, list) or not rng or not all(isinstance(r, dict) and "torch" in r for r in rng):
         raise ValueError(f"{path}: checkpoint rng must be one saved random state per process, got "
                          f"{type(rng).__name__} of {len(rng) if isinstance(rng, list) else '?'}")
-    obj["model"], obj["config"], obj["transform"], obj["slot_mean"] = _rebuild(obj, path)
+    obj["model"], obj["config"], obj["transform"], obj["slot_mean"] = rebuild_model(obj, path)
     return obj
 

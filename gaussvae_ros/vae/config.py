@@ -19,7 +19,7 @@ import yaml
 
 @dataclass
 class ModelConfig:
-    """Network architecture (see :mod:`gaussvae_ros.vae.models` for what each field builds)."""
+    """Network architecture (see :mod:`gaussvae_ros.vae.networks` for what each field builds)."""
 
     name: str = "conv1d_vae"  #: registered model name
     latent_dim: int = 512  #: size of the latent vector z
@@ -38,7 +38,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Training data and its parameter-space representation (:mod:`gaussvae_ros.vae.params`)."""
+    """Training data and its parameter-space representation (:mod:`gaussvae_ros.vae.features`)."""
 
     path: str = "experiments/data/delaunay_12k.npz"  #: npz file or directory of npz files of Gaussian parameters
     representation: str = "cholesky"  #: cholesky | doubled_angle | angle (the prototype's)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .params import ParamTransform
+from .features import ParamTransform
 
 PARAM_SET_FORMAT = "gaussvae-params"
 PARAM_SET_VERSION = 1

@@ -24,6 +24,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from skimage import data
+
+from gaussvae_ros.bag.reader import BagReader, Frame
+from gaussvae_ros.core import fit_image, morton_order
+from gaussvae_ros.core.image import working_image
 
 #: scikit-image's colour photographs (bundled with the package, no download).
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -33,8 +39,6 @@ def photo_views(count: int, long_side: int = 128, seed: int = 0,
                 photos: Iterable[str] = PHOTOS) -> Iterator[tuple[str, np.ndarray]]:
     """``count`` views ``(key, uint8 [H, W, 3])``: a random square-ish crop covering 30-100 % of a
     photo's short side, optionally mirrored, resized so its long side is ``long_side``."""
-    from PIL import Image
-    from skimage import data
 
     images = {name: np.asarray(getattr(data, name)())[:, :, :3] for name in photos}
     names = sorted(images)
@@ -60,8 +64,6 @@ def photo_views(count: int, long_side: int = 128, seed: int = 0,
 def bag_frames(path: str | Path, topics: Iterable[str] | None = None, every: int = 1,
                long_side: int = 256) -> Iterator[tuple[str, np.ndarray]]:
     """Frames ``(key, image)`` of a recording, every ``every``-th per image topic, at ``long_side``."""
-    from ..bag.reader import BagReader, Frame
-    from ..replay import working_image
 
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")
@@ -125,7 +127,6 @@ def _next_shard_index(shards: list[Path]) -> int:
 
 
 def _as_sample(gaussians) -> np.ndarray:
-    from ..core import morton_order
 
     g = gaussians.take(morton_order(gaussians.xy))
     params = g.to_array()
@@ -146,8 +147,6 @@ def build_fitted_set(items: Iterable[tuple[str, np.ndarray]], folder: str | Path
     ``skipped_existing``, ``skipped_small``, ``samples`` (total in the folder), ``shards``,
     ``mean_psnr`` of this run's fits.
     """
-    from ..core import fit_image
-
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     folder = Path(folder)

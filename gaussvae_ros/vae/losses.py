@@ -47,7 +47,7 @@ class VAELoss(nn.Module):
     """Weighted MSE + annealed beta * KL; see the module docstring.
 
     Args:
-        groups: feature-channel slices by group name (:func:`gaussvae_ros.vae.params.feature_groups`).
+        groups: feature-channel slices by group name (:func:`gaussvae_ros.vae.features.feature_groups`).
         beta, anneal_steps, anneal_start: KL schedule (:func:`kl_weight`).
         group_weights: optional per-group MSE weights (unknown names are an error).
     """
@@ -108,7 +108,7 @@ class RenderedImageLoss(nn.Module):
     """Mean squared pixel error between the renderings of decoded and input Gaussians.
 
     Both feature tensors ``[B, F, N]`` (standardized, as the model sees them) are decoded to
-    covariances with ``transform`` (:meth:`~gaussvae_ros.vae.params.ParamTransform.decode_covariance`)
+    covariances with ``transform`` (:meth:`~gaussvae_ros.vae.features.ParamTransform.decode_covariance`)
     and rendered at ``size x size`` with the ``blend`` the Gaussians were fitted for; the input's
     rendering is the target (no gradient). Every sample is rendered separately on the CPU kernel
     (one thread each: batches are small, images tiny). Colours are clamped to ``[0, 1]`` after

@@ -15,7 +15,7 @@ Output directory layout (``gaussvae train --output DIR``):
   ``max_steps`` is reached; every checkpoint first checks that all processes hold the same weights;
 * ``model.pt``: latest model file for inference (:func:`gaussvae_ros.vae.checkpoint.load_model`);
 * ``eval_val.json``: model vs mean predictors on the validation split at the end
-  (:mod:`gaussvae_ros.vae.evaluate`: per-group errors, and the PSNR of the decoded Gaussians'
+  (:mod:`gaussvae_ros.vae.reconstruction`: per-group errors, and the PSNR of the decoded Gaussians'
   renderings against the inputs' at ``loss.image_size``).
 
 Determinism and resume: weights are initialized from ``seed``; each epoch's data order comes from
@@ -50,10 +50,10 @@ from .checkpoint import (capture_rng, content_digest, load_checkpoint, load_mode
                          save_model)
 from .config import ExperimentConfig, save_config
 from .data import AUGMENTATIONS, GaussianParamDataset, dihedral_views, load_param_set, split_indices
-from .evaluate import evaluate_against_mean, slot_mean_of
+from .reconstruction import evaluate_against_mean, slot_mean_of
 from .losses import RenderedImageLoss, VAELoss
-from .models import build_model, count_parameters, init_slot_bias
-from .params import ParamTransform
+from .networks import build_model, count_parameters, init_slot_bias
+from .features import ParamTransform
 
 
 @dataclass

@@ -1,0 +1,171 @@
+"""Renderer: the compiled kernel against the dense float64 PyTorch reference, forward and gradients."""
+
+import numpy as np
+import pytest
+import torch
+
+from gaussvae_ros.core import Gaussians, render, render_params
+from gaussvae_ros.core import _native
+from gaussvae_ros.core.render import _rasterize, count_pairs, min_support_px, project, rasterize
+
+pytestmark = pytest.mark.skipif(_native.load() is None, reason="compiled rasterizer unavailable")
+
+
+def random_params(n, channels, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g, dtype=dtype) * 1.2 - 0.1  # some centres outside the image
+    scale = torch.rand(n, 2, generator=g, dtype=dtype) * 0.08 + 0.004
+    rot = torch.rand(n, generator=g, dtype=dtype) * 7 - 3.5
+    color = torch.rand(n, channels, generator=g, dtype=dtype)
+    return xy, scale, rot, color
+
+
+@pytest.mark.parametrize("blend", ["normalized", "sum"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [(37, 53), (5, 90)])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rmin", [0.0, 6.0])
+def test_forward_and_gradients_match_dense_float64_reference(blend, channels, size, threads, rmin):
+    height, width = size
+    xy, scale, rot, color = random_params(80, channels, seed=height * width + channels)
+    means, conics = project(xy, scale, rot, height, width)
+    ours = [t.float().detach().requires_grad_() for t in (means, conics, color)]
+    ref = [t.detach().clone().requires_grad_() for t in (means, conics, color)]
+    out = rasterize(*ours, height, width, blend=blend, threads=threads, rmin=rmin)
+    expected = _rasterize(*ref, height, width, blend=blend, rmin=rmin)
+    torch.testing.assert_close(out.double(), expected, atol=2e-5, rtol=1e-4)
+
+    v = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    grads = torch.autograd.grad((out * v.float()).sum(), ours)
+    expected_grads = torch.autograd.grad((expected * v).sum(), ref)
+    for name, got, want in zip(("means", "conics", "colors"), grads, expected_grads):
+        scale_ = want.abs().max().clamp_min(1e-12)
+        err = ((got.double() - want).abs().max() / scale_).item()
+        assert err < 1e-4, f"{name}: relative error {err}"
+
+
+def test_gradients_through_projection_match_finite_differences():
+    """End to end on the normalized parameters: autograd through project() + the kernel vs central
+    differences of the float64 reference."""
+    height, width = 24, 31
+    params = [t.detach() for t in random_params(12, 3, seed=3)]
+    v = torch.randn(height, width, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def ref_loss(p):
+        means, conics = project(p[0], p[1], p[2], height, width)
+        rmin = min_support_px(len(p[0]), height, width)
+        return (_rasterize(means, conics, p[3], height, width, rmin=rmin) * v).sum()
+
+    ours = [t.float().requires_grad_() for t in params]
+    loss = (render_params(*ours, height, width) * v.float()).sum()
+    grads = torch.autograd.grad(loss, ours)
+    eps = 1e-6
+    for k, (param, grad) in enumerate(zip(params, grads)):
+        flat = param.reshape(-1)
+        for idx in range(0, flat.numel(), max(1, flat.numel() // 7)):
+            plus = [p.clone() for p in params]
+            minus = [p.clone() for p in params]
+            plus[k].view(-1)[idx] += eps
+            minus[k].view(-1)[idx] -= eps
+            numeric = (ref_loss(plus) - ref_loss(minus)).item() / (2 * eps)
+            analytic = grad.reshape(-1)[idx].item()
+            assert abs(numeric - analytic) <= 2e-3 * max(1.0, abs(numeric)), (k, idx, numeric, analytic)
+
+
+def test_work_is_bounded_by_support_not_pixels_times_gaussians():
+    xy, scale, rot, color = random_params(512, 3, seed=4, dtype=torch.float32)
+    g = Gaussians(xy.numpy(), (scale * 0.25).numpy(), rot.numpy(), color.numpy())
+    pairs = count_pairs(g, 256, 256)
+    assert 0 < pairs < 0.1 * 256 * 256 * 512
+
+
+def test_render_is_resolution_free():
+    """The same Gaussians rendered at 2x the size and box-downsampled give (nearly) the 1x picture."""
+    xy, scale, rot, color = random_params(60, 3, seed=5, dtype=torch.float32)
+    g = Gaussians(xy.numpy(), (scale + 0.02).numpy(), rot.numpy(), color.numpy())
+    small = render(g, 40, 60)
+    large = render(g, 80, 120)
+    down = large.reshape(40, 2, 60, 2, 3).mean(axis=(1, 3))
+    assert small.shape == (40, 60, 3) and large.shape == (80, 120, 3)
+    assert np.abs(small - down).mean() < 0.01
+
+
+def test_normalized_blend_leaves_no_holes_between_thin_gaussians():
+    """Thin Gaussians spread over the image (a jittered 8x8 grid, as a fit places them) with gaps of
+    many standard deviations between them: every pixel still gets a colour (minimum support radius)."""
+    rng = np.random.default_rng(7)
+    grid = (np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) + rng.uniform(0.35, 0.65, (64, 2))) / 8
+    g = Gaussians(grid, np.full((64, 2), 0.012), rng.random(64), rng.uniform(0.2, 1.0, (64, 3)))
+    image = render(g, 96, 128)
+    assert (image.max(axis=2) > 0.1).all()
+
+
+def test_empty_set_renders_black_and_bad_sizes_are_refused():
+    g = Gaussians(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), np.zeros((0, 3)))
+    assert render(g, 4, 5).shape == (4, 5, 3)
+    assert not render(g, 4, 5).any()
+    xy, scale, rot, color = random_params(3, 3, seed=6, dtype=torch.float32)
+    with pytest.raises(ValueError, match="positive"):
+        render_params(xy, scale, rot, color, 0, 10)
+    with pytest.raises(ValueError, match="blend"):
+        render_params(xy, scale, rot, color, 10, 10, blend="max")
+
+
+def test_degenerate_gaussians_do_not_crash():
+    """Zero or NaN scales produce no contribution from that Gaussian instead of a crash."""
+    xy = torch.tensor([[0.5, 0.5], [0.3, 0.3], [0.7, 0.7]])
+    scale = torch.tensor([[0.0, 0.0], [float("nan"), 0.1], [0.1, 0.1]])
+    image = render_params(xy, scale, torch.zeros(3), torch.ones(3, 3), 16, 16)
+    assert image.shape == (16, 16, 3)
+
+
+def test_render_from_covariance_matches_scale_rotation_and_is_smooth_for_round_gaussians():
+    from gaussvae_ros.core.render import render_covariance
+    from gaussvae_ros.vae.features import covariance_entries, features_to_covariance, params_to_features
+
+    xy, scale, rot, color = random_params(40, 3, seed=5, dtype=torch.float32)
+    cov = torch.stack(covariance_entries(scale, rot), -1)
+    expected = render_params(xy, scale, rot, color, 31, 45)
+    assert torch.allclose(render_covariance(xy, cov, color, 31, 45), expected, atol=1e-5)
+    # exactly round Gaussians: the angle is undefined, the Cholesky-to-covariance path still has
+    # finite gradients (an eigen-decomposition would not)
+    round_scale = torch.full_like(scale, 0.03)
+    params = torch.cat([xy, round_scale, rot[:, None], color], -1)
+    features = params_to_features(params, "cholesky").requires_grad_()
+    mxy, mcov, mcolor = features_to_covariance(features, "cholesky")
+    image = render_covariance(mxy, mcov, mcolor, 31, 45)
+    assert torch.allclose(image, render_params(xy, round_scale, rot, color, 31, 45), atol=1e-5)
+    image.pow(2).sum().backward()
+    assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0
+
+
+def test_batched_covariance_renders_are_the_sets_rendered_one_by_one_with_or_without_autograd():
+    from gaussvae_ros.core.render import render_covariance
+    from gaussvae_ros.vae.features import covariance_entries
+
+    sets = [random_params(30, 3, seed=seed, dtype=torch.float32) for seed in (1, 2, 3)]
+    xy, cov, color = (torch.stack(parts) for parts in zip(*[(x, torch.stack(covariance_entries(s, r), -1), c)
+                                                            for x, s, r, c in sets]))
+    batched = render_covariance(xy, cov, color, 17, 23)
+    assert batched.shape == (3, 17, 23, 3)
+    for b in range(3):
+        with torch.no_grad():  # the kernel without autograd bookkeeping ...
+            plain = render_covariance(xy[b], cov[b], color[b], 17, 23)
+        tracked = render_covariance(xy[b], cov[b], color[b].clone().requires_grad_(), 17, 23)  # ... and with it
+        assert torch.equal(batched[b], plain) and torch.equal(plain, tracked.detach())
+
+
+@pytest.mark.parametrize("channels, blend", [(3, "normalized"), (1, "normalized"), (3, "sum")])
+def test_banded_uint8_render_is_the_whole_render(channels, blend):
+    """Recall renders large images in bands to bound its memory: the bands join without seams."""
+    from gaussvae_ros.core import to_uint8
+    from gaussvae_ros.core.render import render_uint8
+
+    xy, scale, rot, color = random_params(60, channels, seed=11, dtype=torch.float32)
+    g = Gaussians(xy.numpy(), scale.numpy(), rot.numpy(), color.numpy(), blend=blend)
+    whole = to_uint8(render(g, 97, 131))
+    for band_pixels in (131 * 7, 131, 1):  # 7 rows, one row, and less than a row (still one row)
+        banded = render_uint8(g, 97, 131, band_pixels=band_pixels)
+        assert banded.shape == whole.shape and banded.dtype == np.uint8
+        diff = np.abs(banded.astype(int) - whole.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # float rounding of the shifted centres at most
