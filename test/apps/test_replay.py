@@ -15,21 +15,13 @@ import numpy as np
 import pytest
 
 from gaussvae_ros.bag.keyframes import KeyframeConfig
-from gaussvae_ros.bag.writer import (
-    BagMessage,
-    camera_info_message,
-    compressed_image_message,
-    image_message,
-    odometry_message,
-    write_bag,
-)
 from gaussvae_ros.core import encoded_size
 from gaussvae_ros.apps.replay import ReplayOptions, replay_bag
 from gaussvae_ros.core.image import working_image
 from gaussvae_ros.store import page_size_for_payload
 
-from support.recordings import (BAGS, EVERY_FRAME, FAST, MS, ROOT, T0, blocks, cli_env, drifting,  # noqa: F401
-                                open_store, run_cli, shared, synthetic_recording)
+from support.recordings import (EVERY_FRAME, FAST, MS, ROOT, T0, blocks, cli_env, drifting, open_store, run_cli,
+                                shared, synthetic_recording)
 
 
 # --- written recordings -------------------------------------------------------------------------
