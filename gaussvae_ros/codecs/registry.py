@@ -27,10 +27,14 @@ Adding a codec (e.g. VAE latents decoded by a checkpoint)::
 The recall node imports the modules named in its ``codec_modules`` parameter at start-up, so a
 module that calls :func:`register_codec` at import time plugs a codec in without touching the node.
 
+``gaussians-rd``: rate-distortion-optimized, entropy-coded Gaussians
+(:mod:`gaussvae_ros.codecs.gaussians_rd`), no model.
+
 Encoding (the encoder node and ``gaussvae replay``): :func:`payload_encoder` returns a
-:class:`PayloadEncoder` for a codec id: ``gaussians-q`` (no model) or ``vae-latent`` with a model
-file (default: the model shipped in ``gaussvae_ros/models/``, registered for recall in the same
-process), at a fixed quantization step or at the finest step that fits a byte budget.
+:class:`PayloadEncoder` for a codec id: ``gaussians-rd`` (a byte budget per memory; it fits the
+frame itself), ``gaussians-q`` (no model) or ``vae-latent`` with a model file (default: the model
+shipped in ``gaussvae_ros/models/``, registered for recall in the same process), at a fixed
+quantization step or at the finest step that fits a byte budget.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from gaussvae_ros.core import FitConfig, decode_gaussians, encode_gaussians, enc
 from gaussvae_ros.core.render import render_uint8
 from gaussvae_ros.store.records import DEFAULT_CODEC
 
+from . import gaussians_rd as rd
 from . import latent as lc
 from .errors import ModelMismatchError, UnknownCodecError
 from .latent import image_encoder
@@ -142,7 +147,7 @@ def render_memory(payload: bytes, codec_id: str, model_id: str, width: int, heig
 
 
 #: Codec ids :func:`payload_encoder` can encode with.
-ENCODABLE_CODECS = ("gaussians-q", "vae-latent")
+ENCODABLE_CODECS = ("gaussians-rd", "gaussians-q", "vae-latent")
 #: ``tiles`` settings of :func:`payload_encoder`: 0 (per frame) or a count of
 #: :data:`gaussvae_ros.codecs.latent.tiles.TILE_COUNTS` (listed here so that checking a setting needs no torch).
 LATENT_TILE_SETTINGS = (0, 1, 2, 4, 8, 16)
@@ -157,7 +162,11 @@ class PayloadEncoder:
     fitter's defaults)), stored with ``codec_id`` and ``model_id`` so that recall finds the decoder.
     ``n_gaussians``: the count the codec needs (0: any). ``payload_bytes(n_gaussians)``: the
     typical payload size of a memory (bytes, for RGB frames; ``None``: unknown), which sizes a new
-    store's pages (:func:`gaussvae_ros.store.page_size_for_payload`)."""
+    store's pages (:func:`gaussvae_ros.store.page_size_for_payload`).
+
+    ``encode_frame``: set for codecs that fit the frame themselves (``gaussians-rd``: the number of
+    Gaussians follows from the byte budget): ``encode_frame(image, init=None, *, fit=None) ->
+    (payload, decoded Gaussians)``, ``init`` a warm start; the pipeline then skips its own fit."""
 
     codec_id: str
     model_id: str
@@ -165,6 +174,7 @@ class PayloadEncoder:
     description: str = ""
     n_gaussians: int = 0
     payload_bytes: Callable[[int], int | None] = lambda n_gaussians: None
+    encode_frame: Callable | None = None
 
     def check_count(self, n_gaussians: int) -> None:
         """ValueError unless memories of ``n_gaussians`` Gaussians can be encoded."""
@@ -195,6 +205,8 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
         UnknownCodecError: a codec id that cannot be encoded.
         ValueError: options that do not fit the codec, an unreadable model file.
     """
+    if codec_id == rd.CODEC_ID:
+        return _rd_encoder(max_bytes, model, step, refine_iters, tiles)
     if codec_id == "gaussians-q":
         if model or step or max_bytes or refine_iters or tiles != 1:
             raise ValueError("codec 'gaussians-q' takes no model, step, byte budget, refinement or tiles")
@@ -246,13 +258,41 @@ def payload_encoder(codec_id: str = "gaussians-q", model: str = "", step: float 
                           bundle.seq_len, payload_bytes=lambda n_gaussians: max_bytes or None)
 
 
+def _rd_encoder(max_bytes: int, model: str, step: float, refine_iters: int, tiles: int) -> PayloadEncoder:
+    """``gaussians-rd`` at ``max_bytes`` per memory (see :func:`payload_encoder`)."""
+    if model or step or refine_iters or tiles != 1:
+        raise ValueError(f"codec {rd.CODEC_ID!r} takes a byte budget only (no model, step, refinement or tiles)")
+    if not rd.MIN_BUDGET <= max_bytes <= rd.MAX_BUDGET:
+        raise ValueError(f"codec {rd.CODEC_ID!r} needs a byte budget per memory in {rd.MIN_BUDGET}..{rd.MAX_BUDGET}, "
+                         f"got {max_bytes}")
+
+    def encode_frame(image, init=None, *, fit: FitConfig | None = None):
+        config = rd.RDConfig.from_fit(fit)
+        result = rd.encode_image(image, max_bytes, config, init=init)
+        return result.payload, result.gaussians
+
+    def encode(gaussians, image=None, *, fit: FitConfig | None = None) -> bytes:
+        if image is None:
+            raise ValueError(f"codec {rd.CODEC_ID!r} fits the frame itself: it needs the image")
+        return encode_frame(image, gaussians, fit=fit)[0]
+
+    return PayloadEncoder(rd.CODEC_ID, "", encode, f"entropy-coded Gaussians (<= {max_bytes} B)",
+                          payload_bytes=lambda n_gaussians: max_bytes, encode_frame=encode_frame)
+
+
 def _decode_quantized_gaussians(payload: bytes, model_id: str):
     return decode_gaussians(payload)
+
+
+def _decode_rd_gaussians(payload: bytes, model_id: str):
+    return rd.decode(payload).gaussians
 
 
 def _register_builtins() -> None:
     register_codec(DEFAULT_CODEC, _decode_quantized_gaussians, model_ids=("",), replace=True,
                    description="quantized 2D Gaussians (gaussvae_ros.core.codec), no model")
+    register_codec(rd.CODEC_ID, _decode_rd_gaussians, model_ids=("",), replace=True,
+                   description="entropy-coded 2D Gaussians (gaussvae_ros.codecs.gaussians_rd), no model")
     register_codec(lc.CODEC_ID, lc.decode_memory, model_ids=None, replace=True,
                    description="entropy-coded VAE latent (gaussvae_ros.codecs.latent), model id = its hash")
 

@@ -239,7 +239,7 @@ def _prepare_warm_start(warm: Gaussians, target: np.ndarray, config: FitConfig,
     """Adapt the previous frame's Gaussians to this frame before optimizing: shift them by the global
     image motion (phase correlation of their rendering with the new frame), then move the ones that
     left the image and the least useful ones (smallest share of the blended image, as in
-    :func:`_contribution`) to where the shifted rendering is worst, as a cold fit's error-guided
+    :func:`contribution`) to where the shifted rendering is worst, as a cold fit's error-guided
     addition would."""
     h, w, _ = target.shape
     warm = warm.copy()
@@ -251,9 +251,9 @@ def _prepare_warm_start(warm: Gaussians, target: np.ndarray, config: FitConfig,
     count = max(int(outside.sum()), int(config.warm_reseed_fraction * len(warm)))
     if count == 0:
         return warm
-    contribution = _contribution(warm, h, w, config)
-    contribution[outside] = -1.0
-    weakest = np.argsort(contribution, kind="stable")[:count]
+    share = contribution(warm, h, w, config.threads)
+    share[outside] = -1.0
+    weakest = np.argsort(share, kind="stable")[:count]
     rendered = render(warm, h, w, threads=config.threads)
     error = np.abs(rendered - target).sum(axis=2) + 1e-6
     keep = np.setdiff1d(np.arange(len(warm)), weakest)
@@ -264,12 +264,13 @@ def _prepare_warm_start(warm: Gaussians, target: np.ndarray, config: FitConfig,
     return warm
 
 
-def _contribution(g: Gaussians, h: int, w: int, config: FitConfig) -> np.ndarray:
-    """Each Gaussian's share of the rendered image, ``sum_p w_i(p) / sum_j w_j(p)`` (normalized blend)
-    or ``sum_p w_i(p)`` (sum blend): the colour gradient of the image's sum, one backward pass."""
+def contribution(g: Gaussians, h: int, w: int, threads: int | None = None) -> np.ndarray:
+    """Each Gaussian's share ``[N]`` of its rendering at ``h x w`` pixels, ``sum_p w_i(p) / sum_j w_j(p)``
+    (normalized blend) or ``sum_p w_i(p)`` (sum blend): the colour gradient of the image's sum, one
+    backward pass. What warm starts re-place and rate control prunes first when small."""
     tensors = [torch.from_numpy(a) for a in (g.xy, g.scale, g.rot)]
     color = torch.from_numpy(g.color.copy()).requires_grad_()
-    image = render_params(*tensors, color, h, w, blend=g.blend, threads=config.threads)
+    image = render_params(*tensors, color, h, w, blend=g.blend, threads=threads)
     (grad,) = torch.autograd.grad(image.sum(), color)
     return grad[:, 0].numpy().copy()
 
