@@ -18,12 +18,16 @@ import statistics
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
+from skimage import data
 
 from gaussvae_ros.core import FitConfig, fit_image, render, resize_long_side, to_float_image
+from gaussvae_ros.vae.fitted_sets import bag_frames
 
 BENCH_IMAGES = ("astronaut", "chelsea", "coffee", "rocket")
 WARM_START_LONG_SIDE = 256
@@ -42,8 +46,6 @@ def torch_threads(n: int):
 
 
 def skimage_photo(name: str, long_side: int) -> np.ndarray:
-    from skimage import data
-
     return resize_long_side(to_float_image(getattr(data, name)()), long_side)
 
 
@@ -81,10 +83,6 @@ def fit_benchmark(config: FitConfig, progress: bool = True) -> dict:
 def kitti_frames(bag: Path, count: int, long_side: int) -> list[np.ndarray]:
     """The first ``count`` frames, brought to the working size exactly as replay and the encoder do,
     as float ``[H, W, C]`` images."""
-    from itertools import islice
-
-    from gaussvae_ros.vae.fitted_sets import bag_frames
-
     return [to_float_image(image) for _, image in islice(bag_frames(bag, long_side=long_side), count)]
 
 
@@ -130,7 +128,6 @@ def core_benchmark(long_run: bool = True, bag: str | None = None, progress: bool
     if long_run:
         if progress:
             print("fit, 10x budget", file=sys.stderr)
-        from dataclasses import replace
 
         long = fit_benchmark(replace(config, max_iters=10 * config.max_iters), progress)
         out.update({

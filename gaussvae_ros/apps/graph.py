@@ -37,6 +37,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from gaussvae_ros.bag.reader import BagReader
+
 from gaussvae_ros.nodes import EXECUTABLES
 
 __all__ = ["GraphOptions", "default_params_file", "encoder_inputs", "graph_commands", "run_graph"]
@@ -129,8 +133,6 @@ def graph_commands(options: GraphOptions) -> list[tuple[str, list[str]]]:
 
 def encoder_inputs(options: GraphOptions) -> list[str]:
     """The encoder's image topics after namespacing and remapping, read from the parameter file."""
-    import yaml
-
     data = yaml.safe_load(options.params_file.read_text()) or {}
     params = {}
     for key, section in data.items():
@@ -150,8 +152,6 @@ def encoder_inputs(options: GraphOptions) -> list[str]:
 def _played_inputs(options: GraphOptions) -> list[str]:
     """Encoder inputs that the recording holds (what the player should wait for)."""
     try:
-        from gaussvae_ros.bag.reader import BagReader
-
         with BagReader(options.bag) as bag:
             recorded = set(bag.image_topics)
     except Exception:  # unreadable here: the player reports it

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "ImageDecodeError",
@@ -136,8 +137,6 @@ def compressed_image_to_numpy(msg) -> np.ndarray:
     Raises:
         ImageDecodeError: empty, truncated or undecodable payload, or a ``compressedDepth`` image.
     """
-    from PIL import Image, UnidentifiedImageError
-
     fmt = str(getattr(msg, "format", "") or "")
     if "compresseddepth" in fmt.lower():
         raise ImageDecodeError(f"compressedDepth images are not camera images (format {fmt!r})")

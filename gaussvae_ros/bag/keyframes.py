@@ -42,6 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from .poses import StampedPose, quaternion_angle
 
@@ -79,8 +80,6 @@ def image_thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray
 
     ``image``: ``[H, W]`` or ``[H, W, C]``, uint8 / uint16 (full range) or float in ``[0, 1]``.
     """
-    from PIL import Image
-
     image = np.asarray(image)
     if image.ndim not in (2, 3) or image.size == 0:
         raise ValueError(f"expected an [H, W] or [H, W, C] image, got shape {image.shape}")

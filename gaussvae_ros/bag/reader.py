@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
 
 from .images import message_to_numpy
 from .poses import PoseTrack, pose_from_message
@@ -179,9 +181,6 @@ class BagReader:
         self.path = path
 
     def __enter__(self) -> "BagReader":
-        from rosbags.highlevel import AnyReader
-        from rosbags.typesys import Stores, get_typestore
-
         try:
             reader = AnyReader([self.path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
             reader.open()

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from PIL import Image
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
 
 __all__ = [
     "BagMessage",
@@ -29,8 +32,6 @@ __all__ = [
 
 @lru_cache(maxsize=1)
 def _typestore():
-    from rosbags.typesys import Stores, get_typestore
-
     return get_typestore(Stores.ROS2_HUMBLE)
 
 
@@ -62,8 +63,6 @@ def image_message(stamp_ns: int, frame_id: str, pixels: np.ndarray, encoding: st
 
 def compressed_image_message(stamp_ns: int, frame_id: str, pixels: np.ndarray, fmt: str = "png"):
     """A ``sensor_msgs/CompressedImage`` of ``pixels`` encoded as ``png`` or ``jpeg`` with Pillow."""
-    from PIL import Image
-
     out = io.BytesIO()
     Image.fromarray(np.asarray(pixels)).save(out, format={"png": "PNG", "jpeg": "JPEG"}[fmt])
     return _t("sensor_msgs/msg/CompressedImage")(header=_header(stamp_ns, frame_id), format=fmt,
@@ -115,8 +114,6 @@ class BagMessage:
 
 def write_bag(path: str | Path, messages: Iterable[BagMessage], storage: str = "sqlite3") -> Path:
     """Write ``messages`` to a new rosbag2 folder ``path`` (must not exist) with ``sqlite3`` or ``mcap`` storage."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     plugins = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
     if storage not in plugins:
         raise ValueError(f"unknown storage {storage!r} (use sqlite3 or mcap)")

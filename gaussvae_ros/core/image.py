@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from skimage.metrics import structural_similarity
 
 #: Largest image accepted, in pixels (a 64-megapixel frame); larger input is refused, not resized.
 MAX_PIXELS = 64_000_000
@@ -86,8 +87,6 @@ def psnr(reference: np.ndarray, test: np.ndarray) -> float:
 
 def ssim(reference: np.ndarray, test: np.ndarray) -> float:
     """Structural similarity (scikit-image's default 7x7 window, data range 1) of float images [H, W, C]."""
-    from skimage.metrics import structural_similarity
-
     a, b = np.asarray(reference, dtype=np.float64), np.asarray(test, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")

@@ -41,6 +41,7 @@ import torch
 
 from . import _native
 from .gaussians import Gaussians
+from .image import to_uint8
 
 #: Variance (pixels^2) added to every Gaussian's pixel-space covariance.
 LOWPASS_VARIANCE = 0.3
@@ -316,8 +317,6 @@ def render_uint8(gaussians: Gaussians, height: int, width: int, *, threads: int 
     ``band_pixels`` pixels: large outputs (recall at 8192 x 8192) need the uint8 image and one
     band's float buffers, not float buffers of the whole image. Each band is rendered with the whole
     image's projection and support radius, so the bands join without seams."""
-    from .image import to_uint8
-
     height, width = _check_size(height, width)
     channels = gaussians.channels
     out = np.empty((height, width) if channels == 1 else (height, width, channels), dtype=np.uint8)

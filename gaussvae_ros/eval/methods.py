@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from PIL import features
 from skimage.metrics import peak_signal_noise_ratio
 
+from gaussvae_ros.codecs.latent.image_encoder import encode_image
 from gaussvae_ros.core import (BitDepths, FitConfig, Gaussians, decode_gaussians, encode_gaussians, encoded_size,
                                fit_image, render, to_uint8)
 
@@ -305,8 +307,6 @@ class LatentMethod(Method):
         return fits[key]
 
     def compress(self, ctx: ImageContext, budget: int) -> Encoded:
-        from gaussvae_ros.codecs.latent.image_encoder import encode_image
-
         cache = self._cache(ctx)
         if budget not in cache:
             gaussians = ctx.fit(self.n_gaussians, self.channels)
@@ -377,8 +377,6 @@ def load_latent_method(model_path: str | None, refine_iters: int = 0,
 
 def pillow_codecs(names=("jpeg", "webp", "avif")) -> tuple[list[PillowCodec], dict[str, str]]:
     """The Pillow codecs this Pillow build supports, and a note for each one it does not."""
-    from PIL import features
-
     table = {
         "jpeg": ("jpg", lambda: PillowCodec("jpeg", "JPEG", optimize=True)),
         "webp": ("webp", lambda: PillowCodec("webp", "WEBP", method=6)),

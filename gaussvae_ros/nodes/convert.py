@@ -16,9 +16,17 @@ P = [K | 0] (a monocular camera) and zero binning / ROI; the size is the memory'
 from __future__ import annotations
 
 import array
+import functools
 import math
 
 import numpy as np
+
+from gaussvae_ros.store import CameraIntrinsics, Memory
+from gaussvae_ros.store import Pose as StoredPose
+
+# The ROS message types are imported inside the functions that build them, and torch inside
+# device_for: the demo and the tests use the time conversions here without a ROS message build, and
+# the memory node never needs torch (~0.9 s).
 
 __all__ = [
     "MEMORY_QOS", "NS_PER_S", "camera_info_from_intrinsics", "device_for", "diagnostic_status",
@@ -81,8 +89,6 @@ def memory_from_record_msg(msg):
         ValueError: the record is malformed (empty topic or codec, zero size, payload_size not the
             payload length, non-finite pose or intrinsics...).
     """
-    from gaussvae_ros.store import CameraIntrinsics, Memory, Pose
-
     payload = msg.payload.tobytes() if hasattr(msg.payload, "tobytes") else bytes(msg.payload)
     if int(msg.payload_size) != len(payload):
         raise ValueError(f"payload_size {msg.payload_size} is not the payload length {len(payload)}")
@@ -93,7 +99,7 @@ def memory_from_record_msg(msg):
     pose = None
     if msg.has_pose:
         p, o = msg.pose.position, msg.pose.orientation
-        pose = Pose((p.x, p.y, p.z), (o.x, o.y, o.z, o.w))
+        pose = StoredPose((p.x, p.y, p.z), (o.x, o.y, o.z, o.w))
     intrinsics = None
     if msg.has_camera_info:
         info = msg.camera_info
@@ -230,8 +236,6 @@ def guarded_service(method):
     """Wrap a service callback ``method(self, request, response)`` so that an unexpected exception
     becomes ``success = false`` with the error in ``message`` (logged) instead of ending the
     executor's spin: a bad request or a bug in one answer must never take the node down."""
-    import functools
-
     @functools.wraps(method)
     def wrapper(self, request, response):
         try:
@@ -247,8 +251,6 @@ def guarded_service(method):
 def guarded_callback(method):
     """Wrap a subscription callback so that an unexpected exception is logged, not raised into the
     executor (which would stop the node)."""
-    import functools
-
     @functools.wraps(method)
     def wrapper(self, *args):
         try:

@@ -20,6 +20,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+
 __all__ = ["ParamSpec", "declare_parameters", "install_validator", "nonempty", "real_list", "yaml_defaults"]
 
 
@@ -39,8 +41,6 @@ class ParamSpec:
 
 
 def _descriptor(spec: ParamSpec):
-    from rcl_interfaces.msg import ParameterDescriptor, ParameterType
-
     types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
              list: ParameterType.PARAMETER_STRING_ARRAY}
@@ -74,8 +74,6 @@ def install_validator(node, specs, values: dict, check: Callable[[dict], list[st
     accepted, then ``apply(values)`` is called. Parameters not in ``specs`` pass through untouched
     (``use_sim_time`` and the like).
     """
-    from rcl_interfaces.msg import SetParametersResult
-
     known = {spec.name: spec for spec in specs}
 
     def on_set(params) -> SetParametersResult:

@@ -37,12 +37,14 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 
 from gaussvae_ros_interfaces.srv import Recall
 
 from gaussvae_ros.store import Store, StoreError
 
 from gaussvae_ros.codecs import known_codecs, render_memory
+from gaussvae_ros.codecs.latent import model_files, register_latent_model
 from .convert import (camera_info_from_intrinsics, device_for, guarded_service, image_message, ns_to_time,
                       output_size)
 from .params import (ParamSpec, check_choice, check_range, declare_parameters, install_validator, nonempty,
@@ -197,8 +199,6 @@ class RecallNode(Node):
 def register_model_files(entry: str) -> list[str]:
     """Load the ``vae-latent`` model file ``entry`` (or every ``*.pt`` in a folder) for recall; their
     model ids. ValueError naming the file when one cannot be loaded (the node does not start)."""
-    from gaussvae_ros.codecs.latent import model_files, register_latent_model
-
     files = model_files(entry)
     if not files:
         raise ValueError(f"latent_models: folder {entry} holds no *.pt model files")
@@ -209,8 +209,6 @@ def register_model_files(entry: str) -> list[str]:
 
 
 def _header(record):
-    from std_msgs.msg import Header
-
     return Header(stamp=ns_to_time(record.stamp_ns), frame_id=record.camera_frame_id)
 
 

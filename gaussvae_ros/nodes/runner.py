@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import sys
 
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+from gaussvae_ros.store import StoreError
+
 
 def run_node(node_class, args=None, num_threads: int = 4) -> int:
     """Create ``node_class()`` and spin it until shutdown; returns the process exit status."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-
-    from gaussvae_ros.store import StoreError
-
     rclpy.init(args=args)
     node = None
     status = 0

@@ -45,6 +45,7 @@ from .records import (CameraIntrinsics, InsertResult, Memory, StoredMemory, Pose
                       StoreStats, Stream, StreamStats, check_position, check_quaternion, check_stamp_ns,
                       seconds_to_ns)
 from .pages import DEFAULT_PAGE_SIZE, check_page_size, page_size_for_payload
+from .retention import RetentionReport, apply_retention
 from .segments import Segment, extend_segments
 
 _META_COLUMNS = "m.id, m.stream_id, m.stamp_ns, m.profile_id, m.x, m.y, m.z, m.qx, m.qy, m.qz, m.qw, " \
@@ -916,7 +917,6 @@ class Store:
     # ----------------------------------------------------------------------------------------
     # retention
 
-    def apply_retention(self, policy) -> "RetentionReport":
+    def apply_retention(self, policy) -> RetentionReport:
         """Bring the store within ``policy`` (a :class:`~.retention.RetentionPolicy`); see :mod:`.retention`."""
-        from .retention import apply_retention
         return apply_retention(self, policy)

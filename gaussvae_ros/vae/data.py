@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gaussvae_ros.core import morton_order
+
 from .features import ParamTransform
 
 PARAM_SET_FORMAT = "gaussvae-params"
@@ -122,8 +124,6 @@ def dihedral_views(params: np.ndarray) -> np.ndarray:
     Gaussians (``u -> 1 - u`` negates the angle, swapping ``u, v`` reflects it about 45 degrees),
     re-sorted along the Morton curve so that each view is a valid sample. View 0 is the input.
     """
-    from gaussvae_ros.core import morton_order
-
     params = check_params_array(params)
     views = []
     for transpose in (False, True):

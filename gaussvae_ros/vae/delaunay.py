@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import Delaunay
 
+from gaussvae_ros.core import morton_order
+
 from gaussvae_ros.core.gaussians import Gaussians
 
 COLOR_MODES = ("random", "gradient")
@@ -163,7 +165,6 @@ def delaunay_gaussians(art: DelaunayArt, n_gaussians: int = 512, morton: bool = 
     verts, tris, cols = subdivide_triangles(art.vertices, art.triangles, art.colors, n_gaussians)
     g = triangle_gaussians(verts, tris, cols)
     if morton:
-        from gaussvae_ros.core import morton_order
         g = g.take(morton_order(g.xy))
     return g
 

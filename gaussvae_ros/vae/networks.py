@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gaussvae_ros.core import morton_order
+
 from .config import ModelConfig
 
 #: Registered model classes by name (see :func:`register_model`).
@@ -273,8 +275,6 @@ def grid_cells(n: int, aspect: float = 1.5) -> tuple[int, int, np.ndarray]:
     """The grid of ``n`` slots: ``(rows, cols, cells)`` with about ``aspect`` times more columns than
     rows (a landscape image) and ``cells [n]`` the row-major cell index of each slot, slots in
     Morton order of the cell centres (the first ``n`` cells are used)."""
-    from gaussvae_ros.core import morton_order
-
     rows = max(1, round(math.sqrt(n / aspect)))
     cols = math.ceil(n / rows)
     index = np.arange(n)

@@ -37,7 +37,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
 
 from .checkpoint import (capture_rng, content_digest, load_checkpoint, load_model, restore_rng, save_checkpoint,
                          save_model)
@@ -187,6 +188,34 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
     after training in parameter space); ignored when resuming.
     """
     output = Path(output)
+    _check_run(config, output, resume, max_steps)
+    ctx = setup_distributed(config.train.device)
+    if config.train.batch_size % ctx.world_size:
+        raise ValueError(f"train.batch_size {config.train.batch_size} is not divisible by {ctx.world_size} processes")
+    ckpt = _resume_state(output, config, ctx) if resume else None
+    data = _training_data(config, ckpt)
+    run = _start_run(config, output, ctx, data, ckpt, init)
+    writer = _open_writer(run, data, resumed=ckpt is not None)
+    _log(ctx, f"gaussvae train: {config.model.name}, {count_parameters(run.model):,} parameters, "
+              f"{len(data.train_set)} train / {len(data.splits['val'])} val samples, {ctx.world_size} process(es) on "
+              f"{ctx.device}, representation {data.transform.representation}")
+    started = time.monotonic()
+    _train_epochs(run, data, writer)
+    summary: dict = {"output": str(output), "model": config.model.name, "parameters": count_parameters(run.model),
+                     "step": run.step, "epoch": run.epoch, "world_size": ctx.world_size,
+                     "weights_sha256": _check_ranks_agree(ctx, run.model),
+                     "seconds": round(time.monotonic() - started, 2), "train": run.last_train, "val": run.last_val}
+    if ctx.is_main:
+        _finish(run, data, summary)
+        writer.close()
+    if ctx.distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+def _check_run(config: ExperimentConfig, output: Path, resume: bool, max_steps: int | None) -> None:
+    """The run's settings and its output folder checked (``max_steps`` replaces ``train.max_steps``)."""
     if max_steps is not None:
         if max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {max_steps}")
@@ -200,12 +229,21 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
     if resume and not has_checkpoint:
         raise ValueError(f"nothing to resume: {output / 'checkpoint.pt'} does not exist")
 
-    ctx = setup_distributed(tc.device)
-    if tc.batch_size % ctx.world_size:
-        raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by {ctx.world_size} processes")
-    ckpt = _resume_state(output, config, ctx) if resume else None
 
-    # Data, split and parameter-space statistics (identical on every rank).
+@dataclass
+class _Data:
+    """The run's data (identical on every rank): split, transform, datasets, slot means."""
+
+    splits: dict
+    transform: ParamTransform
+    train_set: GaussianParamDataset
+    val_set: GaussianParamDataset | None
+    slot_mean: np.ndarray
+
+
+def _training_data(config: ExperimentConfig, ckpt: dict | None) -> _Data:
+    """Data, split and parameter-space statistics (a resumed run keeps its transform and slot means);
+    sets the model config's input channels and sequence length."""
     params = load_param_set(config.data.path)
     splits = split_indices(len(params), config.data.val_fraction, config.data.test_fraction, config.data.split_seed)
     if config.data.augment not in AUGMENTATIONS:
@@ -222,17 +260,64 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
     val_set = GaussianParamDataset(params[splits["val"]], transform) if len(splits["val"]) else None
     slot_mean = ckpt["slot_mean"] if ckpt is not None else slot_mean_of(train_set.features)
     config.model.in_channels, config.model.seq_len = transform.num_features, params.shape[1]
+    return _Data(splits, transform, train_set, val_set, slot_mean)
 
-    # Model and optimizer.
+
+@dataclass
+class _Run:
+    """A training run's parts and its progress: where the loop is (``step``, ``epoch``), the running
+    loss sums of the current epoch (``keys``, ``sums``) and the last epoch's averages. The loop
+    updates it; :meth:`checkpoint` saves it."""
+
+    config: ExperimentConfig
+    output: Path
+    ctx: DistContext
+    model: torch.nn.Module
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: VAELoss
+    progress: dict
+    step: int = 0
+    epoch: int = 0
+    keys: list[str] = field(default_factory=list)
+    sums: torch.Tensor | None = None
+    last_train: dict[str, float] = field(default_factory=dict)
+    last_val: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.step, self.epoch = self.progress["step"], self.progress["epoch"]
+
+    def checkpoint(self, data: _Data, batch_in_epoch: int) -> None:
+        """Save the checkpoint and the model file (``batch_in_epoch`` > 0: mid-epoch, with each
+        process's running loss sums, so the resumed epoch averages all its batches)."""
+        ctx = self.ctx
+        if ctx.distributed:  # one process has nothing to disagree with
+            _check_ranks_agree(ctx, self.model)
+        rng_states = _gather_rng(ctx)
+        partial = {"keys": self.keys, "sums": self.sums.tolist()} if batch_in_epoch and self.sums is not None else None
+        partials = _gather(ctx, partial)
+        if ctx.is_main:
+            state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": batch_in_epoch,
+                     "world_size": ctx.world_size, "epoch_sums": partials if any(partials) else []}
+            save_checkpoint(self.output / "checkpoint.pt", self.model, self.optimizer, self.config, data.transform,
+                            data.slot_mean, state, rng_states)
+            save_model(self.output / "model.pt", self.model, self.config, data.transform, data.slot_mean)
+
+
+def _start_run(config: ExperimentConfig, output: Path, ctx: DistContext, data: _Data, ckpt: dict | None,
+               init: str | Path | None) -> _Run:
+    """Model, optimizer and loss (from the checkpoint, ``init``'s weights or new), and the random
+    generators where the run stands."""
+    tc = config.train
     torch.manual_seed(tc.seed)
     model = build_model(config.model)
-    model.attach_transform(transform)
+    model.attach_transform(data.transform)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"].state_dict())
     elif init is not None:
-        model.load_state_dict(_initial_weights(init, config, transform))
+        model.load_state_dict(_initial_weights(init, config, data.transform))
     else:
-        init_slot_bias(model, transform, slot_mean)
+        init_slot_bias(model, data.transform, data.slot_mean)
     model.to(ctx.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     if ckpt is not None:
@@ -241,8 +326,8 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
             group["lr"], group["weight_decay"] = tc.lr, tc.weight_decay
     net = DistributedDataParallel(model) if ctx.distributed else model
     lc = config.loss
-    image_loss = RenderedImageLoss(transform, lc.image_size) if lc.image_weight > 0 else None
-    criterion = VAELoss(transform.groups, lc.beta, lc.kl_anneal_steps, lc.kl_anneal_start, lc.group_weights,
+    image_loss = RenderedImageLoss(data.transform, lc.image_size) if lc.image_weight > 0 else None
+    criterion = VAELoss(data.transform.groups, lc.beta, lc.kl_anneal_steps, lc.kl_anneal_start, lc.group_weights,
                         param_weight=lc.param_weight, image_loss=image_loss, image_weight=lc.image_weight)
 
     progress = dict(ckpt["progress"]) if ckpt is not None else {"step": 0, "epoch": 0, "batch_in_epoch": 0}
@@ -253,125 +338,118 @@ def train(config: ExperimentConfig, output: str | Path, resume: bool = False, ma
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)
+    return _Run(config, output, ctx, model, net, optimizer, criterion, progress)
 
-    writer = None
-    if ctx.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        save_config(config, output / "config.yaml")
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(output / "logs"), purge_step=progress["step"] if ckpt is not None else None)
-        if ckpt is None and val_set is not None:
-            base = evaluate_against_mean(model, transform, slot_mean, val_set.params)
-            for group, row in base["groups"].items():
-                writer.add_scalar(f"baseline_val/slot_mean/{group}", row["slot_mean"], 0)
-                writer.add_scalar(f"baseline_val/global_mean/{group}", row["global_mean"], 0)
-    _log(ctx, f"gaussvae train: {config.model.name}, {count_parameters(model):,} parameters, "
-              f"{len(train_set)} train / {len(splits['val'])} val samples, {ctx.world_size} process(es) on "
-              f"{ctx.device}, representation {transform.representation}")
 
-    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+def _open_writer(run: _Run, data: _Data, resumed: bool):
+    """The main process's TensorBoard writer (None on the others), with the mean predictors' baseline
+    logged once at the start of a new run; writes ``config.yaml``."""
+    if not run.ctx.is_main:
+        return None
+    run.output.mkdir(parents=True, exist_ok=True)
+    save_config(run.config, run.output / "config.yaml")
+    writer = SummaryWriter(str(run.output / "logs"), purge_step=run.progress["step"] if resumed else None)
+    if not resumed and data.val_set is not None:
+        base = evaluate_against_mean(run.model, data.transform, data.slot_mean, data.val_set.params)
+        for group, row in base["groups"].items():
+            writer.add_scalar(f"baseline_val/slot_mean/{group}", row["slot_mean"], 0)
+            writer.add_scalar(f"baseline_val/global_mean/{group}", row["global_mean"], 0)
+    return writer
+
+
+def _train_epochs(run: _Run, data: _Data, writer) -> None:
+    """The loop: epochs of batches until ``train.epochs`` or ``train.max_steps``, checkpointing every
+    ``checkpoint_every`` steps (mid-epoch), at each epoch's end and where ``max_steps`` stops it."""
+    tc, ctx = run.config.train, run.ctx
+    sampler = DistributedSampler(data.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=tc.seed, drop_last=False)
     per_rank = tc.batch_size // ctx.world_size
     stop_at = tc.max_steps if tc.max_steps > 0 else math.inf
-    step, epoch, skip = progress["step"], progress["epoch"], progress["batch_in_epoch"]
-    keys: list[str] = []
-    last_train: dict[str, float] = {}
-    last_val: dict[str, float] = {}
-
-    def checkpoint(batch_in_epoch: int) -> None:
-        if ctx.distributed:  # one process has nothing to disagree with
-            _check_ranks_agree(ctx, model)
-        rng_states = _gather_rng(ctx)
-        # mid-epoch, each process's running loss sums, so the resumed epoch averages all its batches
-        partial = {"keys": keys, "sums": sums.tolist()} if batch_in_epoch and sums is not None else None
-        partials = _gather(ctx, partial)
-        if ctx.is_main:
-            state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "world_size": ctx.world_size,
-                     "epoch_sums": partials if any(partials) else []}
-            save_checkpoint(output / "checkpoint.pt", model, optimizer, config, transform, slot_mean, state,
-                            rng_states)
-            save_model(output / "model.pt", model, config, transform, slot_mean)
-
-    carried = progress.get("epoch_sums") or []  # running sums of the epoch a mid-epoch checkpoint cut
+    skip = run.progress["batch_in_epoch"]
+    carried = run.progress.get("epoch_sums") or []  # running sums of the epoch a mid-epoch checkpoint cut
     resumed = carried[ctx.rank] if skip and len(carried) == ctx.world_size else None
-    sums: torch.Tensor | None = None
-    started = time.monotonic()
-    while epoch < tc.epochs and step < stop_at:
-        sampler.set_epoch(epoch)
+    while run.epoch < tc.epochs and run.step < stop_at:
+        sampler.set_epoch(run.epoch)
         order = list(sampler)
         batches = [order[i:i + per_rank] for i in range(0, len(order), per_rank)]
-        sums = None
+        run.sums = None
         if resumed:
-            keys, sums = list(resumed["keys"]), torch.tensor(resumed["sums"], dtype=torch.float32)
+            run.keys, run.sums = list(resumed["keys"]), torch.tensor(resumed["sums"], dtype=torch.float32)
         resumed = None
         stopped = False
         for b in range(skip, len(batches)):
-            x = train_set.features[batches[b]].to(ctx.device)
-            losses = criterion(net(x), x, step)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            step += 1
-            keys = sorted(losses)
-            values = torch.stack([losses[k].detach().float().cpu() for k in keys])
-            row = torch.cat([values * x.shape[0], torch.tensor([float(x.shape[0])])])
-            sums = row if sums is None else sums + row
-            if writer is not None and step % tc.log_every == 0:
-                for k, v in zip(keys, values.tolist()):
-                    writer.add_scalar(f"train_step/{k}", v, step)
-            if step >= stop_at:
+            _train_step(run, data.train_set.features[batches[b]].to(ctx.device), writer)
+            if run.step >= stop_at:
                 if b + 1 < len(batches):  # mid-epoch; at the epoch's last batch the epoch end still runs
-                    checkpoint(b + 1)
+                    run.checkpoint(data, b + 1)
                     stopped = True
                 break
-            if tc.checkpoint_every and step % tc.checkpoint_every == 0 and b + 1 < len(batches):
-                checkpoint(b + 1)
+            if tc.checkpoint_every and run.step % tc.checkpoint_every == 0 and b + 1 < len(batches):
+                run.checkpoint(data, b + 1)
         if stopped:
             break
-        # End of epoch: average training losses over all processes, validate, log, checkpoint.
-        if sums is not None:
-            if ctx.distributed:
-                dist.all_reduce(sums)
-            last_train = {k: float(v) / float(sums[-1]) for k, v in zip(keys, sums[:-1])}
-        if ctx.is_main:
-            last_val = _mean_losses(criterion, model, val_set.features, step, ctx.device) if val_set else {}
-            # position, scale, rotation and colour errors of the decoded Gaussians, whatever the
-            # representation's feature groups are (cholesky has no separate scale or rotation)
-            natural = (evaluate_against_mean(model, transform, slot_mean, val_set.params)["natural"]
-                       if val_set else {})
-            for prefix, values_ in (("epoch_train", last_train), ("epoch_val", last_val),
-                                    ("epoch_val_natural", {k: v["model"] for k, v in natural.items()}),
-                                    ("epoch_val_natural_slot_mean", {k: v["slot_mean"] for k, v in natural.items()})):
-                for k, v in values_.items():
-                    writer.add_scalar(f"{prefix}/{k}", v, step)
-            writer.flush()
-            with open(output / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps({"epoch": epoch, "step": step, "train": last_train, "val": last_val,
-                                     "val_natural": natural}) + "\n")
-            groups = " ".join(f"{k[6:]}={v:.3f}" for k, v in last_val.items() if k.startswith("group/"))
-            _log(ctx, f"epoch {epoch} step {step}: train loss {last_train.get('loss', float('nan')):.4f}, "
-                      f"val loss {last_val.get('loss', float('nan')):.4f} ({groups})")
-        epoch += 1
+        _end_epoch(run, data, writer)
+        run.epoch += 1
         skip = 0
-        checkpoint(0)
+        run.checkpoint(data, 0)
 
-    summary: dict = {"output": str(output), "model": config.model.name, "parameters": count_parameters(model),
-                     "step": step, "epoch": epoch, "world_size": ctx.world_size,
-                     "weights_sha256": _check_ranks_agree(ctx, model),
-                     "seconds": round(time.monotonic() - started, 2), "train": last_train, "val": last_val}
-    if ctx.is_main:
-        if not (output / "model.pt").exists():  # nothing ran (already finished): still leave a model file
-            save_model(output / "model.pt", model, config, transform, slot_mean)
-        if val_set is not None:
-            report = evaluate_against_mean(model, transform, slot_mean, val_set.params,
-                                           image_size=config.loss.image_size)
-            (output / "eval_val.json").write_text(json.dumps(report, indent=2))
-            summary["eval_val"] = {g: {k: round(v, 5) for k, v in row.items()} for g, row in report["groups"].items()}
-            summary["eval_val"]["image_psnr"] = {k: round(v, 2) for k, v in report["image_psnr"].items()}
-        writer.close()
-    if ctx.distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    return summary
+
+def _train_step(run: _Run, x: torch.Tensor, writer) -> None:
+    """One optimizer step on batch ``x``, its losses added to the epoch's running sums."""
+    tc = run.config.train
+    losses = run.criterion(run.net(x), x, run.step)
+    run.optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    if tc.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
+    run.optimizer.step()
+    run.step += 1
+    run.keys = sorted(losses)
+    values = torch.stack([losses[k].detach().float().cpu() for k in run.keys])
+    row = torch.cat([values * x.shape[0], torch.tensor([float(x.shape[0])])])
+    run.sums = row if run.sums is None else run.sums + row
+    if writer is not None and run.step % tc.log_every == 0:
+        for k, v in zip(run.keys, values.tolist()):
+            writer.add_scalar(f"train_step/{k}", v, run.step)
+
+
+def _end_epoch(run: _Run, data: _Data, writer) -> None:
+    """End of epoch: training losses averaged over all processes, validation, logs."""
+    ctx, step = run.ctx, run.step
+    if run.sums is not None:
+        if ctx.distributed:
+            dist.all_reduce(run.sums)
+        run.last_train = {k: float(v) / float(run.sums[-1]) for k, v in zip(run.keys, run.sums[:-1])}
+    if not ctx.is_main:
+        return
+    val_set = data.val_set
+    run.last_val = _mean_losses(run.criterion, run.model, val_set.features, step, ctx.device) if val_set else {}
+    # position, scale, rotation and colour errors of the decoded Gaussians, whatever the
+    # representation's feature groups are (cholesky has no separate scale or rotation)
+    natural = (evaluate_against_mean(run.model, data.transform, data.slot_mean, val_set.params)["natural"]
+               if val_set else {})
+    for prefix, values_ in (("epoch_train", run.last_train), ("epoch_val", run.last_val),
+                            ("epoch_val_natural", {k: v["model"] for k, v in natural.items()}),
+                            ("epoch_val_natural_slot_mean", {k: v["slot_mean"] for k, v in natural.items()})):
+        for k, v in values_.items():
+            writer.add_scalar(f"{prefix}/{k}", v, step)
+    writer.flush()
+    with open(run.output / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"epoch": run.epoch, "step": step, "train": run.last_train, "val": run.last_val,
+                             "val_natural": natural}) + "\n")
+    groups = " ".join(f"{k[6:]}={v:.3f}" for k, v in run.last_val.items() if k.startswith("group/"))
+    _log(ctx, f"epoch {run.epoch} step {step}: train loss {run.last_train.get('loss', float('nan')):.4f}, "
+              f"val loss {run.last_val.get('loss', float('nan')):.4f} ({groups})")
+
+
+def _finish(run: _Run, data: _Data, summary: dict) -> None:
+    """The main process's last files: a model file if nothing ran, the validation report."""
+    output = run.output
+    if not (output / "model.pt").exists():  # nothing ran (already finished): still leave a model file
+        save_model(output / "model.pt", run.model, run.config, data.transform, data.slot_mean)
+    if data.val_set is not None:
+        report = evaluate_against_mean(run.model, data.transform, data.slot_mean, data.val_set.params,
+                                       image_size=run.config.loss.image_size)
+        (output / "eval_val.json").write_text(json.dumps(report, indent=2))
+        summary["eval_val"] = {g: {k: round(v, 5) for k, v in row.items()} for g, row in report["groups"].items()}
+        summary["eval_val"]["image_psnr"] = {k: round(v, 2) for k, v in report["image_psnr"].items()}
