@@ -57,6 +57,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# rclpy and the message packages are imported when the player runs: the demo imports this module for
+# its options, and its recording half works without a ROS install.
+
 __all__ = ["PlayOptions", "PlayReport", "Player", "message_class", "play_bag"]
 
 #: Messages read ahead of publishing.
