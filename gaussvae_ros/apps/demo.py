@@ -52,9 +52,12 @@ from skimage import data
 from gaussvae_ros.apps.player import PlayOptions, Player
 from gaussvae_ros.bag.images import image_message_to_numpy
 from gaussvae_ros.bag.writer import BagMessage, camera_info_message, image_message, pose_stamped_message, write_bag
+from gaussvae_ros.codecs import decode_payload
 from gaussvae_ros.codecs import latent as lc
-from gaussvae_ros.core import decode_gaussians, render, to_uint8
+from gaussvae_ros.core import render, to_uint8
+from gaussvae_ros.eval import ImageContext, pillow_codecs
 from gaussvae_ros.nodes.convert import ns_to_time
+from gaussvae_ros.pipeline import DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_CODEC
 from gaussvae_ros.store.export import contact_sheet, pose_map
 from gaussvae_ros.store.store import Store
 
@@ -409,7 +412,9 @@ class DemoConfig:
     fps: float = 2.0
     rate: float = 1.0
     long_side: int = 256
-    n_gaussians: int = 512
+    codec: str = DEFAULT_MEMORY_CODEC
+    memory_bytes: int = DEFAULT_MEMORY_BYTES
+    n_gaussians: int = 512  # with memory_bytes 0
     max_iters: int = 0
     threads: int = 2
     min_translation_m: float = 1.0
@@ -653,6 +658,7 @@ def run_demo(out: Path, config: DemoConfig | None = None, quiet: bool = False) -
             summary["memories"] = recalled.pop("memories")
             summary["store"] = _store_figures(stats, database)
             summary.update(recalled)  # psnr_db, recall_ms_256x256_median
+            summary["webp_same_bytes"] = webp_comparison(summary["memories"], originals)
             summary["vae_latent"] = latent_comparison(database, originals)
             if summary["psnr_db"]["mean"] < c.min_psnr:
                 raise DemoError(f"mean PSNR {summary['psnr_db']['mean']} dB is below {c.min_psnr} dB")
@@ -692,6 +698,7 @@ def _graph_params(c: DemoConfig, out: Path, database: Path, frames: int) -> Path
         "encoder": {"image_topics": [IMAGE_TOPIC], "compressed_image_topics": [""], "odometry_topics": [""],
                     "pose_topics": [POSE_TOPIC], "camera_info_topics": [CAMERA_INFO_TOPIC],
                     "long_side": int(c.long_side), "n_gaussians": int(c.n_gaussians), "max_iters": int(c.max_iters),
+                    "codec": c.codec, "memory_bytes": int(c.memory_bytes),
                     "threads": int(c.threads), "keyframe.min_translation_m": float(c.min_translation_m),
                     "queue_size": int(c.queue_size) or frames, "image_reliability": "reliable"},
         "memory": {"database": str(database)},
@@ -825,7 +832,7 @@ def _recall_and_draw(c: DemoConfig, client: GraphClient, out: Path, gallery: Gal
         t = (stamp - START_NS) * 1e-9
         Image.fromarray(image).save(recalled_dir / f"{int(info.id):04d}_t{t:05.2f}s.png")
         value = _psnr_u8(original.image, image)
-        rows.append({"id": int(info.id), "t_s": round(t, 2), "psnr_db": round(value, 2),
+        rows.append({"id": int(info.id), "t_s": round(t, 2), "stamp_ns": int(stamp), "psnr_db": round(value, 2),
                      "payload_bytes": int(info.payload_size),
                      "fit_psnr_db": round(float(info.psnr_db), 2) if info.has_fit_quality else None,
                      "position": [round(info.pose.position.x, 3), round(info.pose.position.y, 3),
@@ -875,6 +882,27 @@ def _store_figures(stats, database: Path) -> dict:
             "database": str(database), "database_bytes": int(stats.storage_bytes)}
 
 
+def webp_comparison(rows: list[dict], originals: dict) -> dict:
+    """What a user would store instead: each memory's camera frame as a WebP file of at most the
+    memory's payload bytes, resolution chosen per frame (the best of the downscale factors of
+    :class:`gaussvae_ros.eval.ScaledPillowCodec`), decoded back to the frame's size: PSNR against
+    the frame beside the recalled memory's (both at the original size)."""
+    codecs, notes = pillow_codecs(["webp-scaled"])
+    if not codecs:
+        return {"skipped": notes["webp-scaled"]}
+    psnrs, sizes = [], []
+    for row in rows:
+        ctx = ImageContext(str(row["id"]), originals[row["stamp_ns"]].image)
+        encoded = codecs[0].compress(ctx, row["payload_bytes"])
+        sizes.append(encoded.nbytes)
+        psnrs.append(_psnr_u8(ctx.reference, encoded.image))
+        row["webp_psnr_db"] = round(psnrs[-1], 2)
+    mean = statistics.fmean
+    return {"bytes_per_memory": round(mean(sizes), 1), "psnr_db_mean": round(mean(psnrs), 2),
+            "memories_psnr_db_mean": round(mean(r["psnr_db"] for r in rows), 2),
+            "method": "webp-scaled: best of downscale factors 1..0.25, best quality within the memory's bytes"}
+
+
 #: Refinement steps of the demo's re-encoded latents (~1 s per memory on one core).
 REFINE_ITERS = 100
 
@@ -892,7 +920,7 @@ def latent_comparison(database: Path, originals: dict) -> dict | None:
     with Store(database, create=False) as store:
         for record in store.by_time(with_payload=True):
             original = originals[record.stamp_ns].image
-            gaussians = decode_gaussians(record.payload)
+            gaussians = decode_payload(record.payload, record.codec, record.model_id)
             if len(gaussians) != bundle.seq_len:
                 return {"model_id": bundle.model_id, "skipped": f"memories hold {len(gaussians)} Gaussians, "
                                                                f"the model encodes {bundle.seq_len}"}
@@ -930,6 +958,11 @@ def print_summary(s: dict) -> None:
     p = s["psnr_db"]
     print(f"  recall at {p['at']}: PSNR mean {p['mean']:.2f} dB (min {p['min']:.2f}, max {p['max']:.2f}); "
           f"one memory at 256x256 in {s['recall_ms_256x256_median']:.1f} ms (median)")
+    w = s.get("webp_same_bytes") or {}
+    if "skipped" not in w:
+        print(f"  what a user would store instead: WebP thumbnails of the frames in as many bytes (resolution "
+              f"chosen per frame), {w['bytes_per_memory']:.0f} bytes: PSNR mean {w['psnr_db_mean']:.2f} dB against "
+              f"the memories' {w['memories_psnr_db_mean']:.2f} dB")
     if s.get("vae_latent") and "skipped" not in s["vae_latent"]:
         v = s["vae_latent"]
         print(f"  the same memories as VAE latents (codec vae-latent, model {v['model_id']}): "
@@ -951,7 +984,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=DemoConfig.fps, help="camera frame rate of the recording")
     parser.add_argument("--rate", type=float, default=DemoConfig.rate, help="replay speed factor")
     parser.add_argument("--long-side", type=int, default=DemoConfig.long_side, help="encoder working size, px")
-    parser.add_argument("--gaussians", type=int, default=DemoConfig.n_gaussians, help="Gaussians per memory")
+    parser.add_argument("--codec", default=DemoConfig.codec, help=f"payload codec (default {DemoConfig.codec})")
+    parser.add_argument("--memory-bytes", type=int, default=DemoConfig.memory_bytes,
+                        help=f"bytes per memory (default {DemoConfig.memory_bytes}; 0: the codec's own size)")
+    parser.add_argument("--gaussians", type=int, default=DemoConfig.n_gaussians,
+                        help="Gaussians per memory with --memory-bytes 0")
     parser.add_argument("--max-iters", type=int, default=DemoConfig.max_iters, help="fit iteration cap (0 = default)")
     parser.add_argument("--min-translation", type=float, default=DemoConfig.min_translation_m,
                         help="encoder keyframe distance, m")
@@ -967,6 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--size must look like 320x240, got {args.size!r}")
     config = DemoConfig(photos=tuple(args.photos), frames_per_photo=args.frames_per_photo, width=width, height=height,
                         fps=args.fps, rate=args.rate, long_side=args.long_side, n_gaussians=args.gaussians,
+                        codec=args.codec, memory_bytes=args.memory_bytes,
                         max_iters=args.max_iters, min_translation_m=args.min_translation, queue_size=args.queue_size)
     try:
         summary = run_demo(Path(args.out), config, quiet=args.quiet)

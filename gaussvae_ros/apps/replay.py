@@ -41,11 +41,10 @@ from gaussvae_ros.bag.keyframes import KeyframeConfig, KeyframePolicy
 from gaussvae_ros.bag.poses import DEFAULT_MAX_GAP_NS, DEFAULT_MAX_SAMPLES, DEFAULT_TOLERANCE_NS, PoseTrack, StampedPose
 from gaussvae_ros.bag.reader import BagReader, CameraInfoSample, Frame, FrameError, PoseSample
 from gaussvae_ros.codecs import decode_payload
-from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_THREADS,
-                                   DEFAULT_WARM_START_MAX_CHANGE, MemorySettings, fit_memory, prepare_frame,
+from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_MEMORY_BYTES,
+                                   DEFAULT_MEMORY_CODEC, DEFAULT_THREADS, DEFAULT_WARM_START_MAX_CHANGE, MemorySettings, fit_memory, prepare_frame,
                                    stored_memory, warm_start)
 from gaussvae_ros.store import CameraIntrinsics, Pose, Store, page_size_for_payload
-from gaussvae_ros.store.records import DEFAULT_CODEC
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -85,8 +84,10 @@ class ReplayOptions:
         progress: show a progress bar on stderr.
         dry_run: decide keyframes only; no fitting, nothing written.
         seed: fitting seed.
-        codec: payload codec of the memories (``gaussians-q`` or ``vae-latent``, see
+        codec: payload codec of the memories (``gaussians-rd``, ``gaussians-q`` or ``vae-latent``, see
             :func:`gaussvae_ros.codecs.registry.payload_encoder`).
+        memory_bytes: byte budget of one memory (0: the codec's own size; see
+            :class:`~gaussvae_ros.pipeline.MemorySettings`).
         latent_model, latent_step, latent_max_bytes, latent_refine_iters, latent_tiles: ``vae-latent``
             model file (``""``: the shipped model), quantization step (0: the codec's default) or byte
             budget per memory (0: off), refinement iterations of each latent against its frame (0:
@@ -109,7 +110,8 @@ class ReplayOptions:
     progress: bool = False
     dry_run: bool = False
     seed: int = 0
-    codec: str = DEFAULT_CODEC
+    codec: str = DEFAULT_MEMORY_CODEC
+    memory_bytes: int = DEFAULT_MEMORY_BYTES
     latent_model: str = ""
     latent_step: float = 0.0
     latent_max_bytes: int = 0
@@ -137,7 +139,7 @@ class ReplayOptions:
         return MemorySettings.make(
             long_side=self.long_side, n_gaussians=self.n_gaussians, max_iters=self.max_iters, threads=self.threads,
             seed=self.seed, warm_start_max_change=self.warm_start_max_change, fit_overrides=self.fit_overrides,
-            codec=self.codec, latent_model=self.latent_model, latent_step=self.latent_step,
+            codec=self.codec, memory_bytes=self.memory_bytes, latent_model=self.latent_model, latent_step=self.latent_step,
             latent_max_bytes=self.latent_max_bytes, latent_refine_iters=self.latent_refine_iters,
             latent_tiles=self.latent_tiles)
 
@@ -515,8 +517,8 @@ class _Replay:
         self.policy.mark_stored(camera, p.stamp_ns, p.thumbnail, pose)
         self.warm[camera] = result.gaussians
         counts.stored += 1
-        self.psnrs.append(result.psnr)
-        self.ssims.append(result.ssim)
+        self.psnrs.append(fitted.psnr)  # the decoded payload's, as stored
+        self.ssims.append(fitted.ssim)
         self.sizes.append(len(payload))
         self.iterations.append(result.iterations)
 

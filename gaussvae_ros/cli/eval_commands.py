@@ -4,9 +4,11 @@ Shaped like CompressAI's ``eval_model``: :func:`setup_args` builds the parser, :
 ``argv`` and prints the results, and the evaluation itself lives in :mod:`gaussvae_ros.eval`, apart
 from the models. Also runs as ``python -m gaussvae_ros.cli.eval_commands``.
 
-Example::
+Examples::
 
     gaussvae eval --images photos/ --budgets 256 512 1024 --json --plot rd.png
+    gaussvae eval --images photos/ --methods gaussians-rd webp-scaled --long-side 256 --budgets 2048 4096 8192
+    gaussvae eval --bag recording/ --topic /camera/image_raw --every 10   # frames at the encoder's working size
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import argparse
 import json
 import sys
 
-METHODS = ("gaussians", "jpeg", "webp", "avif", "ours")
+METHODS = ("gaussians-rd", "gaussians", "jpeg", "webp", "avif", "jpeg-scaled", "webp-scaled", "avif-scaled", "ours")
+PILLOW_METHODS = ("jpeg", "webp", "avif", "jpeg-scaled", "webp-scaled", "avif-scaled")
 
 
 def _int_at_least(text: str, lowest: int, kind: str) -> int:
@@ -37,8 +40,15 @@ def _non_negative_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", nargs="+", required=True, metavar="PATH",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", nargs="+", metavar="PATH",
                         help="image files and/or directories of images (not recursive)")
+    source.add_argument("--bag", metavar="BAG",
+                        help="a recording: its frames are evaluated at the working size the encoder node fits "
+                             "(long side --long-side, default the pipeline's 256, area-averaged, never enlarged)")
+    parser.add_argument("--topic", default=None,
+                        help="--bag: the image topic (default: the recording's only image topic)")
+    parser.add_argument("--every", type=_positive_int, default=1, metavar="N", help="--bag: every N-th frame")
     parser.add_argument("--budgets", nargs="+", type=_positive_int, default=[256, 512, 1024], metavar="BYTES",
                         help="byte budgets per image (default: 256 512 1024)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="NAME",
@@ -56,8 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gaussians-fill", action="store_true",
                         help="also try, per bit-depth preset, the largest Gaussian count that fills each budget "
                              "(one more fit per budget and preset)")
-    parser.add_argument("--long-side", type=_positive_int, default=192,
-                        help="resize each image so its long side has this many pixels (default 192)")
+    parser.add_argument("--long-side", type=_positive_int, default=None,
+                        help="resize each image so its long side has this many pixels (default 192 for --images, "
+                             "Lanczos; the encoder's working size for --bag)")
     parser.add_argument("--max-iters", type=_positive_int, default=None,
                         help="fitting iterations (default: the fitter's, FitConfig.max_iters)")
     parser.add_argument("--threads", type=_positive_int, default=1,
@@ -81,12 +92,14 @@ def setup_args() -> argparse.ArgumentParser:
 
 def build_methods(args: argparse.Namespace):
     """The selected methods, and a note for each selected one that cannot run."""
-    from gaussvae_ros.eval import DEFAULT_COUNTS, GaussianMethod, load_latent_method, pillow_codecs
+    from gaussvae_ros.eval import DEFAULT_COUNTS, GaussianMethod, RDGaussianMethod, load_latent_method, pillow_codecs
 
     methods, notes = [], {}
     if "gaussians" in args.methods:
         methods.append(GaussianMethod(args.gaussians_counts or DEFAULT_COUNTS, fill=args.gaussians_fill))
-    codecs, codec_notes = pillow_codecs([m for m in ("jpeg", "webp", "avif") if m in args.methods])
+    if "gaussians-rd" in args.methods:
+        methods.append(RDGaussianMethod())
+    codecs, codec_notes = pillow_codecs([m for m in PILLOW_METHODS if m in args.methods])
     methods += codecs
     notes.update(codec_notes)
     if "ours" in args.methods:
@@ -119,10 +132,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from gaussvae_ros.core import FitConfig
     from gaussvae_ros.eval import FitOptions, evaluate, format_table, list_images, load_image, plot_rd
+    from gaussvae_ros.pipeline import DEFAULT_LONG_SIDE
 
-    paths = list_images(args.images)[:args.limit]
     methods, notes = build_methods(args)
-    images = [(p.stem, load_image(p, args.long_side)) for p in paths]
+    if args.bag:
+        images = bag_frames(args.bag, args.topic, args.every, args.long_side or DEFAULT_LONG_SIDE)[:args.limit]
+    else:
+        paths = list_images(args.images)[:args.limit]
+        images = [(p.stem, load_image(p, args.long_side or 192)) for p in paths]
     bar = tqdm(total=len(images) * len(methods), desc="eval", file=sys.stderr, disable=args.quiet, leave=False,
                unit="step")
 
@@ -136,11 +153,13 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     report["notes"] = notes
-    report["settings"] = {"long_side": args.long_side, "max_iters": args.max_iters or FitConfig().max_iters,
+    report["settings"] = {"long_side": args.long_side or (DEFAULT_LONG_SIDE if args.bag else 192),
+                          "source": {"bag": args.bag, "topic": args.topic, "every": args.every} if args.bag else "images",
+                          "max_iters": args.max_iters or FitConfig().max_iters,
                           "seed": args.seed,
                           "gaussian_counts": next((list(m.counts) for m in methods if m.name == "gaussians"), None),
                           "gaussians_fill": bool(args.gaussians_fill),
-                          "resize": "Pillow Lanczos on uint8",
+                          "resize": "the encoder's working image (area)" if args.bag else "Pillow Lanczos on uint8",
                           "metrics": "scikit-image PSNR / SSIM, data range 255; means over images"}
     if args.plot:
         report["plot"] = str(plot_rd(report, args.plot))
@@ -151,6 +170,38 @@ def _run(args: argparse.Namespace) -> int:
         for name, note in notes.items():
             print(f"{name}: {note}")
     return 0
+
+
+def bag_frames(bag: str, topic: str | None, every: int, long_side: int) -> list:
+    """Every ``every``-th decodable frame of ``topic`` as ``(name, uint8 working image)``: the image the
+    encoder node fits (:func:`gaussvae_ros.pipeline.prepare_frame`). Frames that cannot be decoded are
+    skipped (reported on stderr); none at all is an error."""
+    from gaussvae_ros.bag.reader import BagReader, FrameError  # here, not at the top: see cli/__init__
+    from gaussvae_ros.core import to_float_image, to_uint8
+    from gaussvae_ros.pipeline import MemorySettings, prepare_frame
+
+    settings = MemorySettings.make(long_side=long_side)
+    with BagReader(bag) as reader:
+        topics = reader.image_topics
+        if topic is None and len(topics) != 1:
+            raise ValueError(f"{bag} has {len(topics)} image topics ({', '.join(topics) or 'none'}): pick one with --topic")
+        topic = topic or topics[0]
+        if topic not in topics:
+            raise ValueError(f"{bag} has no image topic {topic!r} (image topics: {', '.join(topics) or 'none'})")
+        frames, skipped = [], 0
+        for index, frame in enumerate(reader.frames([topic])):
+            if index % every:
+                continue
+            if isinstance(frame, FrameError):
+                skipped += 1
+                continue
+            work = prepare_frame(frame.image, settings)[0]
+            frames.append((f"{frame.stamp_ns}", to_uint8(to_float_image(work))))
+    if skipped:
+        print(f"gaussvae eval: {skipped} frames of {topic} could not be decoded and were skipped", file=sys.stderr)
+    if not frames:
+        raise ValueError(f"no decodable frame on {topic} in {bag}")
+    return frames
 
 
 def register(subparsers) -> None:

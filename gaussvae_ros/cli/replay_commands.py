@@ -25,7 +25,7 @@ def _replay(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, max_iters=args.iterations or None,
         warm_start_max_change=args.warm_start_max_change, threads=args.threads or None,
         progress=not args.quiet and not args.json, dry_run=args.dry_run, seed=args.seed, codec=args.codec,
-        latent_model=args.latent_model, latent_step=args.latent_step, latent_max_bytes=args.latent_max_bytes,
+        memory_bytes=args.memory_bytes, latent_model=args.latent_model, latent_step=args.latent_step, latent_max_bytes=args.latent_max_bytes,
         latent_refine_iters=args.latent_refine_iters, latent_tiles=args.latent_tiles)
     if args.db is None and not args.dry_run:
         raise ValueError("--db FILE is required (or --dry-run)")
@@ -59,9 +59,8 @@ def register(subparsers) -> None:
     from gaussvae_ros.bag.keyframes import KeyframeConfig
     from gaussvae_ros.apps.replay import DEFAULT_BATCH_SIZE
     from gaussvae_ros.codecs import ENCODABLE_CODECS, LATENT_TILE_SETTINGS
-    from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_THREADS,
-                                       DEFAULT_WARM_START_MAX_CHANGE)
-    from gaussvae_ros.store.records import DEFAULT_CODEC
+    from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_MEMORY_BYTES,
+                                       DEFAULT_MEMORY_CODEC, DEFAULT_THREADS, DEFAULT_WARM_START_MAX_CHANGE)
 
     k = KeyframeConfig()
     p = subparsers.add_parser(
@@ -79,7 +78,8 @@ def register(subparsers) -> None:
                    help="frames without a pose: store them anyway (time-queryable) or skip them (default: store)")
     p.add_argument("--size", type=int, default=DEFAULT_LONG_SIDE, metavar="LONG_SIDE",
                    help=f"working resolution, pixels of the long side (default {DEFAULT_LONG_SIDE})")
-    p.add_argument("--gaussians", type=int, default=DEFAULT_GAUSSIANS, help=f"per memory (default {DEFAULT_GAUSSIANS})")
+    p.add_argument("--gaussians", type=int, default=DEFAULT_GAUSSIANS,
+                   help=f"Gaussians per memory with --memory-bytes 0 (default {DEFAULT_GAUSSIANS})")
     p.add_argument("--iterations", type=int, default=DEFAULT_MAX_ITERS, metavar="N",
                    help=f"fitting iterations per memory (default {DEFAULT_MAX_ITERS}; 0: the fitter's own budget)")
     p.add_argument("--warm-start-max-change", type=float, default=DEFAULT_WARM_START_MAX_CHANGE, metavar="D",
@@ -91,9 +91,14 @@ def register(subparsers) -> None:
                    help=f"CPU threads for fitting (default {DEFAULT_THREADS}; 0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("payload codec")
-    g.add_argument("--codec", choices=ENCODABLE_CODECS, default=DEFAULT_CODEC,
-                   help=f"how memories are stored (default {DEFAULT_CODEC}: quantized Gaussians; vae-latent: the "
-                        "entropy-coded VAE latent, ~10-50x smaller, lossier)")
+    g.add_argument("--codec", choices=ENCODABLE_CODECS, default=DEFAULT_MEMORY_CODEC,
+                   help=f"how memories are stored (default {DEFAULT_MEMORY_CODEC}: entropy-coded Gaussians fitted to "
+                        "--memory-bytes; gaussians-q: quantized Gaussians, 72 bits each; vae-latent: the "
+                        "entropy-coded VAE latent, lossier)")
+    g.add_argument("--memory-bytes", type=int, default=DEFAULT_MEMORY_BYTES, metavar="B",
+                   help=f"byte budget of one memory (default {DEFAULT_MEMORY_BYTES}; 0: the codec's own size, "
+                        "e.g. --gaussians Gaussians for gaussians-q): gaussians-rd fits each frame to it, gaussians-q "
+                        "stores as many Gaussians as fit, vae-latent the finest step that fits")
     g.add_argument("--latent-model", default="", metavar="FILE",
                    help="vae-latent model file (default: the model shipped with the package)")
     g.add_argument("--latent-step", type=float, default=0.0, metavar="S",

@@ -10,6 +10,11 @@ asked for the same image in turn), and share Gaussian fits through :meth:`ImageC
 Methods here:
 
 * :class:`PillowCodec`: JPEG, WebP, AVIF through Pillow, highest quality that fits (binary search).
+* :class:`ScaledPillowCodec`: the same with the resolution as a second rate knob, what an engineer
+  storing thumbnails does: per image, the best of :data:`SCALE_FACTORS` (Lanczos down, best quality
+  that fits, decode, Lanczos back up); the factor is recorded in the setting.
+* :class:`RDGaussianMethod`: codec ``gaussians-rd`` (:mod:`gaussvae_ros.codecs.gaussians_rd`), the
+  frame fitted to the budget itself.
 * :class:`GaussianMethod`: the quantized Gaussians alone (:mod:`gaussvae_ros.core.codec`), the
   best PSNR over a grid of Gaussian counts x bit-depth presets whose size fits.
 * :class:`LatentMethod`: the VAE latent codec (``gaussvae_ros.codecs.latent``), when present;
@@ -23,7 +28,7 @@ import importlib
 import importlib.util
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +36,7 @@ from PIL import Image
 from PIL import features
 from skimage.metrics import peak_signal_noise_ratio
 
+from gaussvae_ros.codecs import gaussians_rd
 from gaussvae_ros.codecs.latent.image_encoder import encode_image
 from gaussvae_ros.core import (BitDepths, FitConfig, Gaussians, decode_gaussians, encode_gaussians, encoded_size,
                                fit_image, render, to_uint8)
@@ -216,6 +222,72 @@ class PillowCodec(Method):
         return self.encode(ctx, lo)
 
 
+#: Downscale factors :class:`ScaledPillowCodec` tries (the ANCHORS definition, 1 = full size).
+SCALE_FACTORS = (1.0, 0.85, 0.75, 0.65, 0.55, 0.5, 0.42, 0.35, 0.3, 0.25)
+
+
+class ScaledPillowCodec(PillowCodec):
+    """A Pillow codec with the resolution as a rate knob: per image and budget, the highest-PSNR of
+    the downscale factors ``factors`` (Pillow Lanczos down on uint8, highest quality that fits,
+    decoded, Lanczos back up to the reference size). Nothing fits: the smallest file of the
+    smallest factor."""
+
+    def __init__(self, name: str, pil_format: str, factors=SCALE_FACTORS, **options):
+        super().__init__(name, pil_format, **options)
+        if not factors or any(not 0 < f <= 1 for f in factors):
+            raise ValueError(f"scale factors must be in (0, 1], got {list(factors)}")
+        self.factors = tuple(factors)
+
+    def _at(self, ctx: ImageContext, factor: float) -> PillowCodec:
+        """A full-size codec over the image downscaled by ``factor`` (cached per image)."""
+        cache = self._cache(ctx)
+        if factor not in cache:
+            w, h = max(1, round(ctx.width * factor)), max(1, round(ctx.height * factor))
+            small = ctx.reference if (w, h) == (ctx.width, ctx.height) else \
+                np.asarray(Image.fromarray(ctx.reference).resize((w, h), Image.LANCZOS))
+            cache[factor] = (PillowCodec(self.name, self.pil_format, self.min_quality, self.max_quality,
+                                         **self.options), ImageContext(ctx.name, small))
+        return cache[factor]
+
+    def compress(self, ctx: ImageContext, budget: int) -> Encoded:
+        best, best_psnr, smallest = None, -1.0, None
+        for factor in self.factors:
+            codec, small = self._at(ctx, factor)
+            encoded = codec.compress(small, budget)
+            up = encoded.image if small.reference.shape == ctx.reference.shape else \
+                np.asarray(Image.fromarray(encoded.image).resize((ctx.width, ctx.height), Image.LANCZOS))
+            point = Encoded(encoded.nbytes, up, dict(encoded.setting, factor=factor))
+            if smallest is None or point.nbytes < smallest.nbytes:
+                smallest = point
+            quality = psnr_uint8(ctx.reference, up) if point.nbytes <= budget else -1.0
+            if quality > best_psnr:
+                best, best_psnr = point, quality
+        return best or smallest
+
+
+class RDGaussianMethod(Method):
+    """Codec ``gaussians-rd``: the image fitted to each budget (quantization-aware, rate-controlled;
+    :func:`gaussvae_ros.codecs.gaussians_rd.encode_image`), decoded from its payload. The setting
+    records the Gaussian count and the fit's time."""
+
+    name = gaussians_rd.CODEC_ID
+
+    def __init__(self, config: gaussians_rd.RDConfig | None = None):
+        self.config = config or gaussians_rd.RDConfig()
+
+    def compress(self, ctx: ImageContext, budget: int) -> Encoded:
+        cache = self._cache(ctx)
+        if budget not in cache:
+            threads = ctx.fit_options.threads if self.config.threads is None else self.config.threads
+            config = replace(self.config, threads=threads, seed=ctx.fit_options.seed)
+            result = gaussians_rd.encode_image(ctx.reference, budget, config)
+            decoded = ctx.render(gaussians_rd.decode(result.payload).gaussians)
+            cache[budget] = Encoded(len(result.payload), decoded,
+                                    {"gaussians": len(result.gaussians), "seconds": round(result.seconds, 3),
+                                     "estimated_bytes": round(result.estimated_bytes, 1)})
+        return cache[budget]
+
+
 def _depths_dict(depths: BitDepths) -> dict:
     return {"xy": depths.xy, "scale": depths.scale, "rot": depths.rot, "color": depths.color}
 
@@ -375,18 +447,26 @@ def load_latent_method(model_path: str | None, refine_iters: int = 0,
     return LatentMethod(codec, bundle, n, channels if channels in (1, 3) else None, refine_iters, tiles), None
 
 
+#: Pillow codecs: name -> (Pillow feature, format, save options).
+PILLOW_FORMATS = {
+    "jpeg": ("jpg", "JPEG", {"optimize": True}),
+    "webp": ("webp", "WEBP", {"method": 6}),
+    "avif": ("avif", "AVIF", {"speed": 4}),
+}
+
+
 def pillow_codecs(names=("jpeg", "webp", "avif")) -> tuple[list[PillowCodec], dict[str, str]]:
-    """The Pillow codecs this Pillow build supports, and a note for each one it does not."""
-    table = {
-        "jpeg": ("jpg", lambda: PillowCodec("jpeg", "JPEG", optimize=True)),
-        "webp": ("webp", lambda: PillowCodec("webp", "WEBP", method=6)),
-        "avif": ("avif", lambda: PillowCodec("avif", "AVIF", speed=4)),
-    }
+    """The Pillow codecs this Pillow build supports, and a note for each one it does not. A name
+    ending in ``-scaled`` (``webp-scaled``) is the codec with the resolution as a rate knob
+    (:class:`ScaledPillowCodec`)."""
     codecs, notes = [], {}
     for name in names:
-        feature, make = table[name]
-        if features.check(feature):
-            codecs.append(make())
+        base = name.removesuffix("-scaled")
+        feature, pil_format, options = PILLOW_FORMATS[base]
+        if not features.check(feature):
+            notes[name] = f"this Pillow build has no {base.upper()} support"
+        elif name.endswith("-scaled"):
+            codecs.append(ScaledPillowCodec(name, pil_format, **options))
         else:
-            notes[name] = f"this Pillow build has no {name.upper()} support"
+            codecs.append(PillowCodec(name, pil_format, **options))
     return codecs, notes

@@ -80,10 +80,10 @@ from gaussvae_ros.bag.keyframes import KeyframeConfig, KeyframePolicy
 from gaussvae_ros.bag.poses import PoseTrack, StampedPose, pose_from_message
 from gaussvae_ros.bag.reader import camera_namespace, header_stamp_ns
 from gaussvae_ros.codecs import ENCODABLE_CODECS, LATENT_TILE_SETTINGS
-from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_THREADS,
-                                   DEFAULT_WARM_START_MAX_CHANGE, MemorySettings, fit_memory, prepare_frame,
-                                   warm_start)
-from gaussvae_ros.store.records import DEFAULT_CODEC
+from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_MEMORY_BYTES,
+                                   DEFAULT_MEMORY_CODEC, DEFAULT_THREADS,
+                                   DEFAULT_WARM_START_MAX_CHANGE, FittedMemory, MemorySettings, fit_memory,
+                                   prepare_frame, warm_start)
 
 from .convert import MEMORY_QOS, device_for, diagnostic_status, guarded_callback
 from .params import ParamSpec, check_choice, check_range, declare_parameters, install_validator, real_list
@@ -136,8 +136,12 @@ PARAMETERS = (
     ParamSpec("keyframe.duplicate_image_change", _KEYFRAME.duplicate_image_change,
               "never store a frame that changed less than this (0..1, <= min_image_change)"),
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, s (> 0)", True),
-    ParamSpec("codec", DEFAULT_CODEC, "payload codec: gaussians-q (quantized Gaussians, no model) | vae-latent "
-              "(entropy-coded VAE latent, needs n_gaussians = the model's count, 512)", True),
+    ParamSpec("codec", DEFAULT_MEMORY_CODEC, "payload codec: gaussians-rd (entropy-coded Gaussians fitted to "
+              "memory_bytes; n_gaussians does not apply) | gaussians-q (quantized Gaussians, 72 bits each) | "
+              "vae-latent (entropy-coded VAE latent, needs n_gaussians = the model's count, 512)", True),
+    ParamSpec("memory_bytes", DEFAULT_MEMORY_BYTES, "byte budget of one memory (64..1048576; 0 = the codec's own "
+              "size: gaussians-q n_gaussians Gaussians, vae-latent latent_step). gaussians-rd fits each frame to it, "
+              "gaussians-q stores as many Gaussians as fit, vae-latent the finest step that fits", True),
     ParamSpec("latent_model", "", "vae-latent model file; empty = the model shipped with the package", True),
     ParamSpec("latent_step", 0.0, "vae-latent quantization step (0 = the codec's default, 1.0; else 1/1024..1024; "
               "larger = fewer bytes)", True),
@@ -177,6 +181,9 @@ def check_parameters(values: dict) -> list[str]:
     check_choice(problems, values, "device", ("auto", "cpu", "cuda"))
     check_choice(problems, values, "no_pose", ("store", "skip"))
     check_choice(problems, values, "codec", ENCODABLE_CODECS)
+    check_range(problems, values, "memory_bytes", 0, 1 << 20)
+    if values["codec"] == "gaussians-rd" and not 64 <= int(values["memory_bytes"]) <= 1 << 20:
+        problems.append(f"codec gaussians-rd needs memory_bytes in 64..1048576, got {values['memory_bytes']}")
     check_range(problems, values, "latent_step", 0.0, 1024.0)
     check_range(problems, values, "latent_max_bytes", 0, 1 << 30)
     check_range(problems, values, "latent_refine_iters", 0, 100_000)
@@ -206,7 +213,7 @@ def memory_settings(values: dict) -> MemorySettings:
         long_side=int(values["long_side"]), n_gaussians=int(values["n_gaussians"]), max_iters=int(values["max_iters"]),
         threads=int(values["threads"]), seed=int(values["seed"]),
         warm_start_max_change=float(values["warm_start_max_change"]), codec=values["codec"],
-        latent_model=values["latent_model"], latent_step=float(values["latent_step"]),
+        memory_bytes=int(values["memory_bytes"]), latent_model=values["latent_model"], latent_step=float(values["latent_step"]),
         latent_max_bytes=int(values["latent_max_bytes"]), latent_refine_iters=int(values["latent_refine_iters"]),
         latent_tiles=int(values["latent_tiles"]))
 
@@ -460,7 +467,7 @@ class EncoderNode(Node):
             return
         fit_ms = (time.perf_counter() - started) * 1e3
         result, payload = fitted.result, fitted.payload
-        record = self._record(msg, item.topic, image, pose, result, payload)
+        record = self._record(msg, item.topic, image, pose, fitted)
         if self._stopping:
             return
         self._memories.publish(record)
@@ -471,7 +478,7 @@ class EncoderNode(Node):
             self._stats.fit_ms.append(fit_ms)
             self._stats.latencies_ms.append((time.monotonic() - item.received) * 1e3)
         self.get_logger().debug(f"{item.topic}: keyframe ({decision.reason}) at {stamp_ns} ns, "
-                                f"{len(payload)} B, {result.psnr:.1f} dB, {fit_ms:.0f} ms")
+                                f"{len(payload)} B, {fitted.psnr:.1f} dB, {fit_ms:.0f} ms")
 
     def _pose_at(self, stamp_ns: int, frame_id: str, settings: _Settings) -> StampedPose | None:
         """The camera pose at ``stamp_ns``: pose topics in order (waiting up to ``pose_wait_s`` for a
@@ -529,7 +536,7 @@ class EncoderNode(Node):
                 self._info_for_camera[key] = source
             return self._infos[source]
 
-    def _record(self, msg, topic: str, image, pose: StampedPose | None, result, payload: bytes) -> MemoryRecord:
+    def _record(self, msg, topic: str, image, pose: StampedPose | None, fitted: FittedMemory) -> MemoryRecord:
         record = MemoryRecord()
         record.header = msg.header
         record.source_topic = topic
@@ -550,12 +557,12 @@ class EncoderNode(Node):
         record.encoding = str(getattr(msg, "encoding", None) or getattr(msg, "format", ""))
         record.codec_id = self._payload.codec_id
         record.model_id = self._payload.model_id
-        if math.isfinite(result.psnr) or math.isinf(result.psnr):
+        if math.isfinite(fitted.psnr) or math.isinf(fitted.psnr):  # the decoded payload's, at the working size
             record.has_fit_quality = True
-            record.psnr_db = float(result.psnr)
-            record.ssim = float(result.ssim) if math.isfinite(result.ssim) else float("nan")
-        record.payload_size = len(payload)
-        record.payload = array.array("B", payload)
+            record.psnr_db = float(fitted.psnr)
+            record.ssim = float(fitted.ssim) if math.isfinite(fitted.ssim) else float("nan")
+        record.payload_size = len(fitted.payload)
+        record.payload = array.array("B", fitted.payload)
         return record
 
     # --- diagnostics ----------------------------------------------------------------------------

@@ -10,10 +10,11 @@ policy) and :mod:`gaussvae_ros.store` (the record). Never the nodes or the appli
 """
 
 from .memory import FittedMemory, fit_memory, prepare_frame, stored_memory, warm_start
-from .settings import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_THREADS,
-                       DEFAULT_WARM_START_MAX_CHANGE, MemorySettings)
+from .settings import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_MEMORY_BYTES,
+                       DEFAULT_MEMORY_CODEC, DEFAULT_THREADS, DEFAULT_WARM_START_MAX_CHANGE, MemorySettings)
 
 __all__ = [
-    "DEFAULT_GAUSSIANS", "DEFAULT_LONG_SIDE", "DEFAULT_MAX_ITERS", "DEFAULT_THREADS", "DEFAULT_WARM_START_MAX_CHANGE",
+    "DEFAULT_GAUSSIANS", "DEFAULT_LONG_SIDE", "DEFAULT_MAX_ITERS", "DEFAULT_MEMORY_BYTES", "DEFAULT_MEMORY_CODEC",
+    "DEFAULT_THREADS", "DEFAULT_WARM_START_MAX_CHANGE",
     "FittedMemory", "MemorySettings", "fit_memory", "prepare_frame", "stored_memory", "warm_start",
 ]

@@ -10,13 +10,14 @@ Every step takes the one :class:`~gaussvae_ros.pipeline.settings.MemorySettings`
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from gaussvae_ros.bag.keyframes import image_thumbnail
-from gaussvae_ros.codecs import PayloadEncoder, payload_encoder
-from gaussvae_ros.core import FitResult, Gaussians, fit_image
+from gaussvae_ros.codecs import PayloadEncoder, decode_payload, payload_encoder
+from gaussvae_ros.core import FitResult, Gaussians, fit_image, psnr, render, ssim, to_float_image
 from gaussvae_ros.core.image import working_image
 from gaussvae_ros.store.records import CameraIntrinsics, Memory, Pose
 
@@ -43,23 +44,28 @@ def warm_start(previous: Gaussians | None, image_change: float | None, settings:
 
 @dataclass(frozen=True)
 class FittedMemory:
-    """A fitted frame: the fit, its payload, and whether the warm start was used (False after a cold
-    restart or without one)."""
+    """A fitted frame: the fit, its payload, whether the warm start was used (False after a cold
+    restart or without one), and the quality of the payload itself: ``psnr`` (dB) and ``ssim`` of
+    the decoded payload rendered at the working size against the working image (what recall gives
+    back, not the fit before coding; ``result.psnr`` is the fit's)."""
 
     result: FitResult
     payload: bytes
     warm: bool
+    psnr: float
+    ssim: float
 
 
 def fit_memory(image: np.ndarray, settings: MemorySettings, init: Gaussians | None = None,
                encoder: PayloadEncoder | None = None) -> FittedMemory:
     """Fit a working-resolution image with ``settings.fit``, warm-started from ``init`` when its
     channels match, and encode it with ``encoder`` (default: quantized Gaussians), which gets the same
-    ``settings.fit`` for any fitting of its own (tiles).
+    ``settings.fit`` for any fitting of its own (tiles). A codec that fits the frame itself
+    (``encoder.encode_frame``, e.g. ``gaussians-rd`` to its byte budget) does the fit instead.
 
     When the warm-started fit fails (it diverged: non-finite parameters or scales, found before
     encoding it) or cannot be encoded, the frame is fitted again from scratch: a bad previous
-    keyframe never costs the next one.
+    keyframe never costs the next one. The payload is decoded once more to measure what is stored.
 
     Raises:
         ValueError: the image cannot be fitted or encoded even from scratch.
@@ -70,22 +76,46 @@ def fit_memory(image: np.ndarray, settings: MemorySettings, init: Gaussians | No
         init = None
     if init is not None:
         try:
-            warm = fit_image(image, n_gaussians=settings.n_gaussians, init=init, config=settings.fit)
-            warm.gaussians.check_valid("warm-started fit")  # diverged: start cold without encoding it
-            return FittedMemory(warm, encoder.encode(warm.gaussians, image, fit=settings.fit), True)
+            result, payload = _fit_and_encode(image, settings, init, encoder)
+            return _measured(image, result, payload, True, encoder, settings.fit.threads)
         except (ValueError, RuntimeError):  # diverged, or a fit the codec cannot take (e.g. fewer Gaussians)
             pass
-    result = fit_image(image, n_gaussians=settings.n_gaussians, config=settings.fit)
-    return FittedMemory(result, encoder.encode(result.gaussians, image, fit=settings.fit), False)
+    result, payload = _fit_and_encode(image, settings, None, encoder)
+    return _measured(image, result, payload, False, encoder, settings.fit.threads)
+
+
+def _fit_and_encode(image, settings: MemorySettings, init, encoder: PayloadEncoder) -> tuple[FitResult, bytes]:
+    if encoder.encode_frame is not None:
+        started = time.perf_counter()
+        payload, gaussians = encoder.encode_frame(image, init, fit=settings.fit)
+        h, w = image.shape[:2]
+        return FitResult(gaussians, math.nan, math.nan, 0, time.perf_counter() - started, h, w), payload
+    result = fit_image(image, n_gaussians=settings.n_gaussians, init=init, config=settings.fit)
+    if init is not None:
+        result.gaussians.check_valid("warm-started fit")  # diverged: start cold without encoding it
+    return result, encoder.encode(result.gaussians, image, fit=settings.fit)
+
+
+def _measured(image, result: FitResult, payload: bytes, warm: bool, encoder: PayloadEncoder,
+              threads: int | None) -> FittedMemory:
+    """The fitted memory with its payload's quality at the working size."""
+    target = to_float_image(image)
+    h, w = target.shape[:2]
+    decoded = decode_payload(payload, encoder.codec_id, encoder.model_id)
+    picture = render(decoded, h, w, threads=threads)
+    if picture.shape[2] != target.shape[2]:  # a grey frame through an RGB model comes back RGB
+        picture = picture.mean(axis=2, keepdims=True) if target.shape[2] == 1 else np.repeat(picture, 3, axis=2)
+    quality_ssim = ssim(target, picture) if min(h, w) >= 7 else math.nan
+    return FittedMemory(result, payload, warm, psnr(target, picture), quality_ssim)
 
 
 def stored_memory(*, stamp_ns: int, topic: str, camera_frame_id: str, width: int, height: int, encoding: str,
                   fitted: FittedMemory, encoder: PayloadEncoder, pose: Pose | None = None, pose_frame_id: str = "",
                   intrinsics: CameraIntrinsics | None = None) -> Memory:
-    """The store's record of a fitted frame (``width x height``: the original frame's size)."""
-    result = fitted.result
+    """The store's record of a fitted frame (``width x height``: the original frame's size; ``psnr`` /
+    ``ssim``: the payload's at the working size)."""
     return Memory(
         stamp_ns=stamp_ns, topic=topic, camera_frame_id=camera_frame_id, payload=fitted.payload,
         codec=encoder.codec_id, model_id=encoder.model_id, width=width, height=height, encoding=encoding,
         pose=pose, pose_frame_id=pose_frame_id if pose is not None else "", intrinsics=intrinsics,
-        psnr=float(result.psnr), ssim=None if not math.isfinite(result.ssim) else float(result.ssim))
+        psnr=float(fitted.psnr), ssim=None if not math.isfinite(fitted.ssim) else float(fitted.ssim))

@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gaussvae_ros.codecs import PayloadEncoder, payload_encoder
-from gaussvae_ros.core import FitConfig
+from gaussvae_ros.core import BitDepths, FitConfig, encoded_size
 from gaussvae_ros.store.records import DEFAULT_CODEC
 
 __all__ = [
-    "DEFAULT_GAUSSIANS", "DEFAULT_LONG_SIDE", "DEFAULT_MAX_ITERS", "DEFAULT_THREADS",
-    "DEFAULT_WARM_START_MAX_CHANGE", "MemorySettings",
+    "DEFAULT_GAUSSIANS", "DEFAULT_LONG_SIDE", "DEFAULT_MAX_ITERS", "DEFAULT_MEMORY_BYTES", "DEFAULT_MEMORY_CODEC",
+    "DEFAULT_THREADS", "DEFAULT_WARM_START_MAX_CHANGE", "MemorySettings",
 ]
 
 #: Working resolution: frames are fitted with their long side at 256 pixels (a 1226 x 370 KITTI
@@ -50,6 +50,15 @@ DEFAULT_WARM_START_MAX_CHANGE = 0.1
 DEFAULT_THREADS = 1
 
 
+#: Codec of new memories when none is named: the one that measured best at the byte budget
+#: (``gaussians-rd``: at every budget measured it decodes better than ``gaussians-q`` and
+#: ``vae-latent`` in as many bytes; BENCHMARKS.md, "Memories by bytes").
+DEFAULT_MEMORY_CODEC = "gaussians-rd"
+
+#: Bytes per memory when none is named (see BENCHMARKS.md, "Memories by bytes", for the choice).
+DEFAULT_MEMORY_BYTES = 2048
+
+
 @dataclass(frozen=True)
 class MemorySettings:
     """How frames become memories (see the module docstring); make one with :meth:`make`.
@@ -60,8 +69,12 @@ class MemorySettings:
             frames' thumbnails differ by less than this (0 never warm-starts).
         fit: the fitter's settings (``n_gaussians``, ``max_iters``, ``threads``, ``seed``, ...), for
             the frame's fit and for any fitting the codec does itself.
-        codec, latent_model, latent_step, latent_max_bytes, latent_refine_iters, latent_tiles: the
-            payload codec and its options (:func:`gaussvae_ros.codecs.payload_encoder`).
+        codec: the payload codec (:func:`gaussvae_ros.codecs.payload_encoder`).
+        memory_bytes: the byte budget of one memory (0: the codec's own size, e.g. ``gaussians-q``'s
+            ``fit.n_gaussians`` Gaussians). ``gaussians-rd`` fits each frame to it; ``gaussians-q``
+            takes the most Gaussians that fit it; ``vae-latent`` the finest step that fits it.
+        latent_model, latent_step, latent_max_bytes, latent_refine_iters, latent_tiles: options of
+            ``vae-latent`` (``latent_max_bytes``, when set, wins over ``memory_bytes``).
     """
 
     long_side: int = DEFAULT_LONG_SIDE
@@ -69,6 +82,7 @@ class MemorySettings:
     fit: FitConfig = field(default_factory=lambda: FitConfig(n_gaussians=DEFAULT_GAUSSIANS,
                                                              max_iters=DEFAULT_MAX_ITERS, threads=DEFAULT_THREADS))
     codec: str = DEFAULT_CODEC
+    memory_bytes: int = 0
     latent_model: str = ""
     latent_step: float = 0.0
     latent_max_bytes: int = 0
@@ -79,17 +93,23 @@ class MemorySettings:
     def make(cls, *, long_side: int = DEFAULT_LONG_SIDE, n_gaussians: int = DEFAULT_GAUSSIANS,
              max_iters: int | None = DEFAULT_MAX_ITERS, threads: int | None = DEFAULT_THREADS, seed: int = 0,
              warm_start_max_change: float = DEFAULT_WARM_START_MAX_CHANGE, fit_overrides: dict | None = None,
-             codec: str = DEFAULT_CODEC, latent_model: str = "", latent_step: float = 0.0, latent_max_bytes: int = 0,
-             latent_refine_iters: int = 0, latent_tiles: int = 1) -> "MemorySettings":
+             codec: str = DEFAULT_CODEC, memory_bytes: int = 0, latent_model: str = "", latent_step: float = 0.0,
+             latent_max_bytes: int = 0, latent_refine_iters: int = 0, latent_tiles: int = 1) -> "MemorySettings":
         """Settings from plain values. ``max_iters`` 0 or None: the fitter's own budget
         (``FitConfig.max_iters``); ``threads`` 0 or None: torch's default. ``fit_overrides``:
-        further :class:`~gaussvae_ros.core.FitConfig` fields."""
+        further :class:`~gaussvae_ros.core.FitConfig` fields. ``memory_bytes`` with ``gaussians-q``
+        sets ``n_gaussians`` to the most RGB Gaussians whose payload fits it."""
+        if int(memory_bytes) < 0:
+            raise ValueError(f"memory_bytes must be >= 0, got {memory_bytes}")
+        if codec == DEFAULT_CODEC and memory_bytes:
+            n_gaussians = gaussians_q_count(int(memory_bytes))
         fit = dict(fit_overrides or {}, n_gaussians=int(n_gaussians), seed=int(seed),
                    threads=int(threads) if threads else None)
         if max_iters:
             fit["max_iters"] = int(max_iters)
-        return cls(int(long_side), float(warm_start_max_change), FitConfig(**fit), codec, latent_model,
-                   float(latent_step), int(latent_max_bytes), int(latent_refine_iters), int(latent_tiles))
+        return cls(int(long_side), float(warm_start_max_change), FitConfig(**fit), codec, int(memory_bytes),
+                   latent_model, float(latent_step), int(latent_max_bytes), int(latent_refine_iters),
+                   int(latent_tiles))
 
     @property
     def n_gaussians(self) -> int:
@@ -98,8 +118,19 @@ class MemorySettings:
     def payload_encoder(self) -> PayloadEncoder:
         """The encoder of these memories (ValueError for options the codec cannot take, or a Gaussian
         count it cannot encode)."""
-        encoder = payload_encoder(self.codec, model=self.latent_model, step=self.latent_step,
-                                  max_bytes=self.latent_max_bytes, refine_iters=self.latent_refine_iters,
-                                  tiles=self.latent_tiles)
+        max_bytes = self.latent_max_bytes if self.codec != DEFAULT_CODEC else 0
+        if self.codec != DEFAULT_CODEC and not max_bytes:
+            max_bytes = self.memory_bytes
+        encoder = payload_encoder(self.codec, model=self.latent_model, step=self.latent_step, max_bytes=max_bytes,
+                                  refine_iters=self.latent_refine_iters, tiles=self.latent_tiles)
         encoder.check_count(self.n_gaussians)
         return encoder
+
+
+def gaussians_q_count(memory_bytes: int) -> int:
+    """The most RGB Gaussians whose ``gaussians-q`` payload (12/8/8/8 bits) fits ``memory_bytes``."""
+    n = min(0xFFFF, (memory_bytes - encoded_size(0, 3)) * 8 // BitDepths().bits_per_gaussian(3))
+    if n < 1:
+        raise ValueError(f"memory_bytes {memory_bytes} holds no gaussians-q Gaussian "
+                         f"(the smallest payload is {encoded_size(1, 3)} bytes)")
+    return n

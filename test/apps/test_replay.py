@@ -52,15 +52,19 @@ def test_replay_keeps_cameras_apart_and_records_pose_size_and_camera_info(tmp_pa
             assert r.intrinsics is None
 
 
-def test_recalled_memory_resembles_the_frame(tmp_path):
-    from gaussvae_ros.core import decode_gaussians, render
+@pytest.mark.parametrize("codec, memory_bytes", [("gaussians-rd", 400), ("gaussians-q", 0)])
+def test_recalled_memory_resembles_the_frame(tmp_path, codec, memory_bytes):
+    from gaussvae_ros.codecs import decode_payload
+    from gaussvae_ros.core import render
 
     bag = synthetic_recording(tmp_path / "bag", frames=1)
     replay_bag(bag, tmp_path / "m.db", ReplayOptions(long_side=32, n_gaussians=64, max_iters=150, threads=1,
+                                                     codec=codec, memory_bytes=memory_bytes,
                                                      image_topics=["/front/image_raw"]))
     with open_store(tmp_path / "m.db") as store:
         (record,) = store.by_time(with_payload=True)
-    recalled = render(decode_gaussians(record.payload), 24, 32)
+    assert record.codec == codec and (not memory_bytes or len(record.payload) <= memory_bytes)
+    recalled = render(decode_payload(record.payload, record.codec, record.model_id), 24, 32)
     target = working_image(blocks(0, color=True), 32).astype(np.float32) / 255.0
     assert recalled.shape == target.shape
     # far closer to its own frame than to another camera's frame
@@ -123,7 +127,7 @@ def test_bad_arguments_fail_before_writing(tmp_path):
 @pytest.fixture(scope="module")
 def kitti_db(tmp_path_factory):
     db = tmp_path_factory.mktemp("kitti") / "kitti.db"
-    options = ReplayOptions(long_side=64, n_gaussians=48, max_iters=20, threads=1)
+    options = ReplayOptions(long_side=64, n_gaussians=48, max_iters=20, threads=1, codec="gaussians-q", memory_bytes=0)
     report = replay_bag(shared("kitti07_mono8_mcap"), db, options)
     return db, report
 
@@ -304,7 +308,7 @@ def test_replay_stores_vae_latents_that_recall_decodes_also_after_a_resume(tmp_p
     bundle = lc.load_bundle(model)
     bag = synthetic_recording(tmp_path / "bag", frames=4, front=drifting)
     every = KeyframeConfig(min_image_change=0.03, duplicate_image_change=0.01)
-    options = ReplayOptions(**FAST, keyframes=every, codec="vae-latent", latent_model=str(model),
+    options = ReplayOptions(**dict(FAST, codec="vae-latent"), keyframes=every, latent_model=str(model),
                             latent_refine_iters=5)
     report = replay_bag(bag, tmp_path / "m.db", options)
     assert report.memories_stored == 8 and report.error_count == 0
@@ -365,8 +369,8 @@ def test_replay_refuses_a_latent_model_for_another_gaussian_count_before_writing
     model = write_tiny_latent_model(tmp_path / "tiny.pt", n=32)
     bag = synthetic_recording(tmp_path / "bag", frames=2)
     with pytest.raises(ValueError, match="32 Gaussians"):
-        replay_bag(bag, tmp_path / "m.db", ReplayOptions(**FAST, codec="vae-latent", latent_model=str(model)))
+        replay_bag(bag, tmp_path / "m.db", ReplayOptions(**dict(FAST, codec="vae-latent"), latent_model=str(model)))
     assert not (tmp_path / "m.db").exists()
     with pytest.raises(ValueError, match="not found"):
-        replay_bag(bag, tmp_path / "m.db", ReplayOptions(**FAST, codec="vae-latent",
+        replay_bag(bag, tmp_path / "m.db", ReplayOptions(**dict(FAST, codec="vae-latent"),
                                                           latent_model=str(tmp_path / "missing.pt")))

@@ -282,3 +282,72 @@ def test_ours_with_a_real_latent_codec_model(image_dir, tmp_path, capsys):
             assert item["over_budget"] == (item["bytes"] > int(budget))
     assert report["budgets"]["8"]["ours"]["over_budget"] == 2  # the 24-byte header alone is over
     assert report["budgets"]["2000"]["ours"]["over_budget"] == 0
+
+
+# --- the anchors a user would pick instead, and codec gaussians-rd ----------------------------------
+
+@pytest.fixture(scope="module")
+def photo_context():
+    from skimage import data as skdata
+
+    from gaussvae_ros.eval import prepare_image
+
+    return ImageContext("astronaut", prepare_image(skdata.astronaut(), 128))
+
+
+@pytest.mark.parametrize("name", ["webp-scaled", "avif-scaled", "jpeg-scaled"])
+@pytest.mark.parametrize("budget", [300, 700, 1500])
+def test_scaled_anchors_write_decodable_files_within_budget(photo_context, name, budget):
+    """The file the scaled anchor reports decodes (at its recorded factor, back up with Lanczos) to
+    the image it is scored on, within the budget; its factor is one of the tried ones, and it is at
+    least as good as the same codec at full size alone."""
+    import io
+
+    from gaussvae_ros.eval import SCALE_FACTORS, ScaledPillowCodec, pillow_codecs
+
+    codecs, notes = pillow_codecs([name, name.removesuffix("-scaled")])
+    if len(codecs) < 2:
+        pytest.skip(notes.get(name, "no such Pillow codec"))
+    scaled, full = codecs
+    assert isinstance(scaled, ScaledPillowCodec)
+    encoded = scaled.compress(photo_context, budget)
+    factor = encoded.setting["factor"]
+    assert factor in SCALE_FACTORS and encoded.image.shape == photo_context.reference.shape
+    fits = encoded.nbytes <= budget
+    if not fits:  # the container alone is larger (AVIF ~300 B, JPEG ~580 B): the smallest file
+        assert factor == min(SCALE_FACTORS)
+        return
+    ref = photo_context.reference
+    w, h = max(1, round(ref.shape[1] * factor)), max(1, round(ref.shape[0] * factor))
+    small = ref if factor == 1 else np.asarray(Image.fromarray(ref).resize((w, h), Image.LANCZOS))
+    buffer = io.BytesIO()
+    Image.fromarray(small).save(buffer, scaled.pil_format, quality=encoded.setting["quality"], **scaled.options)
+    assert len(buffer.getvalue()) == encoded.nbytes <= budget
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    if factor != 1:
+        decoded = np.asarray(Image.fromarray(decoded).resize((ref.shape[1], ref.shape[0]), Image.LANCZOS))
+    np.testing.assert_array_equal(decoded, encoded.image)
+    alone = full.compress(photo_context, budget)
+    if alone.nbytes <= budget:
+        assert psnr_uint8(ref, encoded.image) >= psnr_uint8(ref, alone.image)
+
+
+def test_gaussians_rd_through_the_method_interface(photo_context):
+    from gaussvae_ros.codecs.gaussians_rd import RDConfig
+    from gaussvae_ros.eval import RDGaussianMethod
+
+    method = RDGaussianMethod(RDConfig(fit_iters=40, refine_iters=40, prune_refine_iters=10))
+    low, high = method.compress(photo_context, 300), method.compress(photo_context, 1200)
+    assert low.nbytes <= 300 and high.nbytes <= 1200
+    assert high.setting["gaussians"] > low.setting["gaussians"] > 10
+    assert psnr_uint8(photo_context.reference, high.image) > psnr_uint8(photo_context.reference, low.image) + 1.0
+
+
+def test_eval_on_a_recording_uses_the_encoders_working_size(bag_path, capsys):
+    bag = bag_path("kitti07_mono8_mcap")
+    assert eval_commands.main(["--bag", str(bag), "--every", "80", "--budgets", "1024", "--methods", "webp-scaled",
+                               "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(i["width"], i["height"]) for i in report["images"]] == [(256, 77), (256, 77)]
+    assert report["settings"]["source"]["bag"] == str(bag) and report["settings"]["long_side"] == 256
+    assert report["within_budget"]["1024"]["webp-scaled"]["images"] == 2

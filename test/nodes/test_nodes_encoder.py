@@ -90,7 +90,7 @@ def test_every_encoding_in_and_out(setup, encoding):
         topic = f"{setup.graph.ns}/image_raw"
     record = setup.record_at(stamp, frame)
     assert (record.width, record.height, record.encoding) == (64, 48, encoding)
-    assert record.source_topic == topic and record.codec_id == "gaussians-q" and record.model_id == ""
+    assert record.source_topic == topic and record.codec_id == "gaussians-rd" and record.model_id == ""  # the default
     assert record.payload_size == len(record.payload) > 0 and record.has_fit_quality and record.psnr_db > 12
 
     memory_id = setup.stored_id(stamp)

@@ -82,7 +82,7 @@ def test_a_frame_is_encoded_once_also_after_a_cold_restart():
     seeded = MemorySettings.make(n_gaussians=n, max_iters=10, threads=1, seed=3)
     for init in (None, good.gaussians, broken):  # cold, warm, and a warm start that must restart cold
         calls.clear()
-        fit_memory(image, seeded, init=init, encoder=PayloadEncoder("test", "", encode))
+        fit_memory(image, seeded, init=init, encoder=PayloadEncoder("gaussians-q", "", encode))
         assert calls == [(n, True, seeded.fit)], init  # the encoder gets the frame's fit settings
 
     def exactly_n(gaussians, image=None, *, fit=None):  # an encoder that takes exactly n Gaussians (a latent model)
@@ -91,8 +91,33 @@ def test_a_frame_is_encoded_once_also_after_a_cold_restart():
         return encode_gaussians(gaussians)
 
     fewer = good.gaussians.take(np.arange(n // 2))  # e.g. the last keyframe of a store made with fewer Gaussians
-    fitted = fit_memory(image, settings, init=fewer, encoder=PayloadEncoder("test", "", exactly_n))
+    fitted = fit_memory(image, settings, init=fewer, encoder=PayloadEncoder("gaussians-q", "", exactly_n))
     result, payload = fitted.result, fitted.payload
     assert len(result.gaussians) == n and payload  # the warm fit could not be encoded: refitted cold
 
 
+
+
+@pytest.mark.parametrize("codec, memory_bytes", [("gaussians-rd", 500), ("gaussians-q", 0)])
+def test_a_memorys_stored_quality_is_its_decoded_payloads(codec, memory_bytes):
+    """What the store keeps (and db query / MemoryInfo / get_stats report) is the decoded payload
+    rendered at the working size against the working image, not the fit before coding."""
+    from skimage import data as skdata
+
+    from gaussvae_ros.codecs import decode_payload
+    from gaussvae_ros.core import psnr, render, ssim, to_float_image
+    from gaussvae_ros.pipeline import fit_memory, stored_memory
+
+    image = working_image(skdata.astronaut(), 64)
+    settings = MemorySettings.make(n_gaussians=48, max_iters=60, threads=1, codec=codec, memory_bytes=memory_bytes)
+    encoder = settings.payload_encoder()
+    fitted = fit_memory(image, settings, encoder=encoder)
+    memory = stored_memory(stamp_ns=1, topic="/cam", camera_frame_id="cam", width=512, height=512, encoding="rgb8",
+                           fitted=fitted, encoder=encoder)
+    target = to_float_image(image)
+    decoded = render(decode_payload(memory.payload, memory.codec, memory.model_id), *target.shape[:2])
+    assert memory.codec == codec and (not memory_bytes or len(memory.payload) <= memory_bytes)
+    assert memory.psnr == pytest.approx(psnr(target, decoded), abs=1e-9)
+    assert memory.ssim == pytest.approx(ssim(target, decoded), abs=1e-9)
+    if codec == "gaussians-q":  # its fit's own PSNR is another (higher) figure: quantization costs something
+        assert fitted.result.psnr > memory.psnr

@@ -26,7 +26,9 @@ BAGS = ROOT / ".." / "shared" / "data" / "bags"
 MS = 1_000_000
 T0 = 1_700_000_000 * 1_000_000_000
 #: Small single-threaded fits so that the tests stay fast: the fitter's quality is tested elsewhere.
-FAST = dict(long_side=32, n_gaussians=24, max_iters=15, threads=1)
+#: Quick replays: small fits with the quick codec (quantized Gaussians, no rate control); these tests
+#: are about replay, the default codec (gaussians-rd) has its own replay tests.
+FAST = dict(long_side=32, n_gaussians=24, max_iters=15, threads=1, codec="gaussians-q", memory_bytes=0)
 #: Written recordings change picture every frame; a lower image-change threshold makes every frame a keyframe.
 EVERY_FRAME = KeyframeConfig(min_image_change=0.05, duplicate_image_change=0.01)
 

@@ -47,9 +47,18 @@ class RDConfig:
 
     @classmethod
     def from_fit(cls, fit: FitConfig | None) -> "RDConfig":
-        """The defaults, with the threads and seed of a pipeline's fit settings (its Gaussian count
-        and iterations do not apply: the budget decides the count)."""
-        return cls() if fit is None else cls(threads=fit.threads, seed=fit.seed)
+        """The settings of a pipeline's fit: its threads and seed, and its iteration budget
+        ``max_iters`` shared as the defaults share theirs (about 1/3 fitting, 2/3 quantization-aware
+        refinement); its Gaussian count does not apply (the budget decides the count)."""
+        if fit is None:
+            return cls()
+        base = cls()
+        share = base.fit_iters / (base.fit_iters + base.refine_iters)
+        fit_iters = max(1, round(fit.max_iters * share))
+        refine_iters = max(1, fit.max_iters - fit_iters)
+        return cls(fit_iters=fit_iters, refine_iters=refine_iters,
+                   prune_refine_iters=max(1, refine_iters * base.prune_refine_iters // base.refine_iters),
+                   threads=fit.threads, seed=fit.seed)
 
 
 def _ste(x: torch.Tensor, xq: torch.Tensor) -> torch.Tensor:
