@@ -29,7 +29,7 @@ needs_interfaces = pytest.mark.skipif(not _interfaces_available(),
 @needs_interfaces
 def test_reduced_demo_end_to_end(tmp_path):
     config = demo.DemoConfig(photos=("astronaut", "coffee"), frames_per_photo=3, width=96, height=72, fps=2.0,
-                             long_side=64, n_gaussians=96, max_iters=120, pixels_per_m=80.0,
+                             long_side=64, memory_bytes=600, max_iters=120, pixels_per_m=80.0,
                              recall_latency_repeats=3, min_psnr=15.0)
     summary = demo.run_demo(tmp_path / "demo", config, quiet=True)
     out = tmp_path / "demo"
@@ -51,7 +51,11 @@ def test_reduced_demo_end_to_end(tmp_path):
     assert enc["frames_processed"] + enc["frames_dropped"] == enc["frames_received"]
     assert 15.0 < summary["psnr_db"]["mean"] < 60.0
     assert all(15.0 < m["psnr_db"] < 60.0 for m in summary["memories"])
-    assert 50 < summary["store"]["bytes_per_memory"] < 96 * 72 * 3
+    assert 400 < summary["store"]["bytes_per_memory"] <= 600  # memory_bytes, filled by rate control
+    webp = summary["webp_same_bytes"]  # what a user would store instead, in as many bytes
+    assert webp["bytes_per_memory"] <= summary["store"]["bytes_per_memory"] + 1
+    assert all(10.0 < m["webp_psnr_db"] < 60.0 for m in summary["memories"])
+    assert webp["memories_psnr_db_mean"] == pytest.approx(summary["psnr_db"]["mean"], abs=0.01)
     assert summary["queries"]["all_by_time"] == n
     assert len(summary["queries"]["nearest_by_pose"]) == 2
     assert summary["graph_exit_status"] == 0
