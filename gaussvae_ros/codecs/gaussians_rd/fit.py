@@ -155,6 +155,9 @@ def _strongest(g: Gaussians, count: int, height: int, width: int, threads) -> Ga
 
 @dataclass
 class RDResult:
+    """An encoded frame: the payload, the Gaussians it decodes to, the last rate estimate (bytes) and
+    the wall time of the whole encode (fit, refinement, rate control, coding; seconds)."""
+
     payload: bytes
     gaussians: Gaussians     # decoded from the payload
     estimated_bytes: float   # the rate estimate of the last pass
@@ -174,6 +177,7 @@ def encode_image(image: np.ndarray, budget: int, config: RDConfig | None = None,
     n = max(1, int((budget - header) * 8 / config.bits_per_gaussian))
     fitted = fit_image(target, n_gaussians=n, init=init, max_iters=config.fit_iters, threads=config.threads,
                        seed=config.seed).gaussians
+    fitted.check_valid("fitted Gaussians")  # a diverged warm start: the caller starts cold
     codes = config.codes.with_cell(math.sqrt(w * h / len(fitted)) * config.cell_fraction)
     steps = codes.steps()
     g = refine_quantized(fitted, target, steps, config.refine_iters, config)
