@@ -18,6 +18,8 @@ Service:
                               keep aspect), rgb8 for colour memories, mono8 for gray ones.
 Publications (only for requests with ``publish``; reliable, depth ``publish_depth``):
     ``recalled/image``        sensor_msgs/Image, header = the memory's stamp and camera frame id
+    ``recalled/image/compressed``  sensor_msgs/CompressedImage of the same image, JPEG or PNG by
+                              ``compressed_format`` (image_transport naming; :mod:`.recall_outputs`)
     ``recalled/camera_info``  sensor_msgs/CameraInfo matching each image: intrinsics scaled to
                               the image size when stored (else size and header only)
 
@@ -36,7 +38,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from gaussvae_ros_interfaces.srv import Recall
@@ -50,6 +51,7 @@ from .convert import (camera_info_from_intrinsics, device_for, guarded_service, 
 from .params import (ParamSpec, check_choice, check_range, declare_parameters, install_validator, nonempty,
                      real_list)
 from .queries import RequestError, check_ids, pose_query, time_query
+from .recall_outputs import COMPRESSED_PARAMETERS, RecallOutputs, check_compressed_parameters
 from .runner import run_node
 
 PARAMETERS = (
@@ -62,8 +64,8 @@ PARAMETERS = (
     ParamSpec("codec_modules", [""], "Python modules imported at start-up to register more payload codecs", True),
     ParamSpec("latent_models", [""], "vae-latent model files (or folders of *.pt) loaded at start-up, besides the "
               "shipped model and $GAUSSVAE_LATENT_MODELS: list the encoder's latent_model here", True),
-    ParamSpec("publish_depth", 10, "history depth of recalled/image and recalled/camera_info", True),
-)
+    ParamSpec("publish_depth", 10, "history depth of recalled/image (+ /compressed) and recalled/camera_info", True),
+) + COMPRESSED_PARAMETERS
 
 
 def check_parameters(values: dict) -> list[str]:
@@ -75,6 +77,7 @@ def check_parameters(values: dict) -> list[str]:
     check_range(problems, values, "render_threads", 0, 1024)
     check_choice(problems, values, "device", ("auto", "cpu", "cuda"))
     check_range(problems, values, "publish_depth", 1, 10_000)
+    check_compressed_parameters(problems, values)
     return problems
 
 
@@ -93,8 +96,7 @@ class RecallNode(Node):
         self._store_lock = threading.Lock()
         depth = int(self._values["publish_depth"])
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-        self._image_pub = self.create_publisher(Image, "recalled/image", qos)
-        self._info_pub = self.create_publisher(CameraInfo, "recalled/camera_info", qos)
+        self._outputs = RecallOutputs(self, qos, self._values)
         # One recall at a time: rendering uses every core it is given, parallel recalls would only
         # contend for them.
         self._service = self.create_service(Recall, "recall", self._recall,
@@ -175,8 +177,7 @@ class RecallNode(Node):
             response.images, response.camera_infos = images, infos
             if request.publish:
                 for image, info in zip(images, infos):
-                    self._image_pub.publish(image)
-                    self._info_pub.publish(info)
+                    self._outputs.publish(image, info)
             response.success = True
             seconds = time.perf_counter() - started
             plural = "s" if len(images) != 1 else ""
