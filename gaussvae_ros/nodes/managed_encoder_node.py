@@ -85,6 +85,12 @@ class ManagedEncoderNode(LifecycleNodeMixin, EncoderNode):
         self._set_running(False)
         return super().on_shutdown(state)
 
+    @property
+    def encoding_now(self) -> bool:
+        """Whether the worker is fitting a frame (it finishes one begun before a deactivate)."""
+        with self._queue_cond:
+            return self._busy
+
     def counters(self) -> dict:
         """:meth:`EncoderNode.counters` plus ``dropped_inactive`` (frames that came while not active)."""
         counts = EncoderNode.counters(self)

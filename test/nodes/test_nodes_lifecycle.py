@@ -126,3 +126,30 @@ def test_memory_hold_limit_drops_oldest(tmp_path):
         lc(*UP)
         by_time = graph.client(QueryByTime, "query_by_time")
         wait_until(lambda: _stamps(graph, by_time) == [2, 3], 30.0, "the newest two stored")
+
+
+def test_encoder_deactivate_keeps_queued_frames(tmp_path):
+    # Fits of ~0.1-0.5 s each: a burst of frames waits in the queue while the first is fitted.
+    slow = dict(FAST_ENCODER, n_gaussians=64, long_side=64, max_iters=150, image_reliability="reliable",
+                queue_size=50, odometry_topics=[""], camera_info_topics=[""])
+    with RosGraph() as graph:
+        encoder = graph.add(ManagedEncoderNode, slow)
+        images = graph.publisher(Image, "image_raw", 50)
+        graph.wait_for_subscribers(images)
+        records = graph.collect(MemoryRecord, "memories", MEMORY_QOS.get())
+        lc = Lifecycle(graph, "gaussvae_encoder")
+        lc(*UP)
+        for s in range(1, 7):
+            images.publish(image_msg(pattern_image(48, 64, seed=s), "rgb8", s * S))
+        wait_until(lambda: encoder.counters()["received"] == 6 and encoder.queue_depth >= 2, 30.0,
+                   "frames queued behind a fit")
+        lc(Transition.TRANSITION_DEACTIVATE)
+        queued = encoder.queue_depth
+        assert queued >= 1
+        wait_until(lambda: not encoder.encoding_now, 30.0, "the fit in progress finished")
+        done = encoder.counters()["keyframes"]
+        assert encoder.queue_depth == queued and done + queued == 6  # paused: the queue is kept, nothing dropped
+        assert encoder.counters()["dropped"] == 0
+        lc(Transition.TRANSITION_ACTIVATE)
+        wait_until(lambda: len(records) == 6, 60.0, "every queued frame encoded after activate")
+        assert sorted(r.header.stamp.sec for r in records) == [1, 2, 3, 4, 5, 6]
