@@ -13,12 +13,14 @@ Requests are built by :func:`time_query`, :func:`pose_query`, :func:`recall_requ
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from gaussvae_ros_interfaces.action import RecallMemories
 from gaussvae_ros_interfaces.msg import PoseQuery, TimeQuery
@@ -146,21 +148,58 @@ class LiveClient:
         """The ``recall`` service's response."""
         return self.call(Recall, "recall", recall_request(selection, width, height, publish))
 
-    def recall_stream(self, goal: RecallMemories.Goal, on_feedback, answer_timeout_s: float = 3600.0):
-        """Run a ``recall_memories`` goal, ``on_feedback(feedback)`` per image; returns (status, result)."""
+    def recall_stream(self, goal: RecallMemories.Goal, on_image, answer_timeout_s: float = 3600.0,
+                      feedback_wait_s: float = 10.0):
+        """Run a ``recall_memories`` goal; ``on_image(id, image)`` once per image the result lists, in
+        order; returns ``(status, result)``.
+
+        The feedback is read from the action's feedback topic directly (rclpy's ActionClient drops
+        feedback that arrives after the result, and the result may overtake the last images), with
+        a deep history; images the result lists but no feedback brought within ``feedback_wait_s``
+        are fetched again through the ``recall`` service.
+        """
         client = ActionClient(self.node, RecallMemories, "recall_memories")
+        received: dict[bytes, dict] = {}
+        lock = threading.Lock()
+
+        def on_feedback(msg) -> None:
+            with lock:
+                received.setdefault(bytes(msg.goal_id.uuid), {})[int(msg.feedback.id)] = msg.feedback
+
+        feedback_sub = self.node.create_subscription(RecallMemories.Impl.FeedbackMessage,
+                                                     "recall_memories/_action/feedback", on_feedback,
+                                                     QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
         try:
             if not client.wait_for_server(timeout_sec=self.timeout_s):
                 name = self.node.resolve_service_name("recall_memories")
                 raise NoServer(f"no {name} action server answered within {self.timeout_s:g} s (is "
                                "gaussvae_recall running, in this namespace and ROS_DOMAIN_ID?)")
-            handle = self._wait(client.send_goal_async(goal, feedback_callback=lambda m: on_feedback(m.feedback)),
-                                "recall_memories goal")
+            handle = self._wait(client.send_goal_async(goal), "recall_memories goal")
             if not handle.accepted:
                 raise RuntimeError("recall_memories goal rejected")
             response = self._wait(handle.get_result_async(), "recall_memories result", answer_timeout_s)
-            return response.status, response.result
+            result, key = response.result, bytes(handle.goal_id.uuid)
+            wanted = [int(i) for i in result.ids]
+            deadline = time.monotonic() + feedback_wait_s
+            while time.monotonic() < deadline:
+                with lock:
+                    if all(i in received.get(key, {}) for i in wanted):
+                        break
+                time.sleep(0.02)
+            with lock:
+                got = dict(received.get(key, {}))
+            missing = [i for i in wanted if i not in got]
+            fetched = {}
+            for start in range(0, len(missing), 50):  # the service's default max_images is 100
+                r = self.recall(Selection(ids=missing[start:start + 50]), goal.width, goal.height)
+                if not r.success:
+                    raise RuntimeError(f"cannot fetch {len(missing)} images the feedback lost: {r.message}")
+                fetched.update(zip((int(i) for i in r.ids), r.images))
+            for i in wanted:
+                on_image(i, got[i].image if i in got else fetched[i])
+            return response.status, result
         finally:
+            self.node.destroy_subscription(feedback_sub)
             client.destroy()
 
     def close(self) -> None:

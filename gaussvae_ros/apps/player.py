@@ -346,7 +346,8 @@ class Player:
             publishers = {}
             by_topic = {}
             latched_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(o.depth),
-                                     reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+                                     reliability=ReliabilityPolicy.RELIABLE,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
             for cid, (topic, msgtype, cls) in plan.items():
                 if topic not in by_topic:
                     topic_qos = latched_qos if o.qos == "reliable" and topic in self._latched else qos

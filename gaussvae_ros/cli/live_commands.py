@@ -117,7 +117,7 @@ def _recall(args: argparse.Namespace) -> int:
         result = {"out": str(out)}
         if args.stream:
             status, r = client.recall_stream(recall_goal(selection, width, height, args.publish, args.max_bytes),
-                                             lambda f: save(f.id, f.image))
+                                             save)
             result.update(ids=list(r.ids), truncated=bool(r.truncated), total_bytes=int(r.total_bytes))
         else:
             r = client.recall(selection, width, height, args.publish)

@@ -119,7 +119,7 @@ class ManagedMemoryNode(LifecycleNodeMixin, MemoryNode):
             for msg in held:  # before any newer record: arrival order is kept
                 MemoryNode._on_record(self, msg)
             self._active = True
-        self.get_logger().info(f"active: storing" + (f" ({len(held)} held records stored)" if held else ""))
+        self.get_logger().info("active: storing" + (f" ({len(held)} held records stored)" if held else ""))
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:

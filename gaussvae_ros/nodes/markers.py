@@ -152,9 +152,3 @@ class MemoryMarkerPublisher:
         self._markers_pub.publish(marker_array(markers, self._values["marker_color"],
                                                float(self._values["marker_scale"])))
         self._poses_pub.publish(pose_array(markers, pose_frame(markers, self._values["markers_frame_id"]), stamp))
-
-    def destroy(self) -> None:
-        if self._timer is not None:
-            self._node.destroy_timer(self._timer)
-        self._node.destroy_publisher(self._markers_pub)
-        self._node.destroy_publisher(self._poses_pub)

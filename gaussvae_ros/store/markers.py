@@ -23,7 +23,7 @@ import math
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["COLOUR_BY", "FORWARD_AXES", "SHAPES", "MarkerTracker", "MemoryMarker", "frustum_points",
+__all__ = ["COLOUR_BY", "FORWARD_AXES", "SHAPES", "MarkerTracker", "MemoryMarker", "codec_colour", "frustum_points",
            "marker_colours", "memory_marker"]
 
 SHAPES = ("frustum", "arrow")

@@ -33,7 +33,8 @@ def _memories():
         gray = i == 2
         out.append(Memory(stamp_ns=T0 + i * S // 2, topic="/cam/image_raw", camera_frame_id="cam",
                           payload=payload(1 if gray else 3), width=64, height=48, encoding="mono8" if gray else "rgb8",
-                          pose=None if i == 4 else Pose((float(i), 1.0, 0.0), (0.0, 0.0, math.sin(i / 4), math.cos(i / 4))),
+                          pose=None if i == 4 else Pose((float(i), 1.0, 0.0),
+                                                        (0.0, 0.0, math.sin(i / 4), math.cos(i / 4))),
                           pose_frame_id="" if i == 4 else "map", intrinsics=K if i % 2 else None,
                           psnr=25.0 + i, ssim=0.5))
     return out

@@ -3,8 +3,6 @@ pause and resume storing with nothing lost, frames that arrive while the encoder
 counted as dropped, and `gaussvae db compact` runs between the memory node's cleanup and its next
 configure / activate."""
 
-import pytest
-
 from support.ros_graph import FAST_ENCODER, RosGraph, image_msg, pattern_image, wait_until
 
 from lifecycle_msgs.msg import State, Transition  # noqa: E402

@@ -21,18 +21,14 @@ def _memory_ids(array: MarkerArray, ns: str = "memories") -> list[int]:
     return sorted(m.id for m in array.markers if m.ns == ns and m.action == Marker.ADD)
 
 
-def _latest(received: list):
-    return received[-1] if received else None
-
-
 @pytest.fixture
 def graph():
     with RosGraph() as g:
         yield g
 
 
-def _stored_ids(graph, node_ns_client) -> list[int]:
-    response = graph.call(node_ns_client, QueryByTime.Request())
+def _stored_ids(graph, by_time) -> list[int]:
+    response = graph.call(by_time, QueryByTime.Request())
     assert response.success, response.message
     return [m.id for m in response.memories]
 
@@ -70,7 +66,8 @@ def test_late_subscriber_gets_every_marker_and_markers_follow_changes(graph, tmp
     # A delete removes its marker.
     deleted = graph.call(graph.client(DeleteMemories, "delete_memories"), DeleteMemories.Request(ids=[posed[1]]))
     assert deleted.success, deleted.message
-    wait_until(lambda: _memory_ids(markers[-1]) == [posed[0], posed[2], posed[3]], 20.0, "marker of the deleted memory gone")
+    wait_until(lambda: _memory_ids(markers[-1]) == [posed[0], posed[2], posed[3]], 20.0,
+               "marker of the deleted memory gone")
     # An insert adds one; retention (max_records 6) then drops memories and their markers go too.
     for i in range(6, 9):
         pub.publish(record_msg(i * S, (float(i), 0.5, 0.0)))

@@ -10,6 +10,7 @@ from support.ros_graph import RosGraph, image_pixels, record_msg, wait_until
 
 from action_msgs.msg import GoalStatus  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from gaussvae_ros_interfaces.action import RecallMemories  # noqa: E402
 from gaussvae_ros_interfaces.msg import MemoryRecord  # noqa: E402
@@ -44,11 +45,21 @@ class Setup:
         self.recall = graph.client(Recall, "recall")
         self.action = ActionClient(graph.client_node, RecallMemories, "recall_memories")
         assert self.action.wait_for_server(timeout_sec=20.0), "recall_memories not available"
+        # The feedback topic itself, deep: rclpy's ActionClient drops feedback that comes after the
+        # result, and the result may overtake the last feedback messages.
+        self.feedback = {}
+        graph.client_node.create_subscription(
+            RecallMemories.Impl.FeedbackMessage, "recall_memories/_action/feedback",
+            lambda m: self.feedback.setdefault(bytes(m.goal_id.uuid), []).append(m.feedback),
+            QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+
+    def goal(self, goal):
+        handle = _wait(self.action.send_goal_async(goal))
+        assert handle.accepted
+        return handle, self.feedback.setdefault(bytes(handle.goal_id.uuid), [])
 
     def send(self, goal):
-        feedback = []
-        handle = _wait(self.action.send_goal_async(goal, feedback_callback=lambda msg: feedback.append(msg.feedback)))
-        assert handle.accepted
+        handle, feedback = self.goal(goal)
         response = _wait(handle.get_result_async(), 120.0)
         return response.status, response.result, feedback
 
@@ -99,16 +110,9 @@ def test_by_ids_and_byte_limit(setup):
 
 
 def test_cancel_stops_the_stream(setup):
-    feedback, first = [], threading.Event()
-
-    def callback(msg):
-        feedback.append(msg.feedback)
-        first.set()
-
     # Large images: each takes a while to render, so the cancel arrives long before the last one.
-    handle = _wait(setup.action.send_goal_async(_time_goal(width=2048, height=1536), feedback_callback=callback))
-    assert handle.accepted
-    assert first.wait(60.0), "no feedback"
+    handle, feedback = setup.goal(_time_goal(width=2048, height=1536))
+    wait_until(lambda: feedback, 60.0, "the first image")
     _wait(handle.cancel_goal_async())
     response = _wait(handle.get_result_async(), 120.0)
     assert response.status == GoalStatus.STATUS_CANCELED and not response.result.success, response.result.message

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from gaussvae_ros.store import Memory, Pose, Store
+from gaussvae_ros.store import Memory, Pose, RetentionPolicy, Store
 from gaussvae_ros.store.markers import MarkerTracker, frustum_points, marker_colours, memory_marker
 
 from support.memories import KITTI_K
@@ -44,7 +44,7 @@ def test_colours_by_age_and_codec():
         marker_colours(markers, "size")
 
 
-def _stored(memories, tmp=None):
+def _stored(memories):
     import tempfile
     from pathlib import Path
 
@@ -76,8 +76,6 @@ def test_tracker_follows_inserts_deletes_and_retention(tmp_path):
         more = store.insert_many([_memory(i) for i in range(5, 10)]).ids
         assert tracker.sync(store)
         assert [m.id for m in tracker.markers()] == list(more)  # the newest five
-        from gaussvae_ros.store import RetentionPolicy
-
         store.apply_retention(RetentionPolicy(max_records=2))
         assert tracker.sync(store)
         kept = [r.id for r in store.by_time() if r.pose is not None]
