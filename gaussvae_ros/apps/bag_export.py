@@ -130,9 +130,10 @@ def export_bag(store, records, out, size=None, image_format: str = "jpeg", jpeg_
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists; give a new path")
+    out.parent.mkdir(parents=True, exist_ok=True)
     single_file = out.suffix == ".mcap"
-    folder = Path(tempfile.mkdtemp(prefix="gaussvae_export_", dir=out.parent if out.parent.exists() else None)) \
-        / out.stem if single_file else out
+    # One MCAP file: written as a rosbag2 folder beside it, the file moved out, the folder removed.
+    folder = Path(tempfile.mkdtemp(prefix=".gaussvae_export_", dir=out.parent)) / out.stem if single_file else out
     report = ExportReport(str(out))
     typestore = _typestore()
     records = sorted(records, key=lambda r: (r.stamp_ns, r.id))

@@ -16,7 +16,8 @@ The subscription to ``memories`` exists in every state, so nothing is lost acros
 cleanup / compact / configure cycle: records that arrive while the node is not active wait in a
 queue of at most ``inactive_queue_size`` records; when it is full the oldest is dropped and
 counted (``dropped_inactive`` in ``/diagnostics`` and :meth:`counters`; ``held`` counts every
-record that waited). The plain ``gaussvae_memory`` stays what ``ros2 run`` and the launch files
+record that waited). Records still held at shutdown are not stored (a node started again gets the
+encoder's last 50 records, transient local, once more). The plain ``gaussvae_memory`` stays what ``ros2 run`` and the launch files
 start by default; ``gaussvae.launch.py managed:=true`` starts this one.
 """
 

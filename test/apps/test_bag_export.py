@@ -129,3 +129,6 @@ def test_export_errors(exported, tmp_path, capsys):
     folder = tmp_path / "as_folder"
     assert gaussvae(["db", "export", str(database), "--bag", str(folder), "--json", "--start", str((T0 + S) / S)]) == 0
     assert json.loads(capsys.readouterr().out)["memories"] == 4 and (folder / "metadata.yaml").exists()
+    nested = tmp_path / "new" / "folder" / "m.mcap"
+    assert gaussvae(["db", "export", str(database), "--bag", str(nested), "--limit", "2"]) == 0
+    assert nested.is_file() and [p.name for p in nested.parent.iterdir()] == ["m.mcap"]  # no leftovers
