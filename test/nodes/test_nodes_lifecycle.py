@@ -128,8 +128,8 @@ def test_memory_hold_limit_drops_oldest(tmp_path):
 
 def test_encoder_deactivate_keeps_queued_frames(tmp_path):
     # Fits of ~0.1-0.5 s each: a burst of frames waits in the queue while the first is fitted.
-    slow = dict(FAST_ENCODER, n_gaussians=64, long_side=64, max_iters=150, image_reliability="reliable",
-                queue_size=50, odometry_topics=[""], camera_info_topics=[""])
+    slow = dict(FAST_ENCODER, codec="gaussians-q", memory_bytes=0, n_gaussians=64, long_side=64, max_iters=150,
+                image_reliability="reliable", queue_size=50, odometry_topics=[""], camera_info_topics=[""])
     with RosGraph() as graph:
         encoder = graph.add(ManagedEncoderNode, slow)
         images = graph.publisher(Image, "image_raw", 50)

@@ -35,7 +35,7 @@ class Setup:
     def __init__(self, graph, database):
         self.graph = graph
         graph.add(MemoryNode, {"database": str(database)})
-        graph.add(RecallNode, {"database": str(database), "action_feedback_depth": 100})
+        self.recall_node = graph.add(RecallNode, {"database": str(database), "action_feedback_depth": 100})
         pub = graph.publisher(MemoryRecord, "memories", MEMORY_QOS.get())
         graph.wait_for_subscribers(pub)
         for i in range(1, N + 1):
@@ -76,7 +76,8 @@ def _time_goal(**fields):
 
 
 def test_streams_n_images_matching_the_service(setup):
-    images = setup.graph.collect(Image, "recalled/image")
+    images = setup.graph.collect(Image, "recalled/image", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    wait_until(lambda: setup.recall_node._outputs.image.get_subscription_count() >= 1, 20.0, "recalled/image matched")
     status, result, feedback = setup.send(_time_goal(width=40, height=30, publish=True))
     assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
     wait_until(lambda: len(feedback) == N, 20.0, "N feedback images")  # the result may overtake the last ones
