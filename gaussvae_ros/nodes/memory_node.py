@@ -45,9 +45,9 @@ from gaussvae_ros_interfaces.srv import DeleteMemories, GetStats, QueryByIds, Qu
 
 from gaussvae_ros.store import RetentionPolicy, Store, StoreError, page_size_for_payload
 
-from .markers import MARKER_PARAMETERS, MemoryMarkerPublisher, check_marker_parameters
 from .convert import (MEMORY_QOS, diagnostic_status, guarded_callback, guarded_service, info_from_record,
                       memory_from_record_msg, ns_to_time, time_to_ns)
+from .markers import MARKER_PARAMETERS, MemoryMarkerPublisher, check_marker_parameters
 from .params import ParamSpec, check_range, declare_parameters, install_validator, nonempty
 from .queries import RequestError, check_ids, pose_query, store_summary, time_query
 from .runner import run_node
