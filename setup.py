@@ -47,6 +47,8 @@ setup(
             "gaussvae_encoder = gaussvae_ros.nodes.encoder_node:main",
             "gaussvae_memory = gaussvae_ros.nodes.memory_node:main",
             "gaussvae_recall = gaussvae_ros.nodes.recall_node:main",
+            "gaussvae_encoder_managed = gaussvae_ros.nodes.managed_encoder_node:main",
+            "gaussvae_memory_managed = gaussvae_ros.nodes.managed_memory_node:main",
         ],
     },
 )

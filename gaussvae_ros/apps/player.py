@@ -30,7 +30,9 @@ Timing
     times per second (default 40, like ``ros2 bag play --clock``), frozen while paused.
 
 QoS
-    ``reliable`` (default): reliable, volatile, keep-last ``depth`` (100). A reliable publisher
+    ``reliable`` (default): reliable, volatile, keep-last ``depth`` (100); a topic recorded with a
+    transient-local offer (latched state, ``gaussvae db export --bag``'s ``/memories``) is published
+    transient local, as ``ros2 bag play`` adapts durability to the recorded offers. A reliable publisher
     matches both reliable and best-effort subscriptions, so a node subscribing with the sensor-data
     profile a camera driver uses still receives everything, and on loopback nothing is dropped by
     the transport. ``sensor``: best-effort, keep-last 5 (``qos_profile_sensor_data``), what most
@@ -64,6 +66,14 @@ __all__ = ["PlayOptions", "PlayReport", "Player", "message_class", "play_bag"]
 
 #: Messages read ahead of publishing.
 READ_AHEAD = 64
+
+
+def _offered_transient_local(connection) -> bool:
+    """Whether a rosbag2 connection was recorded with a transient-local offered QoS."""
+    offers = getattr(getattr(connection, "ext", None), "offered_qos_profiles", None) or []
+    if isinstance(offers, str):  # older metadata: YAML text
+        return "durability: 1" in offers or "transient_local" in offers.lower()
+    return any(getattr(getattr(q, "durability", None), "name", "") == "TRANSIENT_LOCAL" for q in offers)
 
 
 def message_class(msgtype: str):
@@ -198,6 +208,7 @@ class Player:
         self._paused_total = 0.0
         self._paused_since: float | None = None if not self.options.start_paused else time.perf_counter()
         self.started = threading.Event()  # set when the first message is about to be played
+        self._latched: set[str] = set()  # topics recorded with a transient-local offer
 
     # --- control ------------------------------------------------------------------------------
 
@@ -258,6 +269,8 @@ class Player:
                     report.warnings.append(f"skipping {c.topic}: {reason}")
                 continue
             plan[c.id] = (c.topic, c.msgtype, cls)
+            if _offered_transient_local(c):
+                self._latched.add(c.topic)
         if not plan:
             raise ValueError(f"nothing to play in {self.bag_path.name}: no topic of a type available here "
                              f"({', '.join(sorted(report.skipped_topics)) or 'no topics'})")
@@ -332,9 +345,13 @@ class Player:
                                  reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
             publishers = {}
             by_topic = {}
+            latched_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(o.depth),
+                                     reliability=ReliabilityPolicy.RELIABLE,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
             for cid, (topic, msgtype, cls) in plan.items():
                 if topic not in by_topic:
-                    by_topic[topic] = node.create_publisher(cls, o.remap.get(topic, topic), qos)
+                    topic_qos = latched_qos if o.qos == "reliable" and topic in self._latched else qos
+                    by_topic[topic] = node.create_publisher(cls, o.remap.get(topic, topic), topic_qos)
                 publishers[cid] = (topic, cls, by_topic[topic])
             clock_pub = None
             if o.clock:

@@ -4,7 +4,9 @@
 * ``query``: memories by time range (``--start/--end`` seconds) or by pose (``--near X Y Z`` with
   ``--radius M`` or ``--k N``), as a table or JSON.
 * ``export``: the queried memories recalled as PNG images at any size (``--size WxH``, default the
-  original camera size), optionally a contact sheet and a PNG map of the stored poses coloured by time.
+  original camera size), optionally a contact sheet and a PNG map of the stored poses coloured by time;
+  or, with ``--bag OUT.mcap``, as a ROS 2 recording (records, recalled images, poses, markers) that
+  Foxglove opens and ``gaussvae play`` / ``ros2 bag play`` replays (:mod:`gaussvae_ros.apps.bag_export`).
 * ``compact``: rewrite the file without the pages deletes and retention freed, optionally with the
   page size that wastes least for its payloads (``--page-size auto``); needs the file to itself.
 
@@ -155,8 +157,30 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "topic"
 
 
+def _export_bag(args: argparse.Namespace) -> int:
+    from gaussvae_ros.apps.bag_export import export_bag
+
+    with _open_store(args.file) as store:
+        records = _query_records(store, args)
+        report = export_bag(store, records, args.bag, size=args.size, image_format=args.bag_format)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(f"{report.memories} memories, {report.images} images, {report.markers} markers written to {args.bag}")
+    for error in report.errors:
+        print(f"gaussvae db export: memory #{error['id']} not recalled: {error['error']}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from PIL import Image
+
+    if args.bag:
+        if args.out or args.contact_sheet or args.map:
+            raise ValueError("--bag writes a recording: give no output folder, --contact-sheet or --map with it")
+        return _export_bag(args)
+    if not args.out:
+        raise ValueError("give an output folder, or --bag OUT.mcap")
 
     from gaussvae_ros.codecs.registry import render_memory
 
@@ -269,9 +293,14 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_query)
 
-    p = sub.add_parser("export", help="recall memories as PNG images, a contact sheet and a pose map")
+    p = sub.add_parser("export", help="recall memories as PNG images, a contact sheet and a pose map, or as an "
+                                      "MCAP recording (--bag)")
     p.add_argument("file", help="memory database")
-    p.add_argument("out", help="output folder (created)")
+    p.add_argument("out", nargs="?", help="output folder (created); not with --bag")
+    p.add_argument("--bag", metavar="OUT.mcap", help="write a ROS 2 recording instead: one MCAP file (OUT.mcap) "
+                   "or a rosbag2 folder (any other name)")
+    p.add_argument("--bag-format", choices=("jpeg", "png"), default="jpeg",
+                   help="with --bag: the recalled images' compression (default jpeg)")
     _add_query_options(p)
     p.add_argument("--size", type=_parse_size, metavar="WxH", help="render size (default: the original camera size)")
     p.add_argument("--contact-sheet", action="store_true", help="also write contact_sheet.png")

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "gaussvae_ros.cli.db_commands",
     "gaussvae_ros.cli.play_commands",
     "gaussvae_ros.cli.graph_commands",
+    "gaussvae_ros.cli.live_commands",
     "gaussvae_ros.cli.eval_commands",
 )
 

@@ -4,7 +4,10 @@
   (the memory pipeline, :mod:`gaussvae_ros.pipeline`, shared with offline replay).
 * ``gaussvae_memory`` (:mod:`.memory_node`): records into the SQLite store, query / stats / delete
   services, retention.
-* ``gaussvae_recall`` (:mod:`.recall_node`): the ``recall`` service, memories back into images.
+* ``gaussvae_recall`` (:mod:`.recall_node`): the ``recall`` service and ``recall_memories``
+  action, memories back into images (raw and compressed).
+* ``gaussvae_encoder_managed`` / ``gaussvae_memory_managed`` (:mod:`.managed_encoder_node`,
+  :mod:`.managed_memory_node`): the same nodes as lifecycle nodes.
 
 Shared helpers: :mod:`.params` (parameter tables), :mod:`.convert` (message conversions, QoS),
 :mod:`.queries` (request checks and store queries), :mod:`.runner` (``main`` body). ``config/gaussvae.yaml`` documents every parameter;
@@ -19,4 +22,11 @@ EXECUTABLES = {
     "gaussvae_encoder": "gaussvae_ros.nodes.encoder_node",
     "gaussvae_memory": "gaussvae_ros.nodes.memory_node",
     "gaussvae_recall": "gaussvae_ros.nodes.recall_node",
+}
+
+#: Console scripts of the lifecycle (managed) variants -> node modules (same node names, same
+#: parameters; ``gaussvae.launch.py managed:=true``).
+MANAGED_EXECUTABLES = {
+    "gaussvae_encoder_managed": "gaussvae_ros.nodes.managed_encoder_node",
+    "gaussvae_memory_managed": "gaussvae_ros.nodes.managed_memory_node",
 }

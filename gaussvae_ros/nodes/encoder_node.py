@@ -264,6 +264,9 @@ class _Stats:
 class EncoderNode(Node):
     """Encodes keyframes of live camera topics into ``MemoryRecord`` messages (see module docstring)."""
 
+    #: The worker waits while ``_paused`` (the managed node starts paused: :mod:`.managed_encoder_node`).
+    _start_paused = False
+
     def __init__(self, **kwargs) -> None:
         super().__init__("gaussvae_encoder", **kwargs)
         self._values = declare_parameters(self, PARAMETERS, check_parameters)
@@ -279,6 +282,7 @@ class EncoderNode(Node):
         self._queue: collections.deque = collections.deque()
         self._queue_cond = threading.Condition()
         self._stopping = False
+        self._paused = self._start_paused
         self._busy = False
         self._stats = _Stats()
         self._last_report = _Stats()
@@ -417,7 +421,7 @@ class EncoderNode(Node):
     def _work(self) -> None:
         while True:
             with self._queue_cond:
-                while not self._queue and not self._stopping:
+                while (not self._queue or self._paused) and not self._stopping:
                     self._queue_cond.wait()
                 if self._stopping:
                     return

@@ -15,6 +15,10 @@ Subscriptions:
 Publications:
     ``/diagnostics``        diagnostic_msgs/DiagnosticArray every ``diagnostics_period_s``: stored,
                             duplicates, rejected, store errors, retention drops, memories, bytes
+    ``memory_poses``        visualization_msgs/MarkerArray, reliable, transient local: a frustum (or
+                            arrow) and an ``#id  time`` label per memory, following inserts, deletes
+                            and retention (:mod:`.markers`)
+    ``memory_pose_array``   geometry_msgs/PoseArray, reliable, transient local: the same poses
 Services:
     ``query_by_time``       gaussvae_ros_interfaces/QueryByTime
     ``query_by_pose``       gaussvae_ros_interfaces/QueryByPose (only memories in the query's frame)
@@ -43,6 +47,7 @@ from gaussvae_ros.store import RetentionPolicy, Store, StoreError, page_size_for
 
 from .convert import (MEMORY_QOS, diagnostic_status, guarded_callback, guarded_service, info_from_record,
                       memory_from_record_msg, ns_to_time, time_to_ns)
+from .markers import MARKER_PARAMETERS, MemoryMarkerPublisher, check_marker_parameters
 from .params import ParamSpec, check_range, declare_parameters, install_validator, nonempty
 from .queries import RequestError, check_ids, pose_query, store_summary, time_query
 from .runner import run_node
@@ -59,7 +64,7 @@ PARAMETERS = (
               "retention coverage metric: 1 s apart counts like this many metres apart, m/s (> 0)"),
     ParamSpec("max_results", 10_000, "most memories one query returns (caps limit = 0; a larger k is an error)"),
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, s (> 0)", True),
-)
+) + MARKER_PARAMETERS
 
 
 def check_parameters(values: dict) -> list[str]:
@@ -72,6 +77,7 @@ def check_parameters(values: dict) -> list[str]:
     check_range(problems, values, "retention_metres_per_second", 1e-12)
     check_range(problems, values, "max_results", 1, 10_000_000)
     check_range(problems, values, "diagnostics_period_s", 1e-3, 3600.0)
+    check_marker_parameters(problems, values)
     return problems
 
 
@@ -91,9 +97,7 @@ class MemoryNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("gaussvae_memory", **kwargs)
         self._values = declare_parameters(self, PARAMETERS, check_parameters)
-        path = Path(self._values["database"]).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._store = Store(path, page_size=page_size_for_payload(self._values["expected_payload_bytes"] or None))
+        self._store = self._open_store()
         self._apply(self._values)
         self._lock = threading.Lock()
         self._counts = {"stored": 0, "duplicates": 0, "rejected": 0, "store_errors": 0, "retention_dropped": 0,
@@ -114,10 +118,18 @@ class MemoryNode(Node):
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timer = self.create_timer(float(self._values["diagnostics_period_s"]), self._publish_diagnostics,
                                         callback_group=MutuallyExclusiveCallbackGroup())
+        self._markers = MemoryMarkerPublisher(self, lambda: self._store, self._values)
         install_validator(self, PARAMETERS, self._values, check_parameters, self._apply)
-        stats = self._store.stats()
-        self.get_logger().info(f"memory store {path}: {stats.count} memories; listening on {self._sub.topic_name}"
+        self.get_logger().info(f"listening on {self._sub.topic_name}"
                                + (f"; retention {self._policy}" if self._policy else ""))
+
+    def _open_store(self):
+        """Open (creating it and its folder when missing) the store of the ``database`` parameter."""
+        path = Path(self._values["database"]).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = Store(path, page_size=page_size_for_payload(self._values["expected_payload_bytes"] or None))
+        self.get_logger().info(f"memory store {path}: {store.stats().count} memories")
+        return store
 
     def _apply(self, values: dict) -> None:
         self._policy = retention_policy(values)

@@ -16,8 +16,14 @@ Service:
     ``recall``                gaussvae_ros_interfaces/Recall: by ids, or by an embedded time or pose
                               query; images at the requested size (0 x 0 = original, one side 0 =
                               keep aspect), rgb8 for colour memories, mono8 for gray ones.
+Action:
+    ``recall_memories``       gaussvae_ros_interfaces/RecallMemories: the same selection, each image
+                              sent as feedback as soon as it is decoded, cancelable, with a total
+                              byte limit (:mod:`.recall_action`); for recalls too large for one response
 Publications (only for requests with ``publish``; reliable, depth ``publish_depth``):
     ``recalled/image``        sensor_msgs/Image, header = the memory's stamp and camera frame id
+    ``recalled/image/compressed``  sensor_msgs/CompressedImage of the same image, JPEG or PNG by
+                              ``compressed_format`` (image_transport naming; :mod:`.recall_outputs`)
     ``recalled/camera_info``  sensor_msgs/CameraInfo matching each image: intrinsics scaled to
                               the image size when stored (else size and header only)
 
@@ -36,7 +42,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from gaussvae_ros_interfaces.srv import Recall
@@ -50,6 +55,8 @@ from .convert import (camera_info_from_intrinsics, device_for, guarded_service, 
 from .params import (ParamSpec, check_choice, check_range, declare_parameters, install_validator, nonempty,
                      real_list)
 from .queries import RequestError, check_ids, pose_query, time_query
+from .recall_action import ACTION_PARAMETERS, RecallAction, check_action_parameters
+from .recall_outputs import COMPRESSED_PARAMETERS, RecallOutputs, check_compressed_parameters
 from .runner import run_node
 
 PARAMETERS = (
@@ -62,8 +69,8 @@ PARAMETERS = (
     ParamSpec("codec_modules", [""], "Python modules imported at start-up to register more payload codecs", True),
     ParamSpec("latent_models", [""], "vae-latent model files (or folders of *.pt) loaded at start-up, besides the "
               "shipped model and $GAUSSVAE_LATENT_MODELS: list the encoder's latent_model here", True),
-    ParamSpec("publish_depth", 10, "history depth of recalled/image and recalled/camera_info", True),
-)
+    ParamSpec("publish_depth", 10, "history depth of recalled/image (+ /compressed) and recalled/camera_info", True),
+) + COMPRESSED_PARAMETERS + ACTION_PARAMETERS
 
 
 def check_parameters(values: dict) -> list[str]:
@@ -75,6 +82,8 @@ def check_parameters(values: dict) -> list[str]:
     check_range(problems, values, "render_threads", 0, 1024)
     check_choice(problems, values, "device", ("auto", "cpu", "cuda"))
     check_range(problems, values, "publish_depth", 1, 10_000)
+    check_compressed_parameters(problems, values)
+    check_action_parameters(problems, values)
     return problems
 
 
@@ -93,12 +102,12 @@ class RecallNode(Node):
         self._store_lock = threading.Lock()
         depth = int(self._values["publish_depth"])
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-        self._image_pub = self.create_publisher(Image, "recalled/image", qos)
-        self._info_pub = self.create_publisher(CameraInfo, "recalled/camera_info", qos)
+        self._outputs = RecallOutputs(self, qos, self._values)
         # One recall at a time: rendering uses every core it is given, parallel recalls would only
         # contend for them.
         self._service = self.create_service(Recall, "recall", self._recall,
                                             callback_group=MutuallyExclusiveCallbackGroup())
+        self._action = RecallAction(self, self._open_store, self._select, self._render, self._outputs, self._values)
         install_validator(self, PARAMETERS, self._values, check_parameters, lambda values: None)
         ids = sorted(i for found in models for i in found)
         self.get_logger().info(f"recalling from {self._path} on {self._device}; codecs: {', '.join(known_codecs())}"
@@ -112,8 +121,9 @@ class RecallNode(Node):
                 self._store = Store(self._path, create=False)
             return self._store
 
-    def _select(self, store: Store, request: Recall.Request) -> tuple[list, str]:
-        max_images = int(self._values["max_images"])
+    def _select(self, store: Store, request: Recall.Request, max_images: int | None = None) -> tuple[list, str]:
+        """The memories (with payloads) a request selects (a Recall request or a RecallMemories goal)."""
+        max_images = int(self._values["max_images"]) if max_images is None else max_images
         if request.select == Recall.Request.SELECT_IDS:
             ids = check_ids(request.ids, max_images)
             unique = list(dict.fromkeys(ids))
@@ -151,12 +161,10 @@ class RecallNode(Node):
             if total > int(self._values["max_response_bytes"]):
                 raise RequestError(f"the {len(records)} images would take up to {total} bytes, over "
                                    f"max_response_bytes={self._values['max_response_bytes']}; ask for fewer or smaller")
-            threads = int(self._values["render_threads"]) or None
             recalled, images, infos, failed, failures = [], [], [], [], []
             for record, (w, h) in zip(records, sizes):
                 try:
-                    pixels = render_memory(record.payload, record.codec, record.model_id, w, h, threads=threads,
-                                           device=self._device)
+                    pixels = self._render(record, w, h)
                 except ValueError as exc:  # this memory only: the others are still recalled
                     model = f", model {record.model_id!r}" if record.model_id else ""
                     failed.append(record.id)
@@ -175,8 +183,7 @@ class RecallNode(Node):
             response.images, response.camera_infos = images, infos
             if request.publish:
                 for image, info in zip(images, infos):
-                    self._image_pub.publish(image)
-                    self._info_pub.publish(info)
+                    self._outputs.publish(image, info)
             response.success = True
             seconds = time.perf_counter() - started
             plural = "s" if len(images) != 1 else ""
@@ -188,7 +195,15 @@ class RecallNode(Node):
             response.ids, response.images, response.camera_infos = [], [], []
         return response
 
+    def _render(self, record, width: int, height: int):
+        """uint8 pixels of a memory at ``width x height``; ValueError when it cannot be decoded."""
+        threads = int(self._values["render_threads"]) or None
+        return render_memory(record.payload, record.codec, record.model_id, width, height, threads=threads,
+                             device=self._device)
+
     def destroy_node(self) -> None:
+        if getattr(self, "_action", None) is not None:
+            self._action.destroy()
         super().destroy_node()
         with self._store_lock:
             if self._store is not None:
