@@ -5,7 +5,11 @@ standard message types are identical in Humble, Jazzy and Kilted). Stamps are he
 integer nanoseconds unless said otherwise; ``bag_time_ns`` is the recorder's receive time.
 
 A broken message never aborts a whole recording: image messages that cannot be deserialized or
-decoded are yielded as :class:`FrameError` records and reading goes on.
+decoded are yielded as :class:`FrameError` records and reading goes on. A damaged file neither:
+when ``rosbags`` cannot open it (a truncated MCAP) or fails in the middle (a damaged MCAP chunk or
+SQLite page), the recording is read on by :mod:`.salvage`, record by record, and what was skipped
+is in :attr:`BagReader.damage` / :meth:`BagReader.damage_report` (where, time range, messages lost
+per topic).
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from rosbags.typesys import Stores, get_typestore
 
 from .images import message_to_numpy
 from .poses import PoseTrack, pose_from_message
+from .salvage import Damage, open_salvage
 
 __all__ = [
     "BagReader",
     "CAMERA_INFO_TYPES",
     "CameraInfoSample",
+    "Damage",
     "Frame",
     "FrameError",
     "IMAGE_TYPES",
@@ -169,6 +175,10 @@ class BagReader:
 
     path: Path
     _reader: object = field(default=None, init=False, repr=False)
+    #: What could not be read (filled as the recording is read; see :meth:`damage_report`).
+    damage: list = field(default_factory=list, init=False, repr=False)
+    _salvage: object = field(default=None, init=False, repr=False)
+    _read: dict = field(default_factory=dict, init=False, repr=False)  # topic -> messages read (best pass)
 
     def __post_init__(self) -> None:
         path = Path(self.path)
@@ -187,14 +197,105 @@ class BagReader:
         except FileNotFoundError:
             raise
         except Exception as exc:  # rosbags raises several types for unreadable folders
-            raise ValueError(f"cannot open recording {self.path}: {exc}") from exc
+            self.damage.append(Damage(self.path.name, f"cannot be opened normally ({type(exc).__name__}: {exc}); "
+                                      "read record by record"))
+            try:  # a truncated or damaged file: read what is left
+                reader = open_salvage(self.path, str(exc), self.damage)
+            except (OSError, ValueError) as salvage_exc:
+                self.damage.clear()
+                raise ValueError(f"cannot open recording {self.path}: {exc} ({salvage_exc})") from exc
+            self._salvage = reader
         self._reader = reader
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        for reader in {id(r): r for r in (self._reader, self._salvage) if r is not None}.values():
+            reader.close()
+        self._reader = self._salvage = None
+
+    def _messages(self, connections, start: int | None = None):
+        """``(connection, bag time, raw)`` of ``connections`` in recording order, read past damage.
+
+        When ``rosbags`` fails in the middle of the recording, the rest is read by the salvaging
+        reader (messages already yielded are not yielded again) and the failure is in :attr:`damage`.
+        """
+        reader = self._open
+        counts: dict[str, int] = {}
+
+        def seen(topic: str) -> None:
+            counts[topic] = counts.get(topic, 0) + 1
+            if counts[topic] > self._read.get(topic, 0):
+                self._read[topic] = counts[topic]
+
+        if reader is self._salvage:
+            for item in reader.messages(connections=connections, start=start):
+                seen(item[0].topic)
+                yield item
+            return
+        done: set = set()
+        iterator = iter(reader.messages(connections=connections, start=start))
+        while True:
+            try:
+                connection, bag_time, raw = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:  # ZstdError, apsw.CorruptError, ReaderError...: read on past it
+                error = f"{type(exc).__name__}: {exc}"
+                break
+            done.add((connection.topic, int(bag_time), len(raw)))
+            seen(connection.topic)
+            yield connection, bag_time, raw
+        if self._salvage is None:
+            try:
+                self._salvage = open_salvage(self.path, error, self.damage)
+            except (OSError, ValueError) as exc:
+                self.damage.append(Damage(self.path.name, f"{error}; nothing after it readable ({exc})"))
+                return
+        before = len(self.damage)
+        originals = {(c.topic, c.msgtype): c for c in connections}
+        for c, bag_time, raw in self._salvage.messages(connections=connections, start=start):
+            key = (c.topic, int(bag_time), len(raw))
+            if key in done:
+                done.discard(key)
+                continue
+            seen(c.topic)
+            yield originals.get((c.topic, c.msgtype), c), bag_time, raw
+        if len(self.damage) == before:  # the salvaging reader found nothing more precise to say
+            self.damage.append(Damage(self.path.name, f"{error}; read on record by record"))
+
+    @property
+    def connections(self) -> list:
+        """The recording's connections (``id``, ``topic``, ``msgtype``, ``msgcount``)."""
+        return list(self._open.connections)
+
+    def raw_messages(self, connections=None, start: int | None = None):
+        """``(connection, bag time ns, raw CDR bytes)`` of ``connections`` (default: all), read past damage."""
+        return self._messages(self.connections if connections is None else connections, start)
+
+    def damage_report(self, topics=None) -> dict | None:
+        """What could not be read, or None when nothing was damaged.
+
+        ``{"damaged": [Damage.to_dict()...], "lost": {topic: messages}}``: ``lost`` compares the
+        messages read of each topic (of ``topics``, default all) with its count in the recording's
+        index or metadata; where neither knows, the counts of the damaged parts themselves.
+        """
+        if not self.damage:
+            return None
+        expected: dict[str, int] = {}
+        for c in self._open.connections:
+            expected[c.topic] = expected.get(c.topic, 0) + int(c.msgcount)
+        wanted = set(expected) if topics is None else set(topics)
+        lost = {}
+        for topic in sorted(wanted):
+            missing = expected.get(topic, 0) - self._read.get(topic, 0)
+            if missing > 0:
+                lost[topic] = missing
+        if not lost:
+            for d in self.damage:
+                for topic, n in d.lost.items():
+                    if topics is None or topic in wanted:
+                        lost[topic] = lost.get(topic, 0) + n
+        return {"damaged": [d.to_dict() for d in self.damage], "lost": lost}
 
     @property
     def _open(self):
@@ -275,7 +376,7 @@ class BagReader:
             kind = "missing" if info is None else info.msgtype
             raise ValueError(f"{topic} is not a pose topic ({kind}); pose topics: {self.pose_topics}")
         samples, frame_ids = [], []
-        for connection, bag_time, raw in self._open.messages(connections=self._connections([topic])):
+        for connection, bag_time, raw in self._messages(self._connections([topic])):
             try:
                 stamp, position, orientation, frame_id = pose_from_message(
                     self._open.deserialize(raw, connection.msgtype))
@@ -290,7 +391,7 @@ class BagReader:
 
     def read_camera_info(self, topic: str) -> dict | None:
         """The first readable CameraInfo of ``topic`` as :func:`camera_info_to_dict`, or None."""
-        for connection, _, raw in self._open.messages(connections=self._connections([topic])):
+        for connection, _, raw in self._messages(self._connections([topic])):
             try:
                 return camera_info_to_dict(self._open.deserialize(raw, connection.msgtype))
             except Exception:  # try the next one
@@ -320,7 +421,7 @@ class BagReader:
                 raise ValueError(f"not {kind.replace('_', ' ')} topics: {', '.join(wrong)}; "
                                  f"{kind.replace('_', ' ')} topics: {self.topics_of_kind(kind)}")
         topics = [*image_topics, *pose_topics, *camera_info_topics]
-        for connection, bag_time, raw in self._open.messages(connections=self._connections(topics)):
+        for connection, bag_time, raw in self._messages(self._connections(topics)):
             kind = kinds[connection.topic]
             try:
                 msg = self._open.deserialize(raw, connection.msgtype)
