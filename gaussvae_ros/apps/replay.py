@@ -168,7 +168,10 @@ class ReplayReport:
     process start); ``seconds_by_stage`` splits the work: ``open`` (topics, poses, camera info),
     ``read`` (read + decode), ``prepare`` (resize, thumbnail, pose lookup), ``keyframe``, ``fit``
     (fit + encode; the first fit also loads the optimizer's modules), ``store`` (transactions),
-    ``import`` (torch).
+    ``import`` (torch). ``damaged`` describes each part of the recording that could not be read (a
+    damaged MCAP chunk or SQLite page, a truncated file: where, bag time range, messages lost; see
+    :meth:`~gaussvae_ros.bag.reader.BagReader.damage_report`), ``frames_lost`` the image messages
+    lost there per topic; ``frames_in_recording`` the image messages the recording says it holds.
     """
 
     bag: str
@@ -194,6 +197,15 @@ class ReplayReport:
     seconds: float = 0.0
     seconds_by_stage: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    damaged: list = field(default_factory=list)
+    frames_lost: dict = field(default_factory=dict)
+    frames_in_recording: int = 0
+
+    @property
+    def nothing_stored(self) -> bool:
+        """A non-empty recording from which no memory is stored, by this run or an earlier one."""
+        return (self.frames_in_recording > 0 or self.frames_read > 0) and not self.memories_stored \
+            and not self.already_stored
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -275,6 +287,7 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
         report = ReplayReport(str(bag.path), None if database is None else str(database), [], None)
         topics, pose_topic = _select_topics(bag, options, report)
         report.image_topics, report.pose_topic = topics, pose_topic
+        report.frames_in_recording = bag.message_count(topics)
         encoder = None if options.dry_run else options.settings().payload_encoder()
         timer.add("open", t)
         writer = None if options.dry_run else _MemoryWriter(
@@ -288,6 +301,9 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
         finally:
             if writer is not None:
                 writer.close()
+            damage = bag.damage_report(topics)
+            if damage is not None:
+                report.damaged, report.frames_lost = damage["damaged"], damage["lost"]
     report.seconds_by_stage = {k: round(v, 3) for k, v in sorted(timer.seconds.items())}
     report.seconds = time.perf_counter() - started
     return report

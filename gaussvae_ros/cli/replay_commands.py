@@ -1,4 +1,10 @@
-"""``gaussvae replay BAG --db FILE``: fit a recording's keyframes into a visual memory database."""
+"""``gaussvae replay BAG --db FILE``: fit a recording's keyframes into a visual memory database.
+
+Exit status: 0 the recording was read whole; 3 memories were stored but parts of the recording were
+damaged and skipped (listed on stderr and in the report's ``damaged`` / ``frames_lost``); 1 nothing
+was stored from a non-empty recording (every frame unreadable, unfittable or lost); 2 an error
+(bad arguments, an unreadable recording or store).
+"""
 
 from __future__ import annotations
 
@@ -37,12 +43,39 @@ def _replay(args: argparse.Namespace) -> int:
         _print_summary(data)
     for warning in report.warnings:
         print(f"gaussvae replay: warning: {warning}", file=sys.stderr)
-    return 0
+    return replay_status(report, "gaussvae replay", dry_run=args.dry_run)
+
+
+#: Exit status of a run that stored memories but skipped damaged parts of the recording.
+EXIT_DAMAGED = 3
+
+
+def replay_status(report, command: str, dry_run: bool = False) -> int:
+    """The exit status of a replay (see the module docstring); says on stderr what was skipped."""
+    for part in report.damaged:
+        lost = ", ".join(f"{t}: {n}" for t, n in sorted(part["lost"].items()))
+        when = f" bag time {part['start_ns']}-{part['end_ns'] if part['end_ns'] is not None else 'end'}" \
+            if part["start_ns"] is not None else ""
+        print(f"{command}: damaged recording: {part['where']}{when}: {part['error']}"
+              + (f" (lost: {lost})" if lost else ""), file=sys.stderr)
+    if report.frames_lost:
+        print(f"{command}: {sum(report.frames_lost.values())} frames lost to damage ("
+              + ", ".join(f"{t}: {n}" for t, n in sorted(report.frames_lost.items())) + ")", file=sys.stderr)
+    if not dry_run and report.nothing_stored:
+        print(f"{command}: error: nothing stored from {max(report.frames_in_recording, report.frames_read)} "
+              f"frames ({report.error_count} errors"
+              + (f", {sum(report.frames_lost.values())} lost to damage" if report.frames_lost else "") + ")",
+              file=sys.stderr)
+        return 1
+    return EXIT_DAMAGED if report.damaged else 0
 
 
 def _print_summary(data: dict) -> None:
     print(f"{data['bag']}: {data['frames_read']} frames read, {data['memories_stored']} memories stored"
           f" ({data['already_stored']} already stored), {data['error_count']} errors, {data['seconds']:.1f} s")
+    if data["damaged"]:
+        print(f"  damaged recording: {len(data['damaged'])} unreadable parts skipped, "
+              f"{sum(data['frames_lost'].values())} frames lost")
     for topic, counts in data["per_topic"].items():
         size = data["working_size"].get(topic, {})
         print(f"  {topic}: {counts['frames']} frames, {counts['stored']} stored, {counts['errors']} errors"
