@@ -465,7 +465,13 @@ class _Replay:
         t = time.perf_counter()
         self.report.frames_read += 1
         self.per_topic[frame.topic].frames += 1
-        image, thumbnail = prepare_frame(frame.image, self.settings)
+        try:
+            image, thumbnail = prepare_frame(frame.image, self.settings)
+        except ValueError as exc:  # a frame too thin to fit: counted, the replay goes on
+            self.per_topic[frame.topic].errors += 1
+            self.error(f"{frame.topic} at {frame.stamp_ns}: {exc}")
+            self.timer.add("prepare", t)
+            return
         self.report.working_size.setdefault(frame.topic, {"width": image.shape[1], "height": image.shape[0]})
         self.pending.append(_Pending(frame.topic, frame.stamp_ns, frame.frame_id, frame.encoding, frame.width,
                                      frame.height, frame.bag_time_ns, image, thumbnail))

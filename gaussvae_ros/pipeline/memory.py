@@ -28,9 +28,22 @@ __all__ = ["FittedMemory", "fit_memory", "prepare_frame", "stored_memory", "warm
 
 def prepare_frame(image: np.ndarray, settings: MemorySettings) -> tuple[np.ndarray, np.ndarray]:
     """``(working image, thumbnail)`` of a decoded frame: its long side shrunk to
-    ``settings.long_side`` (area-averaged, never enlarged) and the keyframe policy's thumbnail of it."""
+    ``settings.long_side`` (area-averaged, never enlarged) and the keyframe policy's thumbnail of it.
+
+    ValueError for a frame too thin to fit: one whose working image would be under
+    :data:`MIN_WORKING_SIDE` pixels on a side (a 2x1000 frame at long side 64 is 64x1).
+    """
     work = working_image(image, settings.long_side)
+    if min(work.shape[:2]) < MIN_WORKING_SIDE:
+        h, w = image.shape[:2]
+        raise ValueError(f"frame of {w}x{h} pixels is too thin to fit: its working image (long side "
+                         f"{settings.long_side}) would be {work.shape[1]}x{work.shape[0]} pixels, under "
+                         f"{MIN_WORKING_SIDE} on a side")
     return work, image_thumbnail(work)
+
+
+#: Fewest pixels on each side of a working image that the fitter accepts.
+MIN_WORKING_SIDE = 4
 
 
 def warm_start(previous: Gaussians | None, image_change: float | None, settings: MemorySettings):

@@ -63,3 +63,19 @@ def test_a_recording_whose_every_frame_is_bad_exits_non_zero(tmp_path):
     assert out.returncode == 1, out.stderr
     assert report["memories_stored"] == 0 and report["error_count"] == 4
     assert "nothing stored from 4 frames" in out.stderr
+
+
+def test_a_frame_too_thin_to_fit_gets_a_clear_message(tmp_path):
+    import numpy as np
+
+    from gaussvae_ros.bag.writer import BagMessage, image_message, write_bag
+    from support.recordings import MS, T0
+
+    messages = [BagMessage("/thin/image_raw", "sensor_msgs/msg/Image", T0 + k * 500 * MS,
+                           image_message(T0 + k * 500 * MS, "thin", np.full((2, 1000), 40 * k, np.uint8)))
+                for k in range(3)]
+    bag = write_bag(tmp_path / "bag", messages, storage="mcap")
+    out, report = replay(bag, tmp_path / "m.db", "--no-pose-topic")
+    assert out.returncode == 1, out.stderr
+    assert report["error_count"] == 3
+    assert "too thin to fit" in report["errors"][0] and "1000x2" in report["errors"][0]
