@@ -161,7 +161,9 @@ class PlayReport:
     ``wall_seconds`` time from the first message to the last (pauses included, ``paused_seconds``),
     ``achieved_rate`` bag seconds played per wall second outside pauses, ``max_lag_ms`` /
     ``mean_lag_ms`` how late messages went out against their schedule, ``acked`` whether reliable
-    subscribers acknowledged everything at the end (None: not waited for).
+    subscribers acknowledged everything at the end (None: not waited for). ``damaged`` the parts of
+    the recording that could not be read and were skipped (a damaged chunk or page, a truncated file;
+    see :meth:`~gaussvae_ros.bag.reader.BagReader.damage_report`), ``lost`` messages lost per topic.
     """
 
     bag: str
@@ -183,6 +185,8 @@ class PlayReport:
     acked: bool | None = None
     interrupted: bool = False
     warnings: list = field(default_factory=list)
+    damaged: list = field(default_factory=list)
+    lost: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,6 +213,7 @@ class Player:
         self._paused_since: float | None = None if not self.options.start_paused else time.perf_counter()
         self.started = threading.Event()  # set when the first message is about to be played
         self._latched: set[str] = set()  # topics recorded with a transient-local offer
+        self.damage: dict | None = None  # what the last pass could not read (BagReader.damage_report)
 
     # --- control ------------------------------------------------------------------------------
 
@@ -280,14 +285,17 @@ class Player:
         return plan
 
     def _reader_thread(self, plan: dict, start_ns: int, out: queue.Queue) -> None:
-        """Reads the recording (again for each loop pass) into ``out``; ``_END`` after each pass."""
-        from rosbags.highlevel import AnyReader
+        """Reads the recording (again for each loop pass) into ``out``; ``_END`` after each pass.
+
+        A damaged part of the recording is skipped (:class:`~gaussvae_ros.bag.reader.BagReader`
+        reads on past it); what the last pass skipped is kept for the report."""
+        from gaussvae_ros.bag.reader import BagReader
 
         try:
             while not self._stop.is_set():
-                with AnyReader([self.bag_path]) as reader:
+                with BagReader(self.bag_path) as reader:
                     connections = [c for c in reader.connections if c.id in plan]
-                    for connection, bag_time, raw in reader.messages(connections=connections, start=start_ns):
+                    for connection, bag_time, raw in reader.raw_messages(connections, start=start_ns):
                         while not self._stop.is_set():
                             try:
                                 out.put((connection.id, int(bag_time), bytes(raw)), timeout=0.2)
@@ -296,6 +304,7 @@ class Player:
                                 continue
                         if self._stop.is_set():
                             return
+                    self.damage = reader.damage_report(sorted({c.topic for c in connections}))
                 while not self._stop.is_set():
                     try:
                         out.put(_END, timeout=0.2)
@@ -313,21 +322,17 @@ class Player:
         from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                                qos_profile_sensor_data)
         from rclpy.serialization import deserialize_message
-        from rosbags.highlevel import AnyReader
+
+        from gaussvae_ros.bag.reader import BagReader
 
         o = self.options
         report = PlayReport(str(self.bag_path), o.rate, o.qos)
         if not self.bag_path.exists():
             raise FileNotFoundError(f"no recording at {self.bag_path}")
-        try:
-            with AnyReader([self.bag_path]) as reader:
-                plan = self._plan(reader, report)
-                bag_start = int(reader.start_time)
-                bag_end = int(reader.end_time)
-        except (ValueError, FileNotFoundError):
-            raise
-        except Exception as exc:  # rosbags raises several types for unreadable folders
-            raise ValueError(f"cannot open recording {self.bag_path}: {exc}") from exc
+        with BagReader(self.bag_path) as reader:  # ValueError for an unreadable recording
+            plan = self._plan(reader, report)
+            bag_start = int(reader.start_ns)
+            bag_end = int(reader.end_ns)
         start_ns = bag_start + round(o.start_offset_s * 1e9)
         report.bag_start_ns = start_ns
 
@@ -379,6 +384,8 @@ class Player:
 
                 report.acked = all(p.wait_for_all_acked(Duration(nanoseconds=round(o.ack_timeout_s * 1e9)))
                                    for p in by_topic.values())
+            if self.damage is not None:
+                report.damaged, report.lost = self.damage["damaged"], self.damage["lost"]
         finally:
             self._stop.set()
             if reader_thread is not None:

@@ -5,6 +5,10 @@ intact), paced by bag time at ``--rate``; ``--clock`` also publishes ``/clock`` 
 ``use_sim_time``. QoS is reliable by default (matches reliable and best-effort subscribers, nothing
 dropped on loopback); ``--qos sensor`` publishes best-effort like a camera driver. See
 :mod:`gaussvae_ros.apps.player`. Progress goes to stderr, ``--json`` prints a summary on stdout.
+
+A damaged part of the recording (an MCAP chunk, a SQLite page, a truncated file) is skipped and
+played past; it is listed on stderr and in the report (``damaged``, ``lost``), and the exit status is
+4. Other statuses: 0 played, 2 an error, 3 no subscriber in time (``--wait-for``), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -69,6 +73,12 @@ def _play(args: argparse.Namespace) -> int:
               f"(rate {args.rate:g}, achieved {report.achieved_rate or 0:.3f}), max lag {report.max_lag_ms:.1f} ms"
               + (f", {report.clock_published} /clock" if options.clock else "")
               + (f", {report.malformed} malformed skipped" if report.malformed else ""))
+    if report.damaged:
+        from .replay_commands import EXIT_DAMAGED, print_damage
+
+        print_damage("gaussvae play", report.damaged, report.lost, "messages")
+        if not report.interrupted:
+            return EXIT_DAMAGED
     return 130 if report.interrupted else 0
 
 

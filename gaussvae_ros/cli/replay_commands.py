@@ -1,6 +1,6 @@
 """``gaussvae replay BAG --db FILE``: fit a recording's keyframes into a visual memory database.
 
-Exit status: 0 the recording was read whole; 3 memories were stored but parts of the recording were
+Exit status: 0 the recording was read whole; 4 memories were stored but parts of the recording were
 damaged and skipped (listed on stderr and in the report's ``damaged`` / ``frames_lost``); 1 nothing
 was stored from a non-empty recording (every frame unreadable, unfittable or lost); 2 an error
 (bad arguments, an unreadable recording or store).
@@ -46,21 +46,27 @@ def _replay(args: argparse.Namespace) -> int:
     return replay_status(report, "gaussvae replay", dry_run=args.dry_run)
 
 
-#: Exit status of a run that stored memories but skipped damaged parts of the recording.
-EXIT_DAMAGED = 3
+#: Exit status of a command (replay, play, dataset from-bag) that did its work but skipped damaged
+#: parts of the recording.
+EXIT_DAMAGED = 4
+
+
+def print_damage(command: str, damaged: list, lost: dict, what: str = "frames") -> None:
+    """Say on stderr which parts of a recording were skipped (``BagReader.damage_report``)."""
+    for part in damaged:
+        lost_here = ", ".join(f"{t}: {n}" for t, n in sorted(part["lost"].items()))
+        when = f" bag time {part['start_ns']}-{part['end_ns'] if part['end_ns'] is not None else 'end'}" \
+            if part["start_ns"] is not None else ""
+        print(f"{command}: damaged recording: {part['where']}{when}: {part['error']}"
+              + (f" (lost: {lost_here})" if lost_here else ""), file=sys.stderr)
+    if lost:
+        print(f"{command}: {sum(lost.values())} {what} lost to damage ("
+              + ", ".join(f"{t}: {n}" for t, n in sorted(lost.items())) + ")", file=sys.stderr)
 
 
 def replay_status(report, command: str, dry_run: bool = False) -> int:
     """The exit status of a replay (see the module docstring); says on stderr what was skipped."""
-    for part in report.damaged:
-        lost = ", ".join(f"{t}: {n}" for t, n in sorted(part["lost"].items()))
-        when = f" bag time {part['start_ns']}-{part['end_ns'] if part['end_ns'] is not None else 'end'}" \
-            if part["start_ns"] is not None else ""
-        print(f"{command}: damaged recording: {part['where']}{when}: {part['error']}"
-              + (f" (lost: {lost})" if lost else ""), file=sys.stderr)
-    if report.frames_lost:
-        print(f"{command}: {sum(report.frames_lost.values())} frames lost to damage ("
-              + ", ".join(f"{t}: {n}" for t, n in sorted(report.frames_lost.items())) + ")", file=sys.stderr)
+    print_damage(command, report.damaged, report.frames_lost)
     if not dry_run and report.nothing_stored:
         print(f"{command}: error: nothing stored from {max(report.frames_in_recording, report.frames_read)} "
               f"frames ({report.error_count} errors"

@@ -22,7 +22,7 @@ def test_replay_reads_past_a_damaged_chunk_and_stores_the_frames_after_it(tmp_pa
     bag = copy_recording(shared("kitti07_mono8_mcap"), tmp_path / "bag")
     overwrite(storage_file(bag), 0.5)
     out, report = replay(bag, tmp_path / "m.db")
-    assert out.returncode == 3, out.stderr
+    assert out.returncode == 4, out.stderr
     assert "damaged recording" in out.stderr and "frames lost to damage" in out.stderr
     lost = report["frames_lost"]["/camera/image_raw"]
     assert report["frames_read"] == 160 - lost and report["error_count"] == 0
@@ -33,7 +33,7 @@ def test_replay_reads_past_a_damaged_chunk_and_stores_the_frames_after_it(tmp_pa
     assert sum(s > part["end_ns"] for s in stamps) >= 8  # the intact frames after the damage are stored
     # a re-run reads past the same damage and stores nothing twice
     out, again = replay(bag, tmp_path / "m.db")
-    assert out.returncode == 3 and again["memories_stored"] == 0
+    assert out.returncode == 4 and again["memories_stored"] == 0
     assert again["already_stored"] == report["memories_stored"]
 
 
@@ -42,7 +42,7 @@ def test_replay_salvages_the_part_of_a_truncated_recording_before_the_cut(tmp_pa
     bag = copy_recording(shared("kitti07_mono8_mcap"), tmp_path / "bag")
     truncate(storage_file(bag), fraction)
     out, report = replay(bag, tmp_path / "m.db")
-    assert out.returncode == 3, out.stderr
+    assert out.returncode == 4, out.stderr
     assert report["frames_read"] >= int(150 * fraction) and report["memories_stored"] >= 5
     assert report["frames_lost"]["/camera/image_raw"] == 160 - report["frames_read"]
     assert "read up to here" in out.stderr
@@ -52,7 +52,7 @@ def test_replay_reads_past_a_damaged_sqlite3_page(tmp_path):
     bag = copy_recording(shared("kitti07_compressed_sqlite3"), tmp_path / "bag")
     overwrite(storage_file(bag), 0.5, align=4096)
     out, report = replay(bag, tmp_path / "m.db")
-    assert out.returncode == 3, out.stderr
+    assert out.returncode == 4, out.stderr
     lost = report["frames_lost"]["/camera/image_raw/compressed"]
     assert 1 <= lost <= 3 and report["frames_read"] == 40 - lost and report["memories_stored"] >= 1
 
