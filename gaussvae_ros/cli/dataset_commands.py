@@ -27,9 +27,17 @@ def _build(args: argparse.Namespace, items, total: int | None) -> int:
 
 
 def _from_bag(args: argparse.Namespace) -> int:
+    """Exit status 4 when damaged parts of the recording were skipped (listed on stderr)."""
     from ..vae.fitted_sets import bag_frames
 
-    return _build(args, bag_frames(args.bag, args.image_topic, args.every, args.long_side), None)
+    damage: list = []
+    status = _build(args, bag_frames(args.bag, args.image_topic, args.every, args.long_side, damage), None)
+    if damage:
+        from .replay_commands import EXIT_DAMAGED, print_damage
+
+        print_damage("gaussvae dataset from-bag", damage[0]["damaged"], damage[0]["lost"])
+        return status or EXIT_DAMAGED
+    return status
 
 
 def _from_photos(args: argparse.Namespace) -> int:

@@ -62,8 +62,13 @@ def photo_views(count: int, long_side: int = 128, seed: int = 0,
 
 
 def bag_frames(path: str | Path, topics: Iterable[str] | None = None, every: int = 1,
-               long_side: int = 256) -> Iterator[tuple[str, np.ndarray]]:
-    """Frames ``(key, image)`` of a recording, every ``every``-th per image topic, at ``long_side``."""
+               long_side: int = 256, damage: list | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Frames ``(key, image)`` of a recording, every ``every``-th per image topic, at ``long_side``.
+
+    Damaged parts of the recording are read past; when the recording has been read to its end,
+    its :meth:`~gaussvae_ros.bag.reader.BagReader.damage_report` is appended to ``damage`` (if given
+    and anything was damaged).
+    """
 
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")
@@ -76,6 +81,9 @@ def bag_frames(path: str | Path, topics: Iterable[str] | None = None, every: int
             seen[item.topic] = n + 1
             if n % every == 0:
                 yield f"bag:{Path(path).name}:{item.topic}:{item.stamp_ns}", working_image(item.image, long_side)
+        report = bag.damage_report(list(topics) if topics else bag.image_topics)
+        if report is not None and damage is not None:
+            damage.append(report)
 
 
 SETTINGS_FILE = "settings.json"
