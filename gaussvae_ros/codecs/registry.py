@@ -39,7 +39,9 @@ quantization step or at the finest step that fits a byte budget.
 
 from __future__ import annotations
 
+import struct
 import threading
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -120,8 +122,13 @@ def decode_payload(payload: bytes, codec_id: str, model_id: str = ""):
     Raises:
         UnknownCodecError: ``codec_id`` is not registered.
         ModelMismatchError: the codec does not accept ``model_id``.
-        ValueError: the payload is corrupt.
+        ValueError: the payload is corrupt: not bytes (a row stored with another SQLite type, e.g.
+            TEXT), undecodable, or decoding to values outside the format's ranges (NaN, Inf,
+            non-positive scales), whatever the codec's own checks let through.
     """
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        kind = {str: "TEXT", int: "INTEGER", float: "REAL", type(None): "NULL"}.get(type(payload), type(payload).__name__)
+        raise ValueError(f"corrupt payload: stored as {kind}, not as bytes (BLOB)")
     with _LOCK:
         codec = _REGISTRY.get(codec_id)
     if codec is None:
@@ -132,7 +139,14 @@ def decode_payload(payload: bytes, codec_id: str, model_id: str = ""):
             raise ModelMismatchError(f"codec {codec_id!r} takes no model, but the memory names model {model_id!r}")
         wanted = ", ".join(repr(m) for m in sorted(codec.model_ids))
         raise ModelMismatchError(f"codec {codec_id!r} cannot decode with model {model_id!r} (accepts {wanted})")
-    return codec.decode(bytes(payload), model_id)
+    try:
+        gaussians = codec.decode(bytes(payload), model_id)
+    except (TypeError, IndexError, KeyError, OverflowError, struct.error, zlib.error) as exc:
+        raise ValueError(f"corrupt {codec_id} payload ({type(exc).__name__}: {exc})") from exc
+    check_valid = getattr(gaussians, "check_valid", None)
+    if check_valid is not None:
+        check_valid(f"corrupt {codec_id} payload: the decoded Gaussians")
+    return gaussians
 
 
 def render_memory(payload: bytes, codec_id: str, model_id: str, width: int, height: int, *,

@@ -132,7 +132,11 @@ def payload_channels(head: bytes) -> int | None:
 
 
 def decode_gaussians(data: bytes) -> Gaussians:
-    """Inverse of :func:`encode_gaussians`. Raises ValueError on anything that is not an intact payload."""
+    """Inverse of :func:`encode_gaussians`. Raises ValueError on anything that is not an intact payload,
+    also on one whose CRC was recomputed over damaged ranges (NaN / Inf / reversed scale or colour
+    ranges in the header, decoded values out of the format's ranges)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"Gaussian payload must be bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) < _HEADER.size + _CRC.size:
         raise ValueError(f"Gaussian payload too short ({len(data)} bytes)")
@@ -144,6 +148,11 @@ def decode_gaussians(data: bytes) -> Gaussians:
     _, version, flags, n, bxy, bscale, brot, bcolor, s_lo, s_hi, c_lo, c_hi = _HEADER.unpack_from(data)
     if version != VERSION:
         raise ValueError(f"Gaussian payload version {version} is not supported (this build reads {VERSION})")
+    for name, lo, hi in (("scale", s_lo, s_hi), ("colour", c_lo, c_hi)):
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"corrupt Gaussian payload: {name} range [{lo}, {hi}] is not a finite interval")
+    if s_hi > 80.0:  # exp() of the log scale would overflow float32
+        raise ValueError(f"corrupt Gaussian payload: log scale range up to {s_hi} is out of range")
     depths = BitDepths(bxy, bscale, brot, bcolor)
     channels = 3 if flags & 2 else 1
     expected = encoded_size(n, channels, depths)
@@ -155,4 +164,6 @@ def decode_gaussians(data: bytes) -> Gaussians:
     scale = np.exp(np.stack([_dequantize(cols[2 + k], s_lo, s_hi, bscale) for k in range(2)], 1))
     rot = _dequantize(cols[4], 0.0, math.pi, brot)
     color = np.stack([_dequantize(cols[5 + k], c_lo, c_hi, bcolor) for k in range(channels)], 1)
-    return Gaussians(xy, scale, rot, color, blend="sum" if flags & 1 else "normalized")
+    gaussians = Gaussians(xy, scale, rot, color, blend="sum" if flags & 1 else "normalized")
+    gaussians.check_valid("corrupt Gaussian payload: the decoded Gaussians")
+    return gaussians

@@ -567,7 +567,9 @@ class Store:
 
     @staticmethod
     def _select(with_payload: bool, distance: str = "NULL") -> str:
-        return f"SELECT {_META_COLUMNS}, {'m.payload' if with_payload else 'NULL'}, {distance} AS d2"
+        # CAST: a payload stored with another SQLite type (TEXT) comes back as its bytes, for its codec
+        # to decode or refuse as that memory's ValueError; read as TEXT it could fail the whole query.
+        return f"SELECT {_META_COLUMNS}, {'CAST(m.payload AS BLOB)' if with_payload else 'NULL'}, {distance} AS d2"
 
     def get(self, ids: Iterable[int], *, with_payload: bool = False) -> list[StoredMemory]:
         """The memories with these ids, in the order given. Unknown ids raise ``ValueError``."""
@@ -589,7 +591,7 @@ class Store:
         """The payload bytes of one memory (``ValueError`` if the id is unknown)."""
         _check_ids([memory_id], "memory_id")
         with self._read("load a payload") as conn:
-            row = conn.execute("SELECT payload FROM memories WHERE id = ?", (memory_id,)).fetchone()
+            row = conn.execute("SELECT CAST(payload AS BLOB) FROM memories WHERE id = ?", (memory_id,)).fetchone()
         if row is None:
             raise ValueError(f"unknown memory id {memory_id}")
         return row[0]
@@ -792,7 +794,7 @@ class Store:
                 "FROM memories GROUP BY profile_id").fetchall()
             totals = []
             for pid, count, pn, ps, sn, ss in rows:
-                head = conn.execute("SELECT substr(payload, 1, ?) FROM memories WHERE profile_id = ? LIMIT 1",
+                head = conn.execute("SELECT substr(CAST(payload AS BLOB), 1, ?) FROM memories WHERE profile_id = ? LIMIT 1",
                                     (int(head_bytes), pid)).fetchone()
                 totals.append(ProfileTotals(self._profile(conn, pid), count, pn, ps, sn, ss,
                                             bytes(head[0]) if head and head[0] is not None else b""))
