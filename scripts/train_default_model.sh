@@ -41,3 +41,6 @@ gaussvae train --config config/latent_default.yaml --output "$OUT/mix1500" --ini
 # 4. The entropy model on the last stage's training split, then the shipped file.
 python -m gaussvae_ros.codecs.latent "$OUT/mix1500/model.pt" --params "$OUT/data_mix1500" --out "$OUT/latent.pt"
 [ "${SHIP:-1}" = 0 ] || cp "$OUT/latent.pt" gaussvae_ros/models/gaussvae_latent_default.pt
+# The shipped file's SHA-256 is pinned in gaussvae_ros/codecs/latent/model_registry.py
+# (SHIPPED_MODEL_SHA256): a file that does not match it is refused on load.
+[ "${SHIP:-1}" = 0 ] || echo "new SHIPPED_MODEL_SHA256: $(sha256sum gaussvae_ros/models/gaussvae_latent_default.pt | cut -d' ' -f1)"

@@ -5,7 +5,10 @@ with ``torch.load(..., weights_only=True)`` (PyTorch's restricted unpickler), so
 cannot run code. Writes go to a temporary file renamed into place, so a crash never leaves a
 half-written file under the real name. Every file written since 2026-12-02 carries ``sha256``, a
 digest of all its other entries, checked on reading: a damaged file is refused, never loaded with
-other weights (files without one, written earlier, are read as before).
+other weights. A file without one (written earlier) is verified only against a pinned SHA-256 of the
+whole file (:func:`pin_file_digest`; the shipped model's is pinned by the codec room); an unverified
+file is refused unless the caller opts in (``allow_unverified=True``, or the environment variable
+``GAUSSVAE_ALLOW_UNVERIFIED_MODELS=1``: then its entries are still checked one by one).
 
 Model file (``model.pt``), everything needed to rebuild and use a trained VAE::
 
@@ -22,6 +25,7 @@ dict), ``progress`` (``step``, ``epoch``, ``batch_in_epoch``, ``world_size``) an
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -87,13 +91,44 @@ def atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def safe_load(path: str | Path) -> dict:
-    """``torch.load`` with ``weights_only=True``; any unreadable file becomes a ValueError."""
+#: Environment variable that, set to 1, lets :func:`safe_load` read files it cannot verify.
+ENV_ALLOW_UNVERIFIED = "GAUSSVAE_ALLOW_UNVERIFIED_MODELS"
+_PINS: dict[Path, str] = {}
+
+
+def pin_file_digest(path: str | Path, sha256: str) -> None:
+    """Pin the SHA-256 (hex) of the whole file at ``path``: :func:`safe_load` refuses it unless it matches."""
+    _PINS[Path(path).resolve()] = str(sha256).lower()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes (what :func:`pin_file_digest` pins)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _allow_unverified(allow: bool | None) -> bool:
+    if allow is not None:
+        return bool(allow)
+    return os.environ.get(ENV_ALLOW_UNVERIFIED, "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def safe_load(path: str | Path, *, allow_unverified: bool | None = None) -> dict:
+    """``torch.load`` with ``weights_only=True``; any unreadable file becomes a ValueError.
+
+    The file must be verified: by its ``sha256`` entry, or, for a pinned path, by the SHA-256 of its
+    bytes (:func:`pin_file_digest`). A file that is neither is refused (ValueError) unless
+    ``allow_unverified`` (default: ``$GAUSSVAE_ALLOW_UNVERIFIED_MODELS`` is 1).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    pinned = _PINS.get(path.resolve())
+    if pinned is not None and hashlib.sha256(data).hexdigest() != pinned:
+        raise ValueError(f"{path}: checksum mismatch: the file is not the one shipped (its SHA-256 differs from "
+                         f"the pinned {pinned[:16]}...); reinstall it, or point to another model file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, AttributeError,
             TypeError, KeyError, IndexError, OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a readable GaussVAE checkpoint (corrupt or truncated?): "
@@ -103,6 +138,9 @@ def safe_load(path: str | Path) -> dict:
     if DIGEST_KEY in obj and obj[DIGEST_KEY] != content_digest(obj):
         raise ValueError(f"{path}: checksum mismatch: the file is damaged (its entries do not match the digest "
                          f"it was written with)")
+    if DIGEST_KEY not in obj and pinned is None and not _allow_unverified(allow_unverified):
+        raise ValueError(f"{path}: unverified model file (no {DIGEST_KEY!r} entry and no pinned digest): refused; "
+                         f"set {ENV_ALLOW_UNVERIFIED}=1 to load it anyway, or write it again with this version")
     return obj
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gaussvae_ros.core import Gaussians
+from gaussvae_ros.vae.checkpoint import pin_file_digest
 
 from ..errors import ModelMismatchError
 from .bundle import LatentModelBundle, load_bundle
@@ -26,6 +27,10 @@ __all__ = [
 DEFAULT_MODEL_FILE = "gaussvae_latent_default.pt"
 #: Environment variable listing more model files (or folders of them) for recall.
 ENV_MODELS = "GAUSSVAE_LATENT_MODELS"
+#: SHA-256 of the shipped model file, checked whenever it is loaded (a flipped byte or a zeroed block
+#: is refused, never loaded as another model). ``scripts/train_default_model.sh`` prints the new
+#: value when it ships a new model; ``test_codecs_default_model`` fails until it is updated here.
+SHIPPED_MODEL_SHA256 = "e232f74725b49b722159ca30c5805e25fa6e71a7494359f65b5a3e969354845c"
 
 _MODELS: dict[str, LatentModelBundle] = {}
 _MODELS_LOCK = threading.Lock()
@@ -112,6 +117,9 @@ def _env_model_files() -> list[Path]:
 def default_model_path() -> Path:
     """The model file shipped with the package (its model card is ``MODEL_CARD.md`` beside it)."""
     return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_FILE
+
+
+pin_file_digest(default_model_path(), SHIPPED_MODEL_SHA256)
 
 
 def load_default_bundle() -> LatentModelBundle:
