@@ -9,6 +9,8 @@
   Foxglove opens and ``gaussvae play`` / ``ros2 bag play`` replays (:mod:`gaussvae_ros.apps.bag_export`).
 * ``compact``: rewrite the file without the pages deletes and retention freed, optionally with the
   page size that wastes least for its payloads (``--page-size auto``); needs the file to itself.
+* ``recover FILE OUT``: copy every readable memory of a damaged store into a new one, memory by
+  memory (a damaged page costs only the memories on it), and say which were lost (exit 1 if any).
 
 Times on the command line are seconds: absolute ROS time, or after the first stored memory with
 ``--relative``. Positions are metres in the stored poses' frame.
@@ -260,6 +262,23 @@ def _compact(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- recover ------------------------------------------------------------------------------------
+
+def _recover(args: argparse.Namespace) -> int:
+    from gaussvae_ros.store.recover import recover_store
+
+    report = recover_store(args.file, args.out)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(f"{args.file}: {report.recovered} memories recovered into {args.out}, {len(report.lost)} lost"
+              + (f" (ids {', '.join(map(str, report.lost[:20]))}{' ...' if len(report.lost) > 20 else ''})"
+                 if report.lost else ""))
+        for line in report.lost_errors[:5]:
+            print(f"  lost: {line}")
+    return 1 if report.lost else 0
+
+
 # --- parsers ------------------------------------------------------------------------------------
 
 def _add_query_options(p: argparse.ArgumentParser) -> None:
@@ -316,3 +335,9 @@ def register(subparsers) -> None:
                         "default: keep it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_compact)
+
+    p = sub.add_parser("recover", help="salvage the readable memories of a damaged database into a new one")
+    p.add_argument("file", help="damaged memory database (read, never written)")
+    p.add_argument("out", help="new memory database (must not exist)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_recover)

@@ -11,7 +11,7 @@ package (the nodes and applications read it through :class:`Store`'s API, never 
 """
 
 from .records import (DEFAULT_CODEC, CameraIntrinsics, InsertResult, Memory, StoredMemory, Pose, Profile, ProfileTotals,
-                      StoreError, StoreStats, Stream, StreamStats, seconds_to_ns)
+                      StoreBusyError, StoreError, StoreStats, Stream, StreamStats, seconds_to_ns)
 from .pages import page_size_for_payload
 from .retention import RetentionPolicy, RetentionReport, apply_retention
 from .schema import SCHEMA_VERSION
@@ -19,6 +19,6 @@ from .store import Store
 
 __all__ = [
     "DEFAULT_CODEC", "SCHEMA_VERSION", "CameraIntrinsics", "InsertResult", "Memory", "StoredMemory", "Pose", "ProfileTotals",
-    "Profile", "RetentionPolicy", "RetentionReport", "Store", "StoreError", "StoreStats", "Stream", "StreamStats",
+    "Profile", "RetentionPolicy", "RetentionReport", "Store", "StoreBusyError", "StoreError", "StoreStats", "Stream", "StreamStats",
     "apply_retention", "page_size_for_payload", "seconds_to_ns",
 ]

@@ -29,6 +29,15 @@ class StoreError(RuntimeError):
     """
 
 
+class StoreBusyError(StoreError):
+    """A write failed for a reason that may pass: the file is locked by another connection, or the
+    disk is full (``reason``: ``"locked"`` or ``"full"``). Retrying later can succeed."""
+
+    def __init__(self, message: str, reason: str = "locked") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def _finite_floats(values, count: int | None, what: str) -> tuple[float, ...]:
     if isinstance(values, (str, bytes)):
         raise ValueError(f"{what} must be a sequence of numbers, got {values!r}")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -41,12 +42,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import schema
-from .records import (CameraIntrinsics, InsertResult, Memory, StoredMemory, Pose, Profile, ProfileTotals, StoreError,
-                      StoreStats, Stream, StreamStats, check_position, check_quaternion, check_stamp_ns,
+from .records import (CameraIntrinsics, InsertResult, Memory, StoredMemory, Pose, Profile, ProfileTotals,
+                      StoreBusyError, StoreError, StoreStats, Stream, StreamStats, check_position, check_quaternion, check_stamp_ns,
                       seconds_to_ns)
 from .pages import DEFAULT_PAGE_SIZE, check_page_size, page_size_for_payload
 from .retention import RetentionReport, apply_retention
 from .segments import Segment, extend_segments
+
+_log = logging.getLogger(__name__)
 
 _META_COLUMNS = "m.id, m.stream_id, m.stamp_ns, m.profile_id, m.x, m.y, m.z, m.qx, m.qy, m.qz, m.qw, " \
                 "m.psnr, m.ssim, length(m.payload)"
@@ -147,6 +150,10 @@ class Store:
             payload on 4 KiB pages, ~3.6 KB on 8 KiB ones; measured table in BENCHMARKS.md, "Page
             size against payload size"). The default, 4096, suits the default codecs' payloads;
             :meth:`compact` changes it for an existing file.
+        health_check: ``"auto"`` runs SQLite's ``quick_check`` when the file looks uncleanly shut
+            down (a non-empty ``-wal`` file left beside it, or another process has it open),
+            ``"always"`` at every open (the memory node), ``"never"`` skips it (``db recover``). A
+            damaged file raises :class:`StoreError` naming ``gaussvae db recover``.
         cache_mb: page cache per connection, MiB.
         segment_extent_m, segment_max_ids: pose index granularity (see :mod:`.schema`); stored in
             the file, applying to segments built from then on. ``None`` keeps the stored values.
@@ -154,7 +161,7 @@ class Store:
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, timeout_s: float = 5.0,
                  page_size: int = DEFAULT_PAGE_SIZE, cache_mb: float = 64.0, segment_extent_m: float | None = None,
-                 segment_max_ids: int | None = None) -> None:
+                 segment_max_ids: int | None = None, health_check: str = "auto") -> None:
         if not isinstance(path, (str, os.PathLike)) or str(path) in ("", ":memory:") \
                 or str(path).startswith("file:"):
             raise ValueError(f"path must name a database file, got {path!r}")
@@ -166,9 +173,15 @@ class Store:
             raise ValueError(f"segment_extent_m must be a positive number of metres, got {segment_extent_m!r}")
         if segment_max_ids is not None:
             _check_int(segment_max_ids, "segment_max_ids", 1)
+        if health_check not in ("auto", "always", "never"):
+            raise ValueError(f"health_check must be 'auto', 'always' or 'never', got {health_check!r}")
         self.path = Path(path)
         if not create and not self.path.exists():
             raise FileNotFoundError(f"no memory store at {self.path}")
+        wal = self.path.with_name(self.path.name + "-wal")
+        unclean = wal.exists() and wal.stat().st_size > 0  # left behind, or another connection has it open
+        #: What closing found wrong (a WAL that could not be written back), set by :meth:`close`.
+        self.close_problems: list[str] = []
         self._timeout_s = float(timeout_s)
         self._cache_kib = max(1, int(cache_mb * 1024))
         self._write_lock = threading.RLock()
@@ -190,6 +203,8 @@ class Store:
                 self._conn.execute(f"PRAGMA page_size = {page_size}")
             if self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL mode")
+            if health_check == "always" or (health_check == "auto" and unclean and has_tables):
+                self._health_check()
             schema.migrate(self._conn, label=str(self.path))
             if segment_extent_m is not None or segment_max_ids is not None:
                 with self._write("store settings") as conn:
@@ -200,6 +215,18 @@ class Store:
         except BaseException:
             self._conn.close()
             raise
+
+    def _health_check(self) -> None:
+        """SQLite's ``quick_check`` (every page read, indexes not cross-checked: about as long as
+        reading the file); StoreError naming the recovery command when it finds damage."""
+        try:
+            problems = [r[0] for r in self._conn.execute("PRAGMA quick_check(20)") if r[0] != "ok"]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems:
+            raise StoreError(f"{self.path} is damaged ({'; '.join(problems[:3])}"
+                             f"{'; ...' if len(problems) > 3 else ''}): refused; salvage its readable memories "
+                             f"into a new file with: gaussvae db recover {self.path} NEW_FILE")
 
     @staticmethod
     def _set_segment_options(conn, segment_extent_m, segment_max_ids) -> None:
@@ -227,8 +254,11 @@ class Store:
     def _error(self, exc: sqlite3.Error, action: str) -> StoreError:
         text = str(exc)
         if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-            return StoreError(f"{self.path} is locked by another connection (waited {self._timeout_s:g} s "
-                              f"to {action}): {text}; nothing was written by this call")
+            return StoreBusyError(f"{self.path} is locked by another connection (waited {self._timeout_s:g} s "
+                                  f"to {action}): {text}; nothing was written by this call", "locked")
+        if isinstance(exc, sqlite3.OperationalError) and "full" in text:
+            return StoreBusyError(f"{self.path}: cannot {action}: the disk is full ({text}); nothing was written "
+                                  "by this call", "full")
         if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
             return StoreError(f"cannot open {self.path}: {text}")
         if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError) \
@@ -299,7 +329,16 @@ class Store:
                 for conn in self._readers:
                     conn.close()
                 self._readers.clear()
+            try:  # write the WAL back now (not waiting for other connections), so that a failure is seen
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:
+                if not ("locked" in str(exc) or "busy" in str(exc)):  # another connection: it checkpoints later
+                    self.close_problems.append(f"{self.path}: the write-ahead log could not be written back into the "
+                                               f"file ({exc}); the data is safe in {self.path.name}-wal, which "
+                                               "must stay beside it until the store is opened again with space")
             self._conn.close()
+            for problem in self.close_problems:
+                _log.warning(problem)
 
     def __enter__(self) -> "Store":
         return self
