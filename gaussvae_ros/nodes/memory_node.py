@@ -3,6 +3,12 @@
 A thin ROS shell over :class:`gaussvae_ros.store.Store`. Each received record is written in its own
 transaction (the store's key, topic + camera frame + stamp, makes a repeated record a no-op), then
 the retention policy (:mod:`gaussvae_ros.store.retention`) brings the store back within its budget.
+A write that fails for a reason that may pass (the file locked by another program, the disk full,
+free space under ``min_free_bytes``) is retried with backoff from a bounded in-memory queue
+(:class:`gaussvae_ros.store.write_queue.WriteQueue`); a record is given up only past
+``write_queue_size`` / ``write_queue_max_age_s``, each one logged and counted in ``/diagnostics``.
+The store is health-checked at start-up (``quick_check``): a damaged file stops the node with exit
+status 2 and the ``gaussvae db recover`` command to salvage it, as does a locked or unreadable one.
 Writes (records, deletions, retention) run one at a time in one callback group; queries run in
 parallel with them and with each other (the store gives each thread its own read snapshot).
 
@@ -24,7 +30,7 @@ Services:
     ``query_by_pose``       gaussvae_ros_interfaces/QueryByPose (only memories in the query's frame)
     ``query_by_ids``        gaussvae_ros_interfaces/QueryByIds
     ``get_stats``           gaussvae_ros_interfaces/GetStats
-    ``delete_memories``     gaussvae_ros_interfaces/DeleteMemories
+    ``delete_memories``     gaussvae_ros_interfaces/DeleteMemories (refused unless ``allow_delete``)
 
 Parameters: see :data:`PARAMETERS` (and ``config/gaussvae.yaml``).
 """
@@ -44,6 +50,7 @@ from gaussvae_ros_interfaces.msg import MemoryRecord
 from gaussvae_ros_interfaces.srv import DeleteMemories, GetStats, QueryByIds, QueryByPose, QueryByTime
 
 from gaussvae_ros.store import RetentionPolicy, Store, StoreError, page_size_for_payload
+from gaussvae_ros.store.write_queue import WriteQueue
 
 from .convert import (MEMORY_QOS, diagnostic_status, guarded_callback, guarded_service, info_from_record,
                       memory_from_record_msg, ns_to_time, time_to_ns)
@@ -64,6 +71,14 @@ PARAMETERS = (
               "retention coverage metric: 1 s apart counts like this many metres apart, m/s (> 0)"),
     ParamSpec("max_results", 10_000, "most memories one query returns (caps limit = 0; a larger k is an error)"),
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, s (> 0)", True),
+    ParamSpec("write_queue_size", 1000, "records kept in memory while the store cannot be written (locked, disk "
+              "full), retried with backoff; past it the oldest is given up and logged (0..1000000)", True),
+    ParamSpec("write_queue_max_age_s", 600.0, "longest a record waits in the write queue before it is given up, "
+              "s (0..86400)", True),
+    ParamSpec("min_free_bytes", 64 * 2**20, "free disk space kept under the store, bytes: below it storing pauses "
+              "(records wait in the write queue, WARN in /diagnostics); 0 = no floor", True),
+    ParamSpec("allow_delete", False, "whether the delete_memories service deletes (false: it refuses; the "
+              "deployment default, so that no client on the network can erase the memory)", True),
 ) + MARKER_PARAMETERS
 
 
@@ -77,6 +92,9 @@ def check_parameters(values: dict) -> list[str]:
     check_range(problems, values, "retention_metres_per_second", 1e-12)
     check_range(problems, values, "max_results", 1, 10_000_000)
     check_range(problems, values, "diagnostics_period_s", 1e-3, 3600.0)
+    check_range(problems, values, "write_queue_size", 0, 1_000_000)
+    check_range(problems, values, "write_queue_max_age_s", 0.0, 86400.0)
+    check_range(problems, values, "min_free_bytes", 0, 1 << 50)
     check_marker_parameters(problems, values)
     return problems
 
@@ -98,10 +116,17 @@ class MemoryNode(Node):
         super().__init__("gaussvae_memory", **kwargs)
         self._values = declare_parameters(self, PARAMETERS, check_parameters)
         self._store = self._open_store()
+        # Writes go through a bounded retry queue: a locked or full store delays records, never drops
+        # them before the queue's limits (its insert follows self._store, which the managed node swaps).
+        self._queue = WriteQueue(lambda memory: self._store.insert(memory),
+                                 max_records=int(self._values["write_queue_size"]),
+                                 max_age_s=float(self._values["write_queue_max_age_s"]),
+                                 min_free_bytes=int(self._values["min_free_bytes"]),
+                                 path=Path(self._values["database"]).expanduser().parent)
         self._apply(self._values)
         self._lock = threading.Lock()
         self._counts = {"stored": 0, "duplicates": 0, "rejected": 0, "store_errors": 0, "retention_dropped": 0,
-                        "deleted": 0}
+                        "deleted": 0, "write_retries": 0, "given_up": 0}
         self._reported = dict(self._counts)
 
         writes = MutuallyExclusiveCallbackGroup()  # one write at a time, in arrival order
@@ -115,6 +140,7 @@ class MemoryNode(Node):
             self.create_service(GetStats, "get_stats", self._get_stats, callback_group=reads),
             self.create_service(DeleteMemories, "delete_memories", self._delete, callback_group=writes),
         ]
+        self._retry_timer = self.create_timer(0.1, self._retry_writes, callback_group=writes)  # seconds
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timer = self.create_timer(float(self._values["diagnostics_period_s"]), self._publish_diagnostics,
                                         callback_group=MutuallyExclusiveCallbackGroup())
@@ -127,7 +153,10 @@ class MemoryNode(Node):
         """Open (creating it and its folder when missing) the store of the ``database`` parameter."""
         path = Path(self._values["database"]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        store = Store(path, page_size=page_size_for_payload(self._values["expected_payload_bytes"] or None))
+        # quick_check at every start: a damaged file is refused (exit 2) naming gaussvae db recover. A write
+        # waits 1 s for another program's lock; the write queue does the longer waiting.
+        store = Store(path, page_size=page_size_for_payload(self._values["expected_payload_bytes"] or None),
+                      health_check="always", timeout_s=1.0)
         self.get_logger().info(f"memory store {path}: {store.stats().count} memories")
         return store
 
@@ -150,18 +179,31 @@ class MemoryNode(Node):
             self.get_logger().warning(f"record from {msg.source_topic or '?'} at {time_to_ns(msg.header.stamp)} ns "
                                       f"rejected: {exc}", throttle_duration_sec=5.0)
             return
-        try:
-            memory_id = self._store.insert(memory)
-        except (StoreError, ValueError) as exc:
+        self._written(self._queue.submit(memory), memory)
+
+    def _retry_writes(self) -> None:
+        if len(self._queue) or self._queue.below_floor:
+            self._written(self._queue.retry())
+
+    def _written(self, out, memory=None) -> None:
+        """Count and log what the write queue did."""
+        if out.error:
             self._count("store_errors")
-            self.get_logger().error(f"cannot store record from {memory.topic}: {exc}", throttle_duration_sec=5.0)
-            return
-        if memory_id is None:
-            self._count("duplicates")
-            return
-        self._count("stored")
-        self.get_logger().debug(f"stored memory {memory_id} from {memory.topic} ({len(memory.payload)} B)")
-        self._retain()
+            self.get_logger().error(f"cannot store record from {memory.topic if memory else '?'}: {out.error}",
+                                    throttle_duration_sec=5.0)
+        if out.transient and out.waiting:
+            self.get_logger().warning(f"store not writable, {out.waiting} records waiting: {out.transient}",
+                                      throttle_duration_sec=5.0)
+        for g in out.given_up:  # every record given up is logged
+            self._count("given_up")
+            self.get_logger().error(f"record from {g.memory.topic} at {g.memory.stamp_ns} ns given up after "
+                                    f"{g.waited_s:.1f} s: {g.why}; last error: {g.error}")
+        if out.duplicates:
+            self._count("duplicates", out.duplicates)
+        if out.stored:
+            self._count("stored", len(out.stored))
+            self.get_logger().debug(f"stored memories {out.stored}")
+            self._retain()
 
     def _retain(self) -> None:
         policy = self._policy
@@ -179,6 +221,10 @@ class MemoryNode(Node):
 
     @guarded_service
     def _delete(self, request: DeleteMemories.Request, response: DeleteMemories.Response):
+        if not self._values["allow_delete"]:
+            response.success = False
+            response.message = "delete_memories is disabled on this node (parameter allow_delete is false)"
+            return response
         try:
             ids = [int(i) for i in request.ids]
             before = time_to_ns(request.before)
@@ -284,11 +330,21 @@ class MemoryNode(Node):
             counts, last = dict(self._counts), self._reported
             self._reported = counts
         level, message = "ok", "storing"
+        queue = self._queue
         if counts["store_errors"] > last["store_errors"]:
             level, message = "error", "store errors"
+        elif counts["given_up"] > last["given_up"]:
+            level, message = "error", "records given up (write queue limits)"
+        elif queue.below_floor:
+            level, message = "warn", "free disk space under min_free_bytes: storing paused"
+        elif len(queue):
+            level, message = "warn", f"store not writable: {len(queue)} records waiting"
         elif counts["rejected"] > last["rejected"]:
             level, message = "warn", "malformed records rejected"
         values = dict(counts)
+        values.update(write_queue=len(queue), write_queue_oldest_s=round(queue.oldest_age_s(), 3),
+                      write_queued=queue.counts["queued"], write_retries=queue.counts["retries"],
+                      free_bytes=queue.free_bytes() or 0)
         try:
             stats = self._store.stats()
             values.update(memories=stats.count, payload_bytes=stats.payload_bytes, file_bytes=stats.file_bytes)
@@ -306,8 +362,14 @@ class MemoryNode(Node):
             return dict(self._counts)
 
     def destroy_node(self) -> None:
+        queue = getattr(self, "_queue", None)
+        if queue is not None and len(queue):  # a last try for what waits, each record given up said
+            self._written(queue.flush(2.0))
         super().destroy_node()
-        self._store.close()
+        store = getattr(self, "_store", None)  # None when the store could not be opened
+        if store is not None:
+            store.close()
+            self._store = None
 
 
 def _found(count: int, note: str = "") -> str:

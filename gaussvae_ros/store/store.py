@@ -466,6 +466,8 @@ class Store:
             try:
                 with self._write("insert memories") as conn:
                     new_ids = self._insert_batch(conn, batch)
+            except StoreBusyError as exc:  # still one that may pass: the caller may retry
+                raise StoreBusyError(f"{exc} (the {done} memories before this batch were stored)", exc.reason) from exc
             except StoreError as exc:
                 raise StoreError(f"{exc} (the {done} memories before this batch were stored)") from exc
             ids.extend(new_ids)

@@ -89,7 +89,7 @@ def graph():
 
 @pytest.fixture
 def memory(graph, tmp_path):
-    m = Memory(graph, tmp_path / "memories.db")
+    m = Memory(graph, tmp_path / "memories.db", allow_delete=True)
     # ids 1..10: stamps 1..10 s at x = 1..10 m in map; 11, 12 in odom; 13 without a pose
     records = [record_msg(i * S, (float(i), 0.0, 0.0), k=K if i % 2 else None, psnr=20.0 + i) for i in range(1, 11)]
     records += [record_msg((10 + i) * S, (5.0, 0.1 * i, 0.0), pose_frame="odom", frame_id="cam2",
