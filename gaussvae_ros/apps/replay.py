@@ -44,7 +44,7 @@ from gaussvae_ros.codecs import decode_payload
 from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_MEMORY_BYTES,
                                    DEFAULT_MEMORY_CODEC, DEFAULT_THREADS, DEFAULT_WARM_START_MAX_CHANGE, MemorySettings, fit_memory, prepare_frame,
                                    stored_memory, warm_start)
-from gaussvae_ros.store import CameraIntrinsics, Pose, Store, page_size_for_payload
+from gaussvae_ros.store import CameraIntrinsics, Pose, Store, StoreBusyError, StoreError, page_size_for_payload
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -92,6 +92,10 @@ class ReplayOptions:
             model file (``""``: the shipped model), quantization step (0: the codec's default) or byte
             budget per memory (0: off), refinement iterations of each latent against its frame (0:
             off), tiles per frame (1; 0: chosen per frame, see ``payload_encoder``).
+        busy_timeout_s: how long one write waits for another program's lock on the store, seconds.
+        lock_give_up_s: a batch that cannot be written because the store stays locked (or the disk
+            full) is retried with backoff for this long before the replay stops (seconds); a fitted
+            batch is never dropped for a lock before that.
     """
 
     image_topics: list[str] | None = None
@@ -117,6 +121,8 @@ class ReplayOptions:
     latent_max_bytes: int = 0
     latent_refine_iters: int = 0
     latent_tiles: int = 1
+    busy_timeout_s: float = 5.0
+    lock_give_up_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.no_pose not in ("store", "skip"):
@@ -133,6 +139,10 @@ class ReplayOptions:
             raise ValueError(f"warm_start_max_change must be in [0, 1], got {self.warm_start_max_change}")
         if self.threads is not None and int(self.threads) < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
+        for name in ("busy_timeout_s", "lock_give_up_s"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and 0.0 <= value < 1e6):
+                raise ValueError(f"{name} must be a number of seconds in [0, 1e6), got {value}")
 
     def settings(self) -> MemorySettings:
         """The memory pipeline's settings of this replay (the fit, the warm-start rule, the codec)."""
@@ -291,7 +301,8 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
         encoder = None if options.dry_run else options.settings().payload_encoder()
         timer.add("open", t)
         writer = None if options.dry_run else _MemoryWriter(
-            database, options.batch_size, timer, encoder.payload_bytes(options.n_gaussians))
+            database, options.batch_size, timer, encoder.payload_bytes(options.n_gaussians),
+            busy_timeout_s=options.busy_timeout_s, give_up_s=options.lock_give_up_s, warnings=report.warnings)
         try:
             _Replay(bag, topics, pose_topic, options, report, writer, timer, encoder).run()
             if writer is not None:
@@ -312,8 +323,12 @@ def replay_bag(bag_path: str | Path, database: str | Path | None, options: Repla
 class _MemoryWriter:
     """Batches memories into the store, one transaction per batch, and knows what is already stored."""
 
-    def __init__(self, database, batch_size: int, timer: _Timer, payload_bytes: int | None = None) -> None:
-        self.store = Store(database, page_size=page_size_for_payload(payload_bytes))
+    def __init__(self, database, batch_size: int, timer: _Timer, payload_bytes: int | None = None, *,
+                 busy_timeout_s: float = 5.0, give_up_s: float = 600.0, warnings: list | None = None) -> None:
+        self.store = Store(database, page_size=page_size_for_payload(payload_bytes), timeout_s=float(busy_timeout_s))
+        self.give_up_s = float(give_up_s)
+        self.lock_retries = 0
+        self.warnings = warnings if warnings is not None else []
         self.batch_size = int(batch_size)
         self.pending: list = []
         self.timer = timer
@@ -349,7 +364,26 @@ class _MemoryWriter:
         if not self.pending:
             return
         t = time.perf_counter()
-        result = self.store.insert_many(self.pending, batch_size=len(self.pending))
+        started, delay = time.monotonic(), 1.0
+        while True:
+            try:
+                result = self.store.insert_many(self.pending, batch_size=len(self.pending))
+                break
+            except StoreBusyError as exc:  # locked by another program, or the disk full: wait, never drop
+                waited = time.monotonic() - started
+                if waited >= self.give_up_s:
+                    raise StoreError(f"{exc}; still not writable after {waited:.0f} s of retries (lock_give_up_s): "
+                                     f"{self.inserted} memories of this run were stored before this batch of "
+                                     f"{len(self.pending)}; run again to resume") from exc
+                self.lock_retries += 1
+                print(f"gaussvae replay: store not writable ({exc.reason}), batch of {len(self.pending)} memories "
+                      f"kept, retrying in {delay:.0f} s", file=sys.stderr, flush=True)
+                time.sleep(min(delay, max(0.0, self.give_up_s - waited)))
+                delay = min(delay * 2.0, 30.0)
+            except StoreError as exc:
+                raise StoreError(f"{exc}; {self.inserted} memories of this run were stored before this batch") from exc
+        if self.lock_retries and not any("retried" in w for w in self.warnings):
+            self.warnings.append("the store was locked or full: batches retried until written")
         self.inserted += result.inserted
         self.skipped += result.skipped
         self.pending = []
@@ -357,6 +391,7 @@ class _MemoryWriter:
 
     def close(self) -> None:
         self.store.close()
+        self.warnings.extend(self.store.close_problems)  # a WAL that could not be written back
 
 
 #: A frame waits for poses stamped up to ``max_gap_ns`` after it (so that it is interpolated as

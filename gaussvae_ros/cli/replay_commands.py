@@ -32,7 +32,8 @@ def _replay(args: argparse.Namespace) -> int:
         warm_start_max_change=args.warm_start_max_change, threads=args.threads or None,
         progress=not args.quiet and not args.json, dry_run=args.dry_run, seed=args.seed, codec=args.codec,
         memory_bytes=args.memory_bytes, latent_model=args.latent_model, latent_step=args.latent_step, latent_max_bytes=args.latent_max_bytes,
-        latent_refine_iters=args.latent_refine_iters, latent_tiles=args.latent_tiles)
+        latent_refine_iters=args.latent_refine_iters, latent_tiles=args.latent_tiles,
+        busy_timeout_s=args.busy_timeout, lock_give_up_s=args.lock_give_up)
     if args.db is None and not args.dry_run:
         raise ValueError("--db FILE is required (or --dry-run)")
     report = replay_bag(args.bag, args.db, options, started=started)
@@ -129,6 +130,11 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
                    help=f"CPU threads for fitting (default {DEFAULT_THREADS}; 0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--busy-timeout", type=float, default=5.0, metavar="S",
+                   help="seconds one write waits for another program's lock on the store (default 5)")
+    p.add_argument("--lock-give-up", type=float, default=600.0, metavar="S",
+                   help="a fitted batch the store does not take (locked, disk full) is kept and retried with "
+                        "backoff for this long before the replay stops (default 600 s)")
     g = p.add_argument_group("payload codec")
     g.add_argument("--codec", choices=ENCODABLE_CODECS, default=DEFAULT_MEMORY_CODEC,
                    help=f"how memories are stored (default {DEFAULT_MEMORY_CODEC}: entropy-coded Gaussians fitted to "

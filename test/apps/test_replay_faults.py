@@ -79,3 +79,76 @@ def test_a_frame_too_thin_to_fit_gets_a_clear_message(tmp_path):
     assert out.returncode == 1, out.stderr
     assert report["error_count"] == 3
     assert "too thin to fit" in report["errors"][0] and "1000x2" in report["errors"][0]
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+def test_a_locked_store_delays_replay_but_no_fitted_batch_is_dropped(tmp_path):
+    import subprocess
+    import sys
+
+    from gaussvae_ros.store import Store
+
+    bag = synthetic_recording(tmp_path / "bag", frames=4)
+    db = tmp_path / "m.db"
+    out, clean = replay(bag, tmp_path / "clean.db")
+    Store(db).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db), "4"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out, report = replay(bag, db, "--busy-timeout", "0.2", "--batch-size", "2")
+    finally:
+        holder.wait(timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "retrying" in out.stderr and report["memories_stored"] == clean["memories_stored"] > 0
+
+
+def test_a_store_locked_past_the_give_up_time_stops_with_the_right_count(tmp_path):
+    import subprocess
+    import sys
+
+    from gaussvae_ros.store import Store
+
+    bag = synthetic_recording(tmp_path / "bag", frames=4)
+    db = tmp_path / "m.db"
+    Store(db).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db), "6"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out, _ = replay(bag, db, "--busy-timeout", "0.2", "--lock-give-up", "1")
+    finally:
+        holder.wait(timeout=30)
+    assert out.returncode == 2 and "lock_give_up_s" in out.stderr
+    assert "0 memories of this run were stored before this batch" in out.stderr
+
+
+def test_the_error_counts_the_memories_this_run_stored_before_the_failing_batch(tmp_path):
+    import sqlite3
+
+    from gaussvae_ros.apps.replay import _MemoryWriter, _Timer
+    from gaussvae_ros.store import Memory, StoreError
+
+    from support.memories import SECOND, T0
+
+    writer = _MemoryWriter(tmp_path / "m.db", 3, _Timer(), busy_timeout_s=0.1, give_up_s=0.5)
+    try:
+        for k in range(6):  # two batches written
+            writer.add(Memory(T0 + k * SECOND, "/cam", "f", b"x" * 8, 8, 8, "mono8"))
+        lock = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        for k in range(6, 8):
+            writer.add(Memory(T0 + k * SECOND, "/cam", "f", b"x" * 8, 8, 8, "mono8"))
+        with pytest.raises(StoreError, match="6 memories of this run were stored before this batch of 3"):
+            writer.add(Memory(T0 + 9 * SECOND, "/cam", "f", b"x" * 8, 8, 8, "mono8"))
+        lock.execute("ROLLBACK")
+        lock.close()
+    finally:
+        writer.close()
