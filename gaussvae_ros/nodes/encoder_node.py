@@ -111,6 +111,8 @@ PARAMETERS = (
               "what camera drivers publish) | reliable (recorded data replayed on loopback: lose nothing)", True),
     ParamSpec("queue_size", 2, "frames waiting for the encoder (>= 1); when full the oldest is dropped and counted",
               True),
+    ParamSpec("exit_ack_timeout_s", 10.0, "at exit, wait this long for the memory node to acknowledge the records "
+              "not yet acknowledged (one restarting is waited for), s (0..3600)", True),
     ParamSpec("long_side", DEFAULT_LONG_SIDE, "working resolution: long side of the fitted image in px "
               "(>= 8; never enlarged)"),
     ParamSpec("n_gaussians", DEFAULT_GAUSSIANS, "Gaussians per memory (>= 1)"),
@@ -171,6 +173,7 @@ def check_parameters(values: dict) -> list[str]:
     if not real_list(values["image_topics"]) and not real_list(values["compressed_image_topics"]):
         problems.append("no image topic: set image_topics and/or compressed_image_topics")
     check_range(problems, values, "queue_size", 1, 10_000)
+    check_range(problems, values, "exit_ack_timeout_s", 0.0, 3600.0)
     if values.get("image_reliability", "best_effort") not in ("best_effort", "reliable"):
         problems.append(f"image_reliability must be best_effort or reliable, got {values['image_reliability']!r}")
     check_range(problems, values, "long_side", 8, 1 << 15)
@@ -631,7 +634,30 @@ class EncoderNode(Node):
             self._pose_cond.notify_all()
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=30.0)  # a fit in progress finishes first
+        self._wait_for_acks()
         super().destroy_node()
+
+    def _wait_for_acks(self) -> None:
+        """Keep the process (and the records its reliable, transient-local publisher holds) until the
+        memory node acknowledged them, waiting up to ``exit_ack_timeout_s`` (for a restarting one too)."""
+        from rclpy.duration import Duration
+
+        timeout = float(self._values.get("exit_ack_timeout_s", 0.0))
+        published = self._stats.keyframes
+        if not published or timeout <= 0:
+            return
+        deadline = time.monotonic() + timeout
+        while self._memories.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = max(0.0, deadline - time.monotonic())
+        try:
+            acked = self._memories.get_subscription_count() > 0 and self._memories.wait_for_all_acked(
+                Duration(nanoseconds=round(left * 1e9)))
+        except Exception:  # the context is already shut down: nothing can be waited for
+            acked = False
+        if not acked:
+            self.get_logger().warning(f"exiting with records not acknowledged by a memory node after {timeout:g} s "
+                                      "(exit_ack_timeout_s): the last ones may not be stored")
 
 
 def main(args=None) -> int:
