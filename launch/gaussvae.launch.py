@@ -74,10 +74,14 @@ def _nodes(context):
     return [
         Node(package=PACKAGE, executable="gaussvae_encoder", name="gaussvae_encoder", namespace=namespace,
              parameters=[params_file, encoder_overrides], remappings=remappings, arguments=log_args, output="screen"),
+        # respawn: a memory or recall node that dies is started again (the encoder's reliable,
+        # transient-local publisher holds the records meanwhile), as `gaussvae graph --respawn` does.
         Node(package=PACKAGE, executable="gaussvae_memory", name="gaussvae_memory", namespace=namespace,
-             parameters=[params_file, dict(store_overrides)], arguments=log_args, output="screen"),
+             parameters=[params_file, dict(store_overrides)], arguments=log_args, output="screen",
+             respawn=True, respawn_delay=1.0),
         Node(package=PACKAGE, executable="gaussvae_recall", name="gaussvae_recall", namespace=namespace,
-             parameters=[params_file, dict(store_overrides)], arguments=log_args, output="screen"),
+             parameters=[params_file, dict(store_overrides)], arguments=log_args, output="screen",
+             respawn=True, respawn_delay=1.0),
     ]
 
 

@@ -11,7 +11,10 @@ Process handling:
   then SIGKILL. Children run in their own process groups (a terminal's Ctrl-C reaches them only
   through the graph, once) and get SIGTERM if the graph process itself dies (Linux
   ``PR_SET_PDEATHSIG``), so no orphan keeps the database open.
-* A node exiting on its own (crash, invalid parameters) stops the whole graph; the graph's exit
+* A node that dies (crash, signal, an exit status other than 0 and 2) is started again after
+  ``respawn_delay_s``, at most ``respawn`` times per node, each time logged (as ``respawn=True``
+  in launch; :mod:`.respawn`). A node exiting with 0 or 2 (invalid parameters, a damaged or
+  locked store), or dying once its respawns are used up, stops the whole graph; the graph's exit
   status is that node's (or 1 if it died by a signal).
 * The player waits until the encoder subscribes to the recording's image topics it is configured
   for (``gaussvae play --wait-for``), as node start-up takes seconds.
@@ -42,6 +45,8 @@ import yaml
 from gaussvae_ros.bag.reader import BagReader
 
 from gaussvae_ros.nodes import EXECUTABLES
+
+from .respawn import Respawner
 
 __all__ = ["GraphOptions", "default_params_file", "encoder_inputs", "graph_commands", "run_graph"]
 
@@ -78,6 +83,8 @@ class GraphOptions:
     stop_after_play_s: float | None = None
     grace_s: float = 10.0
     python: str = sys.executable
+    respawn: int = 3
+    respawn_delay_s: float = 1.0
 
     def __post_init__(self) -> None:
         self.params_file = Path(self.params_file)
@@ -181,6 +188,8 @@ def run_graph(options: GraphOptions) -> int:
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     children: dict[str, subprocess.Popen] = {}
+    argvs = dict(commands)
+    respawner = Respawner(options.respawn, options.respawn_delay_s)
     status = 0
     try:
         for name, argv in commands:
@@ -188,9 +197,12 @@ def run_graph(options: GraphOptions) -> int:
             _log(f"started {name} (pid {children[name].pid})")
         stop_at = None
         while not stop_reason:
+            for name in respawner.due():
+                children[name] = subprocess.Popen(argvs[name], preexec_fn=_die_with_parent)
+                _log(f"respawned {name} (pid {children[name].pid})")
             for name, proc in children.items():
                 code = proc.poll()
-                if code is None:
+                if code is None or respawner.waiting(name):
                     continue
                 if name == "player":
                     if stop_at is None and options.stop_after_play_s is not None:
@@ -200,6 +212,12 @@ def run_graph(options: GraphOptions) -> int:
                         _log(f"player finished (exit {code}); nodes keep running (Ctrl-C to stop)")
                         stop_at = float("inf")
                     continue
+                line = respawner.decide(name, code)
+                if line is not None:
+                    _log(line)
+                    continue
+                if respawner.counts.get(name, 0) >= options.respawn and code not in (0, 2):
+                    _log(f"{name} died again after {options.respawn} respawns")
                 _log(f"{name} exited on its own with status {code}; stopping the graph")
                 status = code if code > 0 else 1
                 stop_reason.append(f"{name} exited")

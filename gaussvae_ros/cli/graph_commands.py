@@ -24,7 +24,8 @@ def _graph(args: argparse.Namespace) -> int:
         params_file=args.params, namespace=args.namespace or "", database=args.database,
         image_topic=args.image_topic, odom_topic=args.odom_topic, camera_info_topic=args.camera_info_topic,
         use_sim_time=args.use_sim_time, nodes=tuple(args.nodes), log_level=args.log_level, bag=args.bag,
-        rate=args.rate, stop_after_play_s=args.stop_after_play, grace_s=args.grace)
+        rate=args.rate, stop_after_play_s=args.stop_after_play, grace_s=args.grace, respawn=args.respawn,
+        respawn_delay_s=args.respawn_delay)
     if args.print_commands:
         for name, argv in graph_commands(options):
             print(f"{name}: {shlex.join(argv)}")
@@ -56,5 +57,8 @@ def register(subparsers) -> None:
                    help="with --bag: stop the graph S seconds after playback ends (default: keep running)")
     p.add_argument("--grace", type=float, default=10.0, metavar="S",
                    help="seconds a node gets to exit after SIGINT before SIGTERM / SIGKILL (default 10)")
+    p.add_argument("--respawn", type=int, default=3, metavar="N",
+                   help="start a node that dies (not exit status 0 or 2) again, at most N times (default 3; 0: never)")
+    p.add_argument("--respawn-delay", type=float, default=1.0, metavar="S", help="seconds before a respawn (default 1)")
     p.add_argument("--print-commands", action="store_true", help="print the process command lines and exit")
     p.set_defaults(func=_graph)

@@ -644,17 +644,17 @@ class EncoderNode(Node):
 
         timeout = float(self._values.get("exit_ack_timeout_s", 0.0))
         published = self._stats.keyframes
-        if not published or timeout <= 0:
+        if not published or timeout <= 0 or not self.context.ok():  # after a signal's shutdown DDS is gone
             return
         deadline = time.monotonic() + timeout
-        while self._memories.get_subscription_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        left = max(0.0, deadline - time.monotonic())
         try:
+            while self._memories.get_subscription_count() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            left = max(0.0, deadline - time.monotonic())
             acked = self._memories.get_subscription_count() > 0 and self._memories.wait_for_all_acked(
                 Duration(nanoseconds=round(left * 1e9)))
-        except Exception:  # the context is already shut down: nothing can be waited for
-            acked = False
+        except Exception:  # the context was shut down meanwhile: nothing can be waited for
+            return
         if not acked:
             self.get_logger().warning(f"exiting with records not acknowledged by a memory node after {timeout:g} s "
                                       "(exit_ack_timeout_s): the last ones may not be stored")
