@@ -135,8 +135,9 @@ def _run(args: argparse.Namespace) -> int:
     from gaussvae_ros.pipeline import DEFAULT_LONG_SIDE
 
     methods, notes = build_methods(args)
+    damage: list = []
     if args.bag:
-        images = bag_frames(args.bag, args.topic, args.every, args.long_side or DEFAULT_LONG_SIDE)[:args.limit]
+        images = bag_frames(args.bag, args.topic, args.every, args.long_side or DEFAULT_LONG_SIDE, damage)[:args.limit]
     else:
         paths = list_images(args.images)[:args.limit]
         images = [(p.stem, load_image(p, args.long_side or 192)) for p in paths]
@@ -161,6 +162,8 @@ def _run(args: argparse.Namespace) -> int:
                           "gaussians_fill": bool(args.gaussians_fill),
                           "resize": "the encoder's working image (area)" if args.bag else "Pillow Lanczos on uint8",
                           "metrics": "scikit-image PSNR / SSIM, data range 255; means over images"}
+    if damage:
+        report["damaged"], report["frames_lost"] = damage[0]["damaged"], damage[0]["lost"]
     if args.plot:
         report["plot"] = str(plot_rd(report, args.plot))
     if args.json:
@@ -169,13 +172,19 @@ def _run(args: argparse.Namespace) -> int:
         print(format_table(report))
         for name, note in notes.items():
             print(f"{name}: {note}")
+    if damage:  # evaluated on the readable frames; the damaged parts of the recording said and flagged
+        from .replay_commands import EXIT_DAMAGED, print_damage
+
+        print_damage("gaussvae eval", damage[0]["damaged"], damage[0]["lost"])
+        return EXIT_DAMAGED
     return 0
 
 
-def bag_frames(bag: str, topic: str | None, every: int, long_side: int) -> list:
+def bag_frames(bag: str, topic: str | None, every: int, long_side: int, damage: list | None = None) -> list:
     """Every ``every``-th decodable frame of ``topic`` as ``(name, uint8 working image)``: the image the
-    encoder node fits (:func:`gaussvae_ros.pipeline.prepare_frame`). Frames that cannot be decoded are
-    skipped (reported on stderr); none at all is an error."""
+    encoder node fits (:func:`gaussvae_ros.pipeline.prepare_frame`). Frames that cannot be decoded or
+    fitted are skipped (reported on stderr); none at all is an error. Damaged parts of the recording
+    are read past; their ``BagReader.damage_report`` is appended to ``damage`` (when given)."""
     from gaussvae_ros.bag.reader import BagReader, FrameError  # here, not at the top: see cli/__init__
     from gaussvae_ros.core import to_float_image, to_uint8
     from gaussvae_ros.pipeline import MemorySettings, prepare_frame
@@ -195,8 +204,15 @@ def bag_frames(bag: str, topic: str | None, every: int, long_side: int) -> list:
             if isinstance(frame, FrameError):
                 skipped += 1
                 continue
-            work = prepare_frame(frame.image, settings)[0]
+            try:
+                work = prepare_frame(frame.image, settings)[0]
+            except ValueError:  # a frame too thin to fit
+                skipped += 1
+                continue
             frames.append((f"{frame.stamp_ns}", to_uint8(to_float_image(work))))
+        report = reader.damage_report([topic])
+        if report is not None and damage is not None:
+            damage.append(report)
     if skipped:
         print(f"gaussvae eval: {skipped} frames of {topic} could not be decoded and were skipped", file=sys.stderr)
     if not frames:
