@@ -360,7 +360,8 @@ class _McapSalvage:
                 return
             op = buf[pos]
             (length,) = struct.unpack_from("<Q", buf, pos + 1)
-            if op not in _KNOWN_OPS or pos + 9 + length > n or (op == _OP_CHUNK and self._valid_chunk_header(pos) is None):
+            broken_chunk = op == _OP_CHUNK and self._valid_chunk_header(pos) is None
+            if op not in _KNOWN_OPS or pos + 9 + length > n or broken_chunk:
                 yield -1, pos, length  # damaged header or truncated record: the caller reports it
                 nxt = self._next_chunk(pos + 1)
                 if nxt is None:

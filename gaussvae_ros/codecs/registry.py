@@ -127,7 +127,8 @@ def decode_payload(payload: bytes, codec_id: str, model_id: str = ""):
             non-positive scales), whatever the codec's own checks let through.
     """
     if not isinstance(payload, (bytes, bytearray, memoryview)):
-        kind = {str: "TEXT", int: "INTEGER", float: "REAL", type(None): "NULL"}.get(type(payload), type(payload).__name__)
+        kinds = {str: "TEXT", int: "INTEGER", float: "REAL", type(None): "NULL"}
+        kind = kinds.get(type(payload), type(payload).__name__)
         raise ValueError(f"corrupt payload: stored as {kind}, not as bytes (BLOB)")
     with _LOCK:
         codec = _REGISTRY.get(codec_id)

@@ -51,7 +51,8 @@ def _children(pid: int) -> dict[str, int]:
 def test_a_killed_memory_node_is_respawned_and_the_graph_keeps_running(tmp_path):
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", "42"))
-    proc = subprocess.Popen([sys.executable, "-m", "gaussvae_ros.cli.main", "graph", "--nodes", "memory", "--params", str(REPO / "config" / "gaussvae.yaml"),
+    proc = subprocess.Popen([sys.executable, "-m", "gaussvae_ros.cli.main", "graph", "--nodes", "memory",
+                             "--params", str(REPO / "config" / "gaussvae.yaml"),
                              "--database", str(tmp_path / "m.db"), "--namespace", f"/respawn{os.getpid()}",
                              "--respawn", "1", "--respawn-delay", "0.5", "--grace", "5"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -223,7 +223,8 @@ def test_t265_two_cameras_kept_apart(tmp_path):
 def test_synthetic_fixtures_via_cli_json(tmp_path):
     bag = shared("format_fixtures_synthetic") / "test_bag_sqlite3"
     done = run_cli("replay", str(bag), "--db", str(tmp_path / "m.db"), "--json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # every frame bad: nothing stored is a failure (issue 13)
+    assert "nothing stored from 4 frames" in done.stderr
     report = json.loads(done.stdout)
     assert report["frames_read"] == 4 and report["error_count"] == 4 and report["memories_stored"] == 0
     assert report["seconds"] > 0

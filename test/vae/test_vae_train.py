@@ -150,7 +150,8 @@ def test_refuses_to_overwrite_a_run_or_resume_with_a_different_model(tiny_set, t
 
 
 def test_corrupt_truncated_or_foreign_checkpoints_give_clear_errors(tiny_set, tmp_path, monkeypatch):
-    monkeypatch.setenv("GAUSSVAE_ALLOW_UNVERIFIED_MODELS", "1")  # hand-made files without a digest: checked entry by entry
+    # hand-made files without a digest: checked entry by entry
+    monkeypatch.setenv("GAUSSVAE_ALLOW_UNVERIFIED_MODELS", "1")
     train(tiny_config(tiny_set), tmp_path / "run", max_steps=1)
     path = tmp_path / "run" / "checkpoint.pt"
     data = path.read_bytes()
@@ -208,7 +209,8 @@ def test_a_damaged_byte_anywhere_in_a_model_file_is_refused(tiny_set, tmp_path):
 
 
 def test_malformed_training_progress_is_refused_clearly(tiny_set, tmp_path, monkeypatch):
-    monkeypatch.setenv("GAUSSVAE_ALLOW_UNVERIFIED_MODELS", "1")  # hand-made files without a digest: checked entry by entry
+    # hand-made files without a digest: checked entry by entry
+    monkeypatch.setenv("GAUSSVAE_ALLOW_UNVERIFIED_MODELS", "1")
     train(tiny_config(tiny_set), tmp_path / "run", max_steps=1)
     path = tmp_path / "run" / "checkpoint.pt"
     good = torch.load(path, weights_only=True)
