@@ -118,3 +118,20 @@ def test_delete_memories_is_refused_unless_allowed(tmp_path):
         client = graph.client(DeleteMemories, "delete_memories")
         r = graph.call(client, DeleteMemories.Request(ids=[1]))
         assert not r.success and "allow_delete is false" in r.message
+
+
+def test_records_published_while_no_memory_node_runs_are_stored_when_it_comes_back(tmp_path):
+    """The encoder's reliable, transient-local publisher holds the last 50 records: a memory node that
+    restarts (respawned by gaussvae graph or launch) gets the ones published while it was down."""
+    with RosGraph() as graph:
+        pub = graph.publisher(MemoryRecord, "memories", MEMORY_QOS.get())
+        for i in range(1, 21):  # no memory node yet
+            pub.publish(record_msg(i * S, (float(i), 0.0, 0.0)))
+        node = graph.add(MemoryNode, {"database": str(tmp_path / "m.db")})
+        wait_until(lambda: node.counters()["stored"] == 20, 20.0, "the 20 held records stored")
+        graph.remove(node)  # down again: 5 more records, then a new node on the same store
+        for i in range(21, 26):
+            pub.publish(record_msg(i * S, (float(i), 0.0, 0.0)))
+        node = graph.add(MemoryNode, {"database": str(tmp_path / "m.db")})
+        wait_until(lambda: node.counters()["stored"] == 5, 20.0, "the 5 records published meanwhile stored")
+        assert node.counters()["duplicates"] == 20  # re-delivered, recognised by stream and stamp
