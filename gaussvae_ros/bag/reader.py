@@ -184,8 +184,10 @@ class BagReader:
         path = Path(self.path)
         if not path.exists():
             raise FileNotFoundError(f"no recording at {path}")
-        if path.is_file() and path.suffix != ".bag":
+        if path.is_file() and path.suffix not in (".bag", ".mcap"):
             path = path.parent
+        elif path.is_file() and path.suffix == ".mcap" and (path.parent / "metadata.yaml").exists():
+            path = path.parent  # a file of a rosbag2 folder: the folder (a lone MCAP file is read as it is)
         if path.is_dir() and not (path / "metadata.yaml").exists():
             raise ValueError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
         self.path = path

@@ -115,8 +115,11 @@ def open_salvage(folder: Path, error: str = "", damage: list | None = None) -> "
     What it skips is appended to ``damage`` (default: a new list, its ``damage`` attribute).
     """
     folder = Path(folder)
-    info = _metadata(folder)
-    files = _storage_files(folder, info)
+    if folder.is_file():  # a lone MCAP file, without a rosbag2 folder around it
+        info, files = {}, [folder]
+    else:
+        info = _metadata(folder)
+        files = _storage_files(folder, info)
     if not files:
         raise ValueError(f"no mcap or db3 file in {folder}")
     per_message = str(info.get("compression_mode") or "").lower() == "message"

@@ -34,7 +34,8 @@ def _stored_ids(graph, by_time) -> list[int]:
 
 
 def test_late_subscriber_gets_every_marker_and_markers_follow_changes(graph, tmp_path):
-    graph.add(MemoryNode, {"database": str(tmp_path / "m.db"), "markers_period_s": 0.1, "max_records": 6})
+    graph.add(MemoryNode, {"database": str(tmp_path / "m.db"), "markers_period_s": 0.1, "max_records": 6,
+                           "allow_delete": True})
     pub = graph.publisher(MemoryRecord, "memories", MEMORY_QOS.get())
     graph.wait_for_subscribers(pub)
     stats = graph.client(GetStats, "get_stats")
