@@ -82,52 +82,78 @@ def test_a_frame_too_thin_to_fit_gets_a_clear_message(tmp_path):
 
 
 HOLD_LOCK = """
-import sqlite3, sys, time
+import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 conn.execute("BEGIN IMMEDIATE")
 print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline()
 conn.execute("ROLLBACK")
 """
 
 
-def test_a_locked_store_delays_replay_but_no_fitted_batch_is_dropped(tmp_path):
+def _locked(db):
     import subprocess
     import sys
 
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def _release(holder):
+    holder.stdin.write("go\n")
+    holder.stdin.flush()
+    holder.wait(timeout=30)
+
+
+def _replay_process(bag, db, *extra):
+    import subprocess
+    import sys
+
+    from support.recordings import cli_env
+
+    return subprocess.Popen([sys.executable, "-m", "gaussvae_ros.cli.main", "replay", str(bag), "--db", str(db),
+                             *FAST_CLI, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env())
+
+
+def test_a_locked_store_delays_replay_but_no_fitted_batch_is_dropped(tmp_path):
     from gaussvae_ros.store import Store
 
     bag = synthetic_recording(tmp_path / "bag", frames=4)
     db = tmp_path / "m.db"
     out, clean = replay(bag, tmp_path / "clean.db")
     Store(db).close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db), "4"], stdout=subprocess.PIPE, text=True)
+    holder = _locked(db)
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        out, report = replay(bag, db, "--busy-timeout", "0.2", "--batch-size", "2")
+        proc = _replay_process(bag, db, "--busy-timeout", "0.2", "--batch-size", "2")
+        line = proc.stderr.readline()  # the first batch is fitted, then waits for the lock
+        while line and "retrying" not in line:
+            line = proc.stderr.readline()
+        assert "retrying" in line
     finally:
-        holder.wait(timeout=30)
-    assert out.returncode == 0, out.stderr
-    assert "retrying" in out.stderr and report["memories_stored"] == clean["memories_stored"] > 0
+        _release(holder)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert report["memories_stored"] == clean["memories_stored"] > 0
 
 
 def test_a_store_locked_past_the_give_up_time_stops_with_the_right_count(tmp_path):
-    import subprocess
-    import sys
-
     from gaussvae_ros.store import Store
 
     bag = synthetic_recording(tmp_path / "bag", frames=4)
     db = tmp_path / "m.db"
     Store(db).close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db), "6"], stdout=subprocess.PIPE, text=True)
+    holder = _locked(db)
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        out, _ = replay(bag, db, "--busy-timeout", "0.2", "--lock-give-up", "1")
+        proc = _replay_process(bag, db, "--busy-timeout", "0.2", "--lock-give-up", "1")
+        _, stderr = proc.communicate(timeout=120)
     finally:
-        holder.wait(timeout=30)
-    assert out.returncode == 2 and "lock_give_up_s" in out.stderr
-    assert "0 memories of this run were stored before this batch" in out.stderr
+        _release(holder)
+    assert proc.returncode == 2 and "lock_give_up_s" in stderr and "Traceback" not in stderr
+    assert "0 memories of this run were stored before this batch" in stderr
 
 
 def test_the_error_counts_the_memories_this_run_stored_before_the_failing_batch(tmp_path):
