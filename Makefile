@@ -17,7 +17,7 @@ export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
 ROS_ENV := . build_ros/env.sh
 OUT ?= out
 
-.PHONY: all setup build interfaces test demo bench clean
+.PHONY: all setup build interfaces test test-compat demo bench clean
 
 all: build
 
@@ -41,6 +41,25 @@ interfaces: $(STAMP)
 test: build
 	$(ROS_ENV) && $(PY) -m pytest test -q -p no:cacheprovider
 
+# The suite again in a second venv pinned to the oldest supported versions (constraints-compat.txt:
+# numpy 1.23, scipy 1.9, scikit-image 0.20, Pillow 9.3, matplotlib 3.6) with the same ROS wheels;
+# its own interface build (against that numpy) in build_ros_compat. Set-up is cached by the stamp.
+COMPAT_VENV := .venv-compat
+COMPAT_PY := $(COMPAT_VENV)/bin/python
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+$(COMPAT_STAMP): requirements.txt requirements-ros.txt requirements-dev.txt constraints-compat.txt
+	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_PY) -m pip install -q --upgrade "pip==25.3"
+	$(COMPAT_PY) -m pip install -q torch==2.13.0 -c constraints-compat.txt
+	$(COMPAT_PY) -m pip install -q -c constraints-compat.txt -r requirements.txt -r requirements-ros.txt -r requirements-dev.txt
+	touch $@
+
+test-compat: $(COMPAT_STAMP)
+	$(COMPAT_PY) -m pip install -q --no-build-isolation --no-deps -e .
+	scripts/build_interfaces.sh $(COMPAT_VENV) build_ros_compat
+	. build_ros_compat/env.sh && $(COMPAT_PY) -c 'import numpy, scipy, skimage, PIL; print("test-compat: numpy", numpy.__version__, "scipy", scipy.__version__, "scikit-image", skimage.__version__, "Pillow", PIL.__version__)'
+	. build_ros_compat/env.sh && $(COMPAT_PY) -m pytest test -q -p no:cacheprovider
+
 demo: build
 	$(ROS_ENV) && $(PY) -m gaussvae_ros.apps.demo --out $(OUT)/demo
 
@@ -55,4 +74,4 @@ bench: build
 	$(ROS_ENV) && $(PY) benchmarks/bench_store.py --records $(STORE_RECORDS) --json | tee $(OUT)/bench/store.json
 
 clean:
-	rm -rf build_ros build *.egg-info $(OUT) gaussvae_ros/core/_raster*.so
+	rm -rf build_ros build_ros_compat build *.egg-info $(OUT) gaussvae_ros/core/_raster*.so
