@@ -4,7 +4,8 @@ The package build (``pip install .``, ``pip install -e .`` or ``colcon build``) 
 ``_raster.c`` as the extension module ``gaussvae_ros.core._raster``. When it is missing (running from
 a source tree that was never built) it is compiled once into ``~/.cache/gaussvae_ros`` with the
 system C compiler. :func:`load` returns ``None`` when neither works; callers then fall back to the
-pure-torch implementation.
+pure-torch implementation. ``GAUSSVAE_RASTER_LIB=/path/to/lib.so`` loads that build instead (e.g. a
+portable and a ``-march=native`` build side by side: benchmarks/bench_native.py).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def load() -> ctypes.CDLL | None:
         _load_error = "disabled by GAUSSVAE_NO_NATIVE=1"
         return None
     try:
-        path = _built_extension() or _compile_fallback()
+        override = os.environ.get("GAUSSVAE_RASTER_LIB")
+        path = Path(override) if override else (_built_extension() or _compile_fallback())
         _lib = _declare(ctypes.CDLL(str(path)))
     except OSError as exc:
         _load_error = str(exc)
