@@ -58,7 +58,8 @@ $(COMPAT_STAMP): requirements.txt requirements-ros.txt requirements-dev.txt cons
 	touch $@
 
 test-compat: $(COMPAT_STAMP)
-	$(COMPAT_PY) -m pip install -q --no-build-isolation --no-deps -e .
+	# editable install once (it shares the source tree's compiled rasterizer, which make build keeps fresh)
+	$(COMPAT_PY) -m pip show -q gaussvae_ros >/dev/null 2>&1 || $(COMPAT_PY) -m pip install -q --no-build-isolation --no-deps -e .
 	scripts/build_interfaces.sh $(COMPAT_VENV) build_ros_compat
 	. build_ros_compat/env.sh && $(COMPAT_PY) -c 'import numpy, scipy, skimage, PIL; print("test-compat: numpy", numpy.__version__, "scipy", scipy.__version__, "scikit-image", skimage.__version__, "Pillow", PIL.__version__)'
 	. build_ros_compat/env.sh && GAUSSVAE_ROS_ENV=build_ros_compat/env.sh $(COMPAT_PY) -m pytest test -q -p no:cacheprovider
@@ -79,7 +80,8 @@ $(JAZZY_STAMP): requirements.txt requirements-ros-jazzy.txt requirements-dev.txt
 	touch $@
 
 test-jazzy: $(JAZZY_STAMP)
-	$(JAZZY_PY) -m pip install -q --no-build-isolation --no-deps -e .
+	# editable install once (it shares the source tree's compiled rasterizer, which make build keeps fresh)
+	$(JAZZY_PY) -m pip show -q gaussvae_ros >/dev/null 2>&1 || $(JAZZY_PY) -m pip install -q --no-build-isolation --no-deps -e .
 	scripts/build_interfaces.sh $(JAZZY_VENV) build_ros_jazzy
 	. build_ros_jazzy/env.sh && $(JAZZY_PY) -c 'import numpy, rclpy; print("test-jazzy: rclpy from", rclpy.__file__, "numpy", numpy.__version__)'
 	. build_ros_jazzy/env.sh && GAUSSVAE_ROS_ENV=build_ros_jazzy/env.sh $(JAZZY_PY) -m pytest $(JAZZY_TESTS) -q -p no:cacheprovider
