@@ -23,8 +23,9 @@ PIP_ONLY = {"torch": "torch", "sqlite_utils": "sqlite-utils", "rosbags": "rosbag
 #: Python module -> pip distribution of the libraries with a rosdep key.
 PIP_NAMES = {"numpy": "numpy", "scipy": "scipy", "skimage": "scikit-image", "PIL": "Pillow",
              "yaml": "PyYAML", "tqdm": "tqdm", "matplotlib": "matplotlib"}
-#: Declared dependencies that no Python import names: the launch-file runner and the interfaces.
-NOT_IMPORTED = {"ros2launch", "gaussvae_ros_interfaces"}
+#: Declared dependencies that no Python import names: the launch-file runner, the interfaces, and
+#: action_msgs (the goal status types of the action server, which rclpy.action uses).
+NOT_IMPORTED = {"ros2launch", "gaussvae_ros_interfaces", "action_msgs"}
 
 
 def imported_top_modules() -> dict[str, str]:
