@@ -9,8 +9,12 @@ package_name = "gaussvae_ros"
 
 
 def raster_flags():
+    """Compiler flags of the rasterizer: portable by default (the compiler's baseline for the target,
+    e.g. x86-64 SSE2, so a binary built on a build farm or in a Docker image runs on any CPU of that
+    architecture); ``GAUSSVAE_NATIVE=1`` adds ``-march=native`` for the building machine's CPU only
+    (measured in BENCHMARKS.md, "Portable and native rasterizer")."""
     flags = ["-O3", "-ffast-math", "-fopenmp", "-fno-finite-math-only"]
-    if os.environ.get("GAUSSVAE_PORTABLE") != "1":
+    if os.environ.get("GAUSSVAE_NATIVE") == "1":
         flags.append("-march=native")
     return flags
 

@@ -6,19 +6,25 @@
 
 The nodes run with ``use_sim_time`` and the player publishes ``/clock`` from the recording.
 ``player:=gaussvae`` (default) plays with this package's ``gaussvae play`` (pure Python, no
-rosbag2 install needed; waits until the encoder subscribes to ``image_topic``);
+rosbag2 install needed; waits until the encoder subscribes to ``image_topic``), the console script
+of this package found by package path like ``ros2 run gaussvae_ros gaussvae`` does
+(``<prefix>/lib/gaussvae_ros/gaussvae`` after ``colcon build``, setup.cfg), else on PATH (pip);
 ``player:=ros2`` uses ``ros2 bag play``. Every argument of gaussvae.launch.py is accepted and
 passed on. Without ``ros2 launch``: ``gaussvae graph --use-sim-time --bag BAG ...``.
 """
 
 import os
+import shutil
+import sys
 
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE = "gaussvae_ros"
 
 #: Arguments of this file; the graph's own (gaussvae.launch.py ARGUMENTS) are declared there.
 ARGUMENTS = (
@@ -38,6 +44,22 @@ GRAPH_DEFAULTS = {"namespace": "", "params_file": "", "database": "", "image_top
                   "pose_topics": "", "log_level": "info"}
 
 
+def gaussvae_executable():
+    """The ``gaussvae`` console script: ``<prefix>/lib/gaussvae_ros/gaussvae`` of the installed package
+    (colcon / ament), else ``gaussvae`` on PATH or beside this Python (a pip install in a venv)."""
+    try:
+        candidate = os.path.join(get_package_prefix(PACKAGE), "lib", PACKAGE, "gaussvae")
+    except (PackageNotFoundError, KeyError, ValueError):
+        candidate = None
+    if candidate and os.access(candidate, os.X_OK):
+        return candidate
+    found = shutil.which("gaussvae") or shutil.which("gaussvae", path=os.path.dirname(sys.executable))
+    if found:
+        return found
+    raise RuntimeError(f"no gaussvae executable: not at {candidate or 'lib/' + PACKAGE + '/gaussvae'} "
+                       "(is the package built and install/setup.bash sourced?) nor on PATH")
+
+
 def _player(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
@@ -46,10 +68,11 @@ def _player(context):
     if player == "ros2":
         cmd = ["ros2", "bag", "play", bag, "--rate", rate, "--clock", "--delay", arg("delay")]
     elif player == "gaussvae":
-        cmd = ["gaussvae", "play", bag, "--rate", rate, "--clock", "--delay", arg("delay")]
-        image_topic = arg("image_topic")
-        if image_topic.startswith("/"):
-            cmd += ["--wait-for", image_topic]
+        cmd = [gaussvae_executable(), "play", bag, "--rate", rate, "--clock", "--delay", arg("delay")]
+        inputs = [arg("image_topic")] + [t.strip() for t in arg("compressed_image_topics").split(",")]
+        wait_for = [t for t in inputs if t.startswith("/")]
+        if wait_for:  # start once the encoder listens: no frame of the recording is lost
+            cmd += ["--wait-for", *wait_for]
     else:
         raise ValueError(f"player must be gaussvae or ros2, got {player!r}")
     return [ExecuteProcess(cmd=cmd, name="bag_player", output="screen")]

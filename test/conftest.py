@@ -77,3 +77,7 @@ def write_tiny_latent_model(path: Path, n: int = 24, latent: int = 16, seed: int
     model.eval()
     entropy = lc.fit_entropy_model(model, transform, params)
     return lc.save_bundle(path, model, config, transform, transform.encode(params).mean(0).numpy(), entropy)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "linter: static checks of the code (ruff, vermin), no ROS needed")

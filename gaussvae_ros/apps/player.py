@@ -38,6 +38,11 @@ QoS
     the transport. ``sensor``: best-effort, keep-last 5 (``qos_profile_sensor_data``), what most
     camera drivers publish with; reliable subscribers then do not match. ``/clock`` is always
     reliable with depth 1 (it matches rclpy's best-effort clock subscription).
+    Latched topics, in either mode: a topic recorded with a transient-local offer, and
+    ``/tf_static`` always (REP 105: static transforms are latched; recordings without QoS metadata
+    lose that otherwise), is played reliable and transient local, keeping every message of the
+    recording (depth = its message count, at least ``depth``), so a TF listener started later still
+    gets every static transform. ``topics[name]["qos"]`` in the report says which.
 
 Pausing
     ``start_paused`` waits for a resume. While playing, the player offers ``std_srvs/Trigger``
@@ -194,6 +199,24 @@ class PlayReport:
 
 _END = object()  # end of one pass through the recording
 
+#: Topics played transient local whatever the recording says (REP 105's static transforms).
+LATCHED_TOPICS = ("/tf_static",)
+
+
+def recorded_durability(connections) -> str:
+    """``"transient_local"`` when any of the recorded publishers (rosbags connections of one topic)
+    offered transient-local durability, else ``"volatile"`` (also when the recording has no QoS)."""
+    return "transient_local" if any(_offered_transient_local(c) for c in connections) else "volatile"
+
+
+def played_qos(topic: str, connections) -> tuple[str, int | None]:
+    """``(durability, depth)`` a topic is played with: transient local for :data:`LATCHED_TOPICS`
+    and recorded transient-local topics, with a depth holding all of its messages; else volatile
+    with the player's ``depth`` (``None``)."""
+    if topic in LATCHED_TOPICS or recorded_durability(connections) == "transient_local":
+        return "transient_local", sum(int(getattr(c, "msgcount", 0) or 0) for c in connections)
+    return "volatile", None
+
 
 class Player:
     """Plays one recording; :meth:`run` blocks until it has played (or :meth:`stop` is called).
@@ -331,6 +354,12 @@ class Player:
             raise FileNotFoundError(f"no recording at {self.bag_path}")
         with BagReader(self.bag_path) as reader:  # ValueError for an unreadable recording
             plan = self._plan(reader, report)
+            latched = {}
+            for topic in {t for t, _, _ in plan.values()}:
+                durability, count = played_qos(topic, [c for c in reader.connections if c.topic == topic])
+                report.topics[topic]["qos"] = durability
+                if durability == "transient_local":
+                    latched[topic] = max(int(o.depth), count or 1)
             bag_start = int(reader.start_ns)
             bag_end = int(reader.end_ns)
         start_ns = bag_start + round(o.start_offset_s * 1e9)
@@ -350,12 +379,13 @@ class Player:
                                  reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
             publishers = {}
             by_topic = {}
-            latched_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(o.depth),
-                                     reliability=ReliabilityPolicy.RELIABLE,
-                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
             for cid, (topic, msgtype, cls) in plan.items():
                 if topic not in by_topic:
-                    topic_qos = latched_qos if o.qos == "reliable" and topic in self._latched else qos
+                    topic_qos = qos
+                    if topic in latched:  # recorded transient local (or /tf_static): a late subscriber gets it
+                        topic_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=latched[topic],
+                                               reliability=ReliabilityPolicy.RELIABLE,
+                                               durability=DurabilityPolicy.TRANSIENT_LOCAL)
                     by_topic[topic] = node.create_publisher(cls, o.remap.get(topic, topic), topic_qos)
                 publishers[cid] = (topic, cls, by_topic[topic])
             clock_pub = None

@@ -9,28 +9,49 @@ cleanly. See :mod:`gaussvae_ros.apps.graph`. Examples::
     gaussvae graph --database /tmp/kitti.db --image-topic /camera/image_raw --odom-topic /odom \\
         --camera-info-topic /camera/camera_info --use-sim-time \\
         --bag ../shared/data/bags/kitti07_mono8_mcap --stop-after-play 10
+    gaussvae graph --database /tmp/kitti.db --use-sim-time --bag ../shared/data/bags/kitti07_compressed_sqlite3 \
+        --compressed-image-topic /camera/image_raw/compressed --pose-topic /pose
+
+With ``--bag``, the recording's topic types are checked against what the encoder subscribes to
+before anything starts: ``--image-topic`` / ``--odom-topic`` naming a CompressedImage / PoseStamped
+topic of the recording subscribe with that type, and a named topic the recording lacks (or holds
+with another type), or no image topic of the recording subscribed, is an error (exit status 2).
+A player that fails stops the graph with its exit status.
+
+Started apart (``gaussvae graph`` here, ``gaussvae play`` elsewhere), the player loses no frame
+when it waits for the encoder: ``gaussvae play BAG --clock --wait-for TOPIC`` (and the graph with
+``--image-reliability reliable`` for a recording played on loopback).
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from gaussvae_ros.apps.graph import GraphOptions, graph_commands, run_graph
+    from gaussvae_ros.apps.graph import GraphOptions, check_recording, graph_commands, run_graph
 
-    options = GraphOptions(
-        params_file=args.params, namespace=args.namespace or "", database=args.database,
-        image_topic=args.image_topic, odom_topic=args.odom_topic, camera_info_topic=args.camera_info_topic,
-        use_sim_time=args.use_sim_time, nodes=tuple(args.nodes), log_level=args.log_level, bag=args.bag,
-        rate=args.rate, stop_after_play_s=args.stop_after_play, grace_s=args.grace, respawn=args.respawn,
-        respawn_delay_s=args.respawn_delay)
-    if args.print_commands:
-        for name, argv in graph_commands(options):
-            print(f"{name}: {shlex.join(argv)}")
-        return 0
-    return run_graph(options)
+    try:
+        options = GraphOptions(
+            params_file=args.params, namespace=args.namespace or "", database=args.database,
+            image_topic=args.image_topic, odom_topic=args.odom_topic, camera_info_topic=args.camera_info_topic,
+            compressed_image_topic=args.compressed_image_topic, pose_topic=args.pose_topic,
+            image_reliability=args.image_reliability, use_sim_time=args.use_sim_time, nodes=tuple(args.nodes),
+            log_level=args.log_level, bag=args.bag, rate=args.rate, stop_after_play_s=args.stop_after_play,
+            grace_s=args.grace, respawn=args.respawn, respawn_delay_s=args.respawn_delay)
+        if args.print_commands:
+            options, notes = check_recording(options)
+            for note in notes:
+                print(f"gaussvae graph: {note}", file=sys.stderr)
+            for name, argv in graph_commands(options):
+                print(f"{name}: {shlex.join(argv)}")
+            return 0
+        return run_graph(options)
+    except (ValueError, OSError) as exc:  # a mismatched or unreadable recording, a bad option
+        print(f"gaussvae graph: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def register(subparsers) -> None:
@@ -46,6 +67,12 @@ def register(subparsers) -> None:
     p.add_argument("--image-topic", help="encoder input: remaps image_raw to this topic")
     p.add_argument("--odom-topic", help="encoder pose source: remaps odom to this topic")
     p.add_argument("--camera-info-topic", help="encoder intrinsics: remaps camera_info to this topic")
+    p.add_argument("--compressed-image-topic", metavar="TOPIC",
+                   help="encoder input: a sensor_msgs/CompressedImage topic (sets compressed_image_topics)")
+    p.add_argument("--pose-topic", metavar="TOPIC",
+                   help="encoder pose source: a geometry_msgs/PoseStamped topic (sets pose_topics)")
+    p.add_argument("--image-reliability", choices=("reliable", "best_effort"),
+                   help="encoder image QoS (default: reliable with --bag, else the parameter file's)")
     p.add_argument("--use-sim-time", action="store_true",
                    help="every node on /clock time (and the player publishes it)")
     p.add_argument("--nodes", nargs="+", default=list(NODE_NAMES), choices=list(NODE_NAMES),

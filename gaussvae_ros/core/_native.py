@@ -4,7 +4,8 @@ The package build (``pip install .``, ``pip install -e .`` or ``colcon build``) 
 ``_raster.c`` as the extension module ``gaussvae_ros.core._raster``. When it is missing (running from
 a source tree that was never built) it is compiled once into ``~/.cache/gaussvae_ros`` with the
 system C compiler. :func:`load` returns ``None`` when neither works; callers then fall back to the
-pure-torch implementation.
+pure-torch implementation. ``GAUSSVAE_RASTER_LIB=/path/to/lib.so`` loads that build instead (e.g. a
+portable and a ``-march=native`` build side by side: benchmarks/bench_native.py).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ _SOURCE = Path(__file__).with_name("_raster.c")
 _lib: ctypes.CDLL | None = None
 _load_error: str | None = None
 
-#: Compiler flags shared by setup.py and the fallback build. ``-march=native`` is dropped when
-#: GAUSSVAE_PORTABLE=1 (for binaries that must run on another CPU).
+#: Compiler flags shared by setup.py and the fallback build: portable by default (runs on any CPU
+#: of the architecture); ``-march=native`` only when GAUSSVAE_NATIVE=1 (see setup.py).
 def compile_flags() -> list[str]:
     flags = ["-O3", "-ffast-math", "-fopenmp", "-fno-finite-math-only"]
-    if os.environ.get("GAUSSVAE_PORTABLE") != "1":
+    if os.environ.get("GAUSSVAE_NATIVE") == "1":
         flags.append("-march=native")
     return flags
 
@@ -90,7 +91,8 @@ def load() -> ctypes.CDLL | None:
         _load_error = "disabled by GAUSSVAE_NO_NATIVE=1"
         return None
     try:
-        path = _built_extension() or _compile_fallback()
+        override = os.environ.get("GAUSSVAE_RASTER_LIB")
+        path = Path(override) if override else (_built_extension() or _compile_fallback())
         _lib = _declare(ctypes.CDLL(str(path)))
     except OSError as exc:
         _load_error = str(exc)

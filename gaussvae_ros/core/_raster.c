@@ -44,7 +44,15 @@ static inline float gs_exp(float x)
     union { float f; int i; } scale;
     x = x < -87.f ? -87.f : x;
     float t = x * 1.44269504088896341f;
+#if defined(__x86_64__) && !defined(__SSE4_1__)
+    /* Baseline x86-64 (the portable build) has no vector floor: floorf would be a libm call and
+     * keep the row loops scalar. t <= 0 here, so truncation toward zero of t - 0.5 is the nearest
+     * integer (ties aside), and the conversion vectorizes on SSE2 (BENCHMARKS.md, "Portable and
+     * native rasterizer"). */
+    float n = (float)(int)(t - 0.5f);
+#else
     float n = floorf(t + 0.5f);
+#endif
     float f = t - n;
     float p = 1.535336188319500e-4f;
     p = p * f + 1.339887440266574e-3f;

@@ -26,6 +26,11 @@ __all__ = ["RequestError", "check_ids", "pose_query", "store_summary", "time_que
 
 _MAX_INT64 = 2**63 - 1
 
+#: Largest |coordinate| and radius a pose query accepts, m: far beyond any map a robot uses (UTM
+#: northings and ECEF coordinates are below 1e7 m) and well inside what the store's R*Tree (32-bit
+#: floats) and squared distances can hold.
+MAX_COORDINATE_M = 1e9
+
 
 class RequestError(ValueError):
     """A malformed service request; the text says what is wrong."""
@@ -81,9 +86,14 @@ def check_pose_query(query, max_results: int) -> _PoseRequest:
         raise RequestError("pose query frame_id must not be empty (memories are compared only in the same frame)")
     p = query.position
     position = _finite((p.x, p.y, p.z), "pose query position")
+    if max(abs(v) for v in position) > MAX_COORDINATE_M:
+        raise RequestError(f"pose query position {position} is out of range: each coordinate must be within "
+                           f"+-{MAX_COORDINATE_M:g} m")
     radius = float(query.radius)
     if not math.isfinite(radius) or radius < 0:
         raise RequestError(f"pose query radius must be a finite number >= 0 m, got {radius}")
+    if radius > MAX_COORDINATE_M:
+        raise RequestError(f"pose query radius {radius:g} m is out of range (at most {MAX_COORDINATE_M:g} m)")
     k = int(query.k)
     if radius == 0 and k == 0:
         raise RequestError("pose query selects nothing: set radius > 0 (m), k > 0, or both")

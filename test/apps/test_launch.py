@@ -83,7 +83,7 @@ class _Context:
         self.values = values
 
 
-def _stub_modules(monkeypatch) -> None:
+def _stub_modules(monkeypatch, real_ament_index: bool = False) -> None:
     classes = {}
 
     def module(name, **attrs):
@@ -103,8 +103,11 @@ def _stub_modules(monkeypatch) -> None:
     module("launch.launch_description_sources", PythonLaunchDescriptionSource=classes["PythonLaunchDescriptionSource"])
     module("launch_ros")
     module("launch_ros.actions", Node=classes["Node"])
+    if real_ament_index:  # an installed package (test_colcon_install.py)
+        return
     module("ament_index_python")
-    module("ament_index_python.packages", get_package_share_directory=lambda package: str(REPO))
+    module("ament_index_python.packages", get_package_share_directory=lambda package: str(REPO),
+           get_package_prefix=lambda package: str(REPO / "no-install"), PackageNotFoundError=KeyError)
 
 
 def _load(path: Path):
@@ -114,9 +117,9 @@ def _load(path: Path):
     return mod
 
 
-def _run(path: Path, monkeypatch, **arguments):
+def _run(path: Path, monkeypatch, real_ament_index: bool = False, **arguments):
     """Evaluate a launch file: returns (declared argument defaults, actions incl. OpaqueFunction output)."""
-    _stub_modules(monkeypatch)
+    _stub_modules(monkeypatch, real_ament_index)
     description = _load(path).generate_launch_description()
     entities = description.args[0]
     defaults = {e.args[0]: e.kwargs.get("default_value") for e in entities
@@ -200,8 +203,14 @@ def test_replay_launch(monkeypatch):
         k: v for k, v in graph_defaults.items() if k in forwarded and k != "use_sim_time"}
     player = next(a for a in actions if type(a).__name__ == "ExecuteProcess")
     cmd = player.kwargs["cmd"]
-    assert cmd[:3] == ["gaussvae", "play", "/data/bag"] and "--clock" in cmd
-    assert cmd[cmd.index("--wait-for") + 1] == "/camera/image_raw"
+    # not installed by colcon here (the stub prefix has no lib/gaussvae_ros): gaussvae on PATH
+    assert Path(cmd[0]).name == "gaussvae" and Path(cmd[0]).is_absolute()
+    assert cmd[1:3] == ["play", "/data/bag"] and "--clock" in cmd
+    assert cmd[cmd.index("--wait-for") + 1:cmd.index("--wait-for") + 2] == ["/camera/image_raw"]
+    _, actions = _run(REPO / "launch" / "replay.launch.py", monkeypatch, bag="/data/bag", image_topic="image_raw",
+                      compressed_image_topics="/cam/image/compressed, /b/compressed")
+    cmd = next(a for a in actions if type(a).__name__ == "ExecuteProcess").kwargs["cmd"]
+    assert cmd[cmd.index("--wait-for") + 1:] == ["/cam/image/compressed", "/b/compressed"]
     assert "gaussvae" in _console_scripts()
     _, actions = _run(REPO / "launch" / "replay.launch.py", monkeypatch, bag="/data/bag", player="ros2")
     assert next(a for a in actions if type(a).__name__ == "ExecuteProcess").kwargs["cmd"][:4] == [

@@ -13,7 +13,8 @@ from gaussvae_ros.eval import (FitOptions, GaussianMethod, ImageContext, LatentM
                                load_latent_method, pillow_codecs, prepare_image)
 from gaussvae_ros.eval.methods import LATENT_CODEC_MODULE, psnr_uint8
 
-CODECS = ("jpeg", "webp", "avif")
+#: The Pillow codecs of this Pillow build (AVIF from Pillow 11.2 on; the compat venv has Pillow 9.3).
+CODECS = tuple(n for n in ("jpeg", "webp", "avif") if n not in pillow_codecs()[1])
 TINY = ["--long-side", "48", "--gaussians-counts", "16", "32", "--max-iters", "20", "--quiet",
         "--methods", "gaussians", *CODECS]
 
@@ -175,7 +176,7 @@ def test_pillow_codec_highest_quality_that_fits():
     assert q == 100 or codec.encode(ctx, q + 1).nbytes > budget
     assert codec.compress(ctx, 10).setting["quality"] == 0  # nothing fits: smallest output
     available, notes = pillow_codecs()
-    assert {c.name for c in available} | set(notes) == set(CODECS)
+    assert {c.name for c in available} | set(notes) == {"jpeg", "webp", "avif"}
 
 
 def test_gaussian_candidates_only_fitting_points():
