@@ -14,7 +14,6 @@ import json
 import math
 import os
 import shutil
-import sqlite3
 import struct
 import sys
 import tempfile

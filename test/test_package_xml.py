@@ -19,7 +19,8 @@ ROSDEP_KEYS = {"numpy": "python3-numpy", "scipy": "python3-scipy", "skimage": "p
                "matplotlib": "python3-matplotlib"}
 #: Python module -> pip distribution, for libraries apt lacks (requirements.txt only).
 PIP_ONLY = {"torch": "torch", "sqlite_utils": "sqlite-utils", "rosbags": "rosbags",
-            "constriction": "constriction", "tensorboard": "tensorboard"}
+            "constriction": "constriction", "tensorboard": "tensorboard",
+            "backports": "backports.zstd", "lz4": "lz4"}  # the last two: what rosbags reads chunks with
 #: Python module -> pip distribution of the libraries with a rosdep key.
 PIP_NAMES = {"numpy": "numpy", "scipy": "scipy", "skimage": "scikit-image", "PIL": "Pillow",
              "yaml": "PyYAML", "tqdm": "tqdm", "matplotlib": "matplotlib"}

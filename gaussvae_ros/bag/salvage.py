@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import lz4.frame
 import yaml
+from backports import zstd  # rosbags' own zstd (the standard library's compression.zstd from Python 3.14)
 
 __all__ = ["Damage", "SalvageConnection", "open_salvage"]
 
@@ -210,15 +212,8 @@ def _decompress(data: bytes, compression: str, size: int) -> bytes:
     if compression == "":
         return bytes(data)
     if compression == "zstd":
-        try:
-            from compression import zstd  # Python 3.14
-        except ImportError:
-            from backports import zstd
-
         return zstd.decompress(bytes(data))
     if compression == "lz4":
-        import lz4.frame
-
         return lz4.frame.decompress(data)
     raise ValueError(f"unknown chunk compression {compression!r}")
 
@@ -308,7 +303,6 @@ class _McapSalvage:
         """``(length, start, end, uncompressed size, compression, compressed size)`` of a plausible
         chunk record at ``pos``, else None."""
         buf = self.buf
-        n = len(buf)
         try:
             if buf[pos] != _OP_CHUNK:
                 return None
