@@ -64,6 +64,20 @@ def test_image_change_and_interval_triggers_without_pose():
     assert d.store and d.reason == "interval"
 
 
+@pytest.mark.parametrize("max_interval_s", [1.0, 2.5, 10.0, KeyframeConfig().max_interval_s])
+def test_a_frame_exactly_max_interval_after_the_last_keyframe_is_stored(max_interval_s):
+    """The interval rule is inclusive: ``dt >= max_interval_s`` stores with reason "interval"; one
+    nanosecond earlier the same frame (changed, but not enough to count) is not stored."""
+    cfg = KeyframeConfig(max_interval_s=max_interval_s)
+    policy = policy_after_first(cfg)
+    frame = image_thumbnail(noisy(SCENE, 20))
+    at = round(max_interval_s * S)
+    d = policy.decide("cam", at, frame, pose_at(0.0))
+    assert d.store and d.reason == "interval" and d.dt_s == pytest.approx(max_interval_s, abs=1e-9)
+    d = policy.decide("cam", at - 1, frame, pose_at(0.0))
+    assert not d.store and d.reason == "no_change"
+
+
 def test_near_duplicates_are_never_stored():
     cfg = KeyframeConfig()
     policy = policy_after_first(cfg)
