@@ -267,3 +267,40 @@ def test_unexpected_errors_become_error_responses(graph, tmp_path, monkeypatch):
     time.sleep(0.5)
     monkeypatch.undo()
     assert memory.by_time().success and memory.stats().count == 1  # the node lived through both
+
+
+#: name, accepted edge values, refused values (the node's documented ranges)
+MEMORY_RANGES = [
+    ("database", ["m.db"], [""]),
+    ("expected_payload_bytes", [0, 1 << 30], [-1, (1 << 30) + 1]),
+    ("max_records", [0, 10 ** 9], [-1]),
+    ("max_bytes", [0, 1 << 40], [-1]),
+    ("max_age_s", [0.0, 1e9], [-0.5, math.nan, math.inf]),
+    ("retention_metres_per_second", [1e-12, 5.0], [0.0, -1.0, math.nan]),
+    ("max_results", [1, 10_000_000], [0, -3, 10_000_001]),
+    ("diagnostics_period_s", [1e-3, 3600.0], [0.0, 3600.5, math.nan]),
+]
+
+
+def test_parameter_ranges_are_checked_at_start_up_and_at_run_time(graph, tmp_path):
+    from support.node_params import check_run_time, check_start_up, check_table
+
+    from gaussvae_ros.nodes.memory_node import PARAMETERS, check_parameters
+
+    check_table(PARAMETERS, check_parameters, MEMORY_RANGES)
+    base = {"database": str(tmp_path / "m.db")}
+    check_start_up(graph, MemoryNode, base, [(n, g, b) for n, g, b in MEMORY_RANGES if n != "database"])
+    with pytest.raises(ValueError, match="database must not be empty"):
+        graph.add(MemoryNode, {"database": ""})
+    check_run_time(graph.add(MemoryNode, base), PARAMETERS, MEMORY_RANGES)
+
+
+def test_a_max_results_change_caps_the_queries(memory):
+    from rclpy.parameter import Parameter
+
+    assert memory.node.set_parameters([Parameter("max_results", value=3)])[0].successful
+    r = memory.by_time()
+    assert r.success and len(r.memories) == 3 and "max_results=3" in r.message
+    assert not memory.by_pose(k=4).success
+    assert not memory.node.set_parameters([Parameter("max_results", value=0)])[0].successful
+    assert len(memory.by_time().memories) == 3  # the refused change left the cap as it was
