@@ -237,6 +237,20 @@ def test_retention_keeps_the_budget(graph, tmp_path):
     assert stamps[0] == 1.0 and stamps[-1] == 12.0  # thinning keeps the time span
 
 
+def test_a_memory_node_started_after_the_records_were_published_still_stores_them(graph, tmp_path):
+    """Records go out with MEMORY_QOS (the encoder's publisher): reliable, transient local, depth 50.
+    A memory node that starts (or restarts) after the encoder published still receives the last 50."""
+    early = graph.publisher(MemoryRecord, "memories", MEMORY_QOS.get())
+    for i in range(1, 61):
+        early.publish(record_msg(i * S, (float(i), 0.0, 0.0)))
+    time.sleep(0.2)
+    memory = Memory(graph, tmp_path / "m.db")  # subscribes only now
+    wait_until(lambda: memory.stats().count >= 50, 15.0, "the 50 records published before the node started")
+    time.sleep(0.3)
+    assert memory.stats().count == 50
+    assert _stamps(memory.by_time()) == [float(i) for i in range(11, 61)]  # the latest 50
+
+
 def test_persistence_across_restart(graph, tmp_path):
     path = tmp_path / "m.db"
     memory = Memory(graph, path)
