@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from gaussvae_ros.bag.keyframes import KeyframeConfig, KeyframePolicy, image_thumbnail
 from gaussvae_ros.bag.poses import StampedPose
+from support.shared import shared_bag
 
-BAGS = Path(__file__).parents[2] / ".." / "shared" / "data" / "bags"
 S = 1_000_000_000
 RNG = np.random.default_rng(3)
 SCENE = RNG.integers(0, 256, size=(48, 64), dtype=np.uint8)
@@ -118,9 +116,7 @@ def keyframes_of(bag_name: str, config=KeyframeConfig(), require_pose=False):
     """Stamps, positions and reasons of the frames the policy keeps (thumbnails of full frames)."""
     from gaussvae_ros.bag.reader import BagReader, Frame
 
-    path = BAGS / bag_name
-    if not path.exists():
-        pytest.skip(f"shared recording {bag_name} not available")
+    path = shared_bag(bag_name)
     policy, kept, seen = KeyframePolicy(config), [], 0
     with BagReader(path) as bag:
         track = bag.read_pose_track(bag.pose_topics[0])
