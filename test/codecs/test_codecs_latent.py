@@ -229,6 +229,12 @@ def test_wrong_inputs_are_refused(bundle):
     gray = Gaussians.from_array(_random_params(1, N, channels=1)[0])  # grey goes through as R = G = B
     payload = lc.encode_latent(bundle, gray)
     assert lc.payload_info(payload)["channels"] == 1 and lc.decode_latent(bundle, payload).channels == 1
+    # the grey memory decodes to the luma of the same latent decoded as colour
+    as_rgb = Gaussians(gray.xy, gray.scale, gray.rot, np.repeat(gray.color, 3, axis=1))
+    rgb = lc.decode_latent(bundle, lc.encode_latent(bundle, as_rgb))
+    decoded_gray = lc.decode_latent(bundle, payload)
+    np.testing.assert_allclose(decoded_gray.color[:, 0], rgb.color.mean(axis=1), atol=1e-6)
+    np.testing.assert_allclose(decoded_gray.xy, rgb.xy, atol=1e-6)
     weird = Gaussians(gray.xy, gray.scale, gray.rot, np.zeros((N, 3)))
     weird.color = np.zeros((N, 2), np.float32)  # neither grey nor RGB
     with pytest.raises(ValueError, match="colour"):
@@ -368,7 +374,11 @@ def test_recall_registry_decodes_with_the_named_model(tmp_path, monkeypatch, bun
     with pytest.raises(ValueError):
         codecs.decode_payload(payload, "gaussians-q", "")
     img = codecs.render_memory(payload, lc.CODEC_ID, bundle.model_id, 32, 24, threads=1)
-    assert img.shape == (24, 32, 3)
+    assert img.shape == (24, 32, 3) and img.dtype == np.uint8
+    from gaussvae_ros.core import render, to_uint8
+
+    expected = to_uint8(render(lc.decode_latent(bundle, payload), 24, 32, threads=1))
+    assert np.abs(img.astype(int) - expected.astype(int)).max() <= 1 and img.std() > 1  # the memory's picture
     lc.unregister_latent_model(bundle.model_id)
     lc.unregister_latent_model(other_bundle.model_id)
 
@@ -386,7 +396,8 @@ def test_model_files_are_read_again_once_they_change(tmp_path, monkeypatch, bund
     with pytest.raises(codecs.ModelMismatchError, match="robot.pt"):
         codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id)
     lc.save_bundle(path, bundle.model, bundle.config, bundle.transform, bundle.slot_mean, bundle.entropy)
-    assert codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id).to_array().shape == (N, 8)  # repaired
+    np.testing.assert_array_equal(codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id).to_array(),
+                                  lc.decode_latent(bundle, payload).to_array())  # repaired
     assert lc.register_latent_model(path).model_id == bundle.model_id
     other_payload = lc.encode_latent(other_bundle, _gaussians())
     lc.unregister_latent_model(other_bundle.model_id)
@@ -394,7 +405,8 @@ def test_model_files_are_read_again_once_they_change(tmp_path, monkeypatch, bund
     lc.save_bundle(path, other_bundle.model, other_bundle.config, other_bundle.transform, other_bundle.slot_mean,
                    other_bundle.entropy)  # replaced in place (as the entropy fitter rewrites its model)
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a visibly newer file on any file system
-    assert codecs.decode_payload(other_payload, lc.CODEC_ID, other_bundle.model_id).to_array().shape == (N, 8)
+    np.testing.assert_array_equal(codecs.decode_payload(other_payload, lc.CODEC_ID, other_bundle.model_id).to_array(),
+                                  lc.decode_latent(other_bundle, other_payload).to_array())
     assert lc.register_latent_model(path).model_id == other_bundle.model_id  # not the stale bundle
     lc.unregister_latent_model(bundle.model_id)
     lc.unregister_latent_model(other_bundle.model_id)
@@ -452,7 +464,13 @@ def test_build_bundle_file_fits_on_the_training_split(tmp_path, capsys):
     b = lc.load_bundle(tmp_path / "latent.pt")
     assert b.model_id == model_id and len(model_id) == 16
     g = Gaussians.from_array(params[0])
-    assert len(lc.decode_latent(b, lc.encode_latent(b, g))) == N
+    payload = lc.encode_latent(b, g)
+    decoded = lc.decode_latent(b, payload)
+    assert len(decoded) == N and np.isfinite(decoded.to_array()).all()
+    # the file holds the trained network itself: the in-memory model with the file's entropy model codes alike
+    same = lc.make_bundle(model, config, transform, b.entropy, slot_mean)
+    assert lc.encode_latent(same, g) == payload
+    np.testing.assert_allclose(lc.decode_latent(same, payload).to_array(), decoded.to_array(), atol=1e-6)
 
 
 def test_model_id_hashes_only_non_default_config_fields(bundle):
