@@ -76,6 +76,16 @@ def test_a_frame_exactly_max_interval_after_the_last_keyframe_is_stored(max_inte
     assert not d.store and d.reason == "no_change"
 
 
+@pytest.mark.parametrize("min_interval_s", [0.25, 0.5, 2.0])
+def test_a_frame_exactly_min_interval_after_the_last_keyframe_is_not_too_soon(min_interval_s):
+    """The rate cap refuses frames *less* than ``min_interval_s`` after the last keyframe only."""
+    policy = policy_after_first(KeyframeConfig(min_interval_s=min_interval_s))
+    changed = image_thumbnail(255 - SCENE)
+    at = round(min_interval_s * S)
+    assert policy.decide("cam", at, changed).reason == "image_change"
+    assert policy.decide("cam", at - 1, changed).reason == "too_soon"
+
+
 def test_near_duplicates_are_never_stored():
     cfg = KeyframeConfig()
     policy = policy_after_first(cfg)
