@@ -150,7 +150,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("rd-ste-forward-unquantized", RDFIT, "return x + (xq - x).detach()", "return xq + (x - xq).detach()",
       (T_RD, "-k", "straight_through"), "forward pass sees the unquantized values"),
     M("rd-rate-control-over-prunes", RDFIT, "per = (estimate - header) / len(g)", "per = (estimate - header) / len(g) / 2",
-      (T_RD, "-k", "fits_its_budget and 400"), "pruning count doubled: the budget is not filled"),
+      (T_RD, "-k", "low_first_guess or fits_its_budget and 400"), "pruning count doubled: the budget is not filled"),
     M("rd-budget-check-dropped", RDFIT, "    while len(payload) > budget and len(g) > 1:",
       "    while len(payload) > budget + 64 and len(g) > 1:", (T_RD, "-k", "real_bytes"),
       "the last check on the real bytes lets payloads over the budget through"),

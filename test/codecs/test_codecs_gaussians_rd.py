@@ -297,3 +297,14 @@ def test_the_last_check_on_the_real_bytes_keeps_the_budget(photo, monkeypatch):
     result = encode_image(photo, 300, FAST)
     assert len(result.payload) <= 300
     assert len(result.payload) >= 0.85 * 300
+
+
+def test_rate_control_prunes_down_to_the_budget_from_a_low_first_guess(photo):
+    """A first guess of half the real cost per Gaussian fits twice too many: rate control prunes the
+    weakest until the estimate fits, and the payload still fills its budget."""
+    config = replace(FAST, bits_per_gaussian=15.0)
+    result = encode_image(photo, 400, config)
+    header = fmt._HEADER.size + 2 * (3 + 3) + 2  # header, model parameters of 3 colour channels, CRC
+    first_count = int((400 - header) * 8 / 15.0)  # what the first pass fits
+    assert len(result.gaussians) < 0.8 * first_count
+    assert 0.85 * 400 <= len(result.payload) <= 400
