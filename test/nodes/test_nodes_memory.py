@@ -315,6 +315,9 @@ def test_a_max_results_change_caps_the_queries(memory):
     assert memory.node.set_parameters([Parameter("max_results", value=3)])[0].successful
     r = memory.by_time()
     assert r.success and len(r.memories) == 3 and "max_results=3" in r.message
+    r = memory.by_time(limit=5)  # a limit above the cap is capped too
+    assert r.success and len(r.memories) == 3 and "max_results=3" in r.message
+    assert len(memory.by_time(limit=2).memories) == 2
     assert not memory.by_pose(k=4).success
     assert not memory.node.set_parameters([Parameter("max_results", value=0)])[0].successful
     assert len(memory.by_time().memories) == 3  # the refused change left the cap as it was
