@@ -70,8 +70,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("render-rmin-half-spacing", R, "RMIN_SPACING = 1.0", "RMIN_SPACING = 0.5",
       (T_RENDER, "-k", "no_holes or work_is"), "minimum support radius half the documented one"),
     M("render-max-cutoff", R, "MAX_CUTOFF = 170.0", "MAX_CUTOFF = 100.0",
-      (T_RENDER, "-k", "forward_and_gradients and 6.0"), "the reference renderer caps enlarged supports earlier "
-      "than the compiled one"),
+      (T_RENDER, "-k", "q_170"), "the reference renderer caps enlarged supports earlier than the compiled one"),
     M("render-covariance-axes-swapped", R, "pxx = sxx * (width * width) + lowpass",
       "pxx = sxx * (height * height) + lowpass",
       (T_RENDER, "-k", "covariance"), "x variance scaled by the height"),

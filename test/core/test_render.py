@@ -144,6 +144,18 @@ def test_support_is_the_five_sigma_ellipse():
     assert count_pairs(g, 160, 200) == pytest.approx(area, rel=0.01)
 
 
+def test_enlarged_support_reaches_q_170_in_kernel_and_reference():
+    """A thin Gaussian's support is enlarged to the minimum radius up to q = 170 (exp(-85) is still a
+    normal float): with the normalized blend a pixel at q = 144 takes its colour, one at q = 188 none,
+    in the compiled kernel and the dense reference alike."""
+    conic = torch.tensor([[1 / 0.34, 0.0, 1 / 0.34]])  # variance 0.34 px^2: 0.2 px scale + the low-pass
+    mean = torch.tensor([[20.5, 20.5]])
+    for raster, dtype in ((rasterize, torch.float32), (_rasterize, torch.float64)):
+        image = raster(mean.to(dtype), conic.to(dtype), torch.ones(1, 1, dtype=dtype), 41, 41, rmin=8.0)[..., 0]
+        assert image[20, 27] == 1.0 and image[27, 20] == 1.0, raster  # q = 49 / 0.34 = 144
+        assert image[20, 28] == 0.0 and image[28, 20] == 0.0, raster  # q = 64 / 0.34 = 188 > 170
+
+
 def test_projection_is_the_pixel_covariance_plus_the_low_pass():
     """project()'s conics are inv(Sigma_px + 0.3 I) and its means the pixel positions, on the compiled
     float32 path and the PyTorch one."""
