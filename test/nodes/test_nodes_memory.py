@@ -293,6 +293,13 @@ MEMORY_RANGES = [
     ("retention_metres_per_second", [1e-12, 5.0], [0.0, -1.0, math.nan]),
     ("max_results", [1, 10_000_000], [0, -3, 10_000_001]),
     ("diagnostics_period_s", [1e-3, 3600.0], [0.0, 3600.5, math.nan]),
+    ("markers_period_s", [0.0, 3600.0], [-0.1, 3600.5, math.nan]),
+    ("max_markers", [1, 100_000], [0, 100_001]),
+    ("marker_shape", ["frustum", "arrow"], ["cube"]),
+    ("marker_scale", [1e-6, 1e6], [0.0, 2e6]),
+    ("marker_color", ["age", "codec"], ["red"]),
+    ("marker_forward_axis", ["x", "z"], ["y"]),
+    ("markers_frame_id", ["", "map"], []),
 ]
 
 

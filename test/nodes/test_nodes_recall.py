@@ -256,6 +256,11 @@ RECALL_RANGES = [
     ("render_threads", [0, 1024], [-1, 1025]),
     ("device", ["auto", "cpu", "cuda"], ["tpu", ""]),
     ("publish_depth", [1, 10_000], [0, 10_001]),
+    ("compressed_format", ["jpeg", "png"], ["webp"]),
+    ("jpeg_quality", [1, 100], [0, 101]),
+    ("max_action_images", [1, 10_000_000], [0, 10_000_001]),
+    ("max_action_bytes", [1, 1 << 40], [0]),
+    ("action_feedback_depth", [1, 10_000], [0, 10_001]),
 ]
 
 
