@@ -1,25 +1,29 @@
-"""Shared fixtures: paths to the real recordings in ../shared (tests using them skip when absent)."""
+"""Shared fixtures: paths to the real recordings in ../shared or $GAUSSVAE_SHARED (tests using them
+skip when absent, and the summary says how many did)."""
 
 from pathlib import Path
 
 import pytest
 
+from support.shared import ENV, count_shared_skips, shared_bag, shared_root
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-BAGS = SHARED / "data" / "bags"
 
 
 @pytest.fixture
 def bag_path():
     """``bag_path(name)`` -> path of a shared recording, or skip the test if it is not there."""
+    return shared_bag
 
-    def get(name: str) -> Path:
-        path = BAGS / name
-        if not path.exists():
-            pytest.skip(f"shared recording {name} not available at {path}")
-        return path
 
-    return get
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line when tests were skipped because the shared recordings are missing: a clone elsewhere
+    would otherwise pass with a part of the suite silently not run."""
+    count = count_shared_skips(terminalreporter.stats.get("skipped", []))
+    if count:
+        terminalreporter.write_line(
+            f"{count} test{'s' if count != 1 else ''} skipped: shared data not found at {shared_root()} "
+            f"(set {ENV} to the folder holding data/bags)", yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")

@@ -304,6 +304,7 @@ def test_replay_stores_vae_latents_that_recall_decodes_also_after_a_resume(tmp_p
     from conftest import write_tiny_latent_model
     from gaussvae_ros.codecs.registry import decode_payload, render_memory
     from gaussvae_ros.codecs import latent as lc
+    from gaussvae_ros.core import render, to_uint8
 
     model = write_tiny_latent_model(tmp_path / "tiny.pt", n=FAST["n_gaussians"])
     bundle = lc.load_bundle(model)
@@ -321,9 +322,12 @@ def test_replay_stores_vae_latents_that_recall_decodes_also_after_a_resume(tmp_p
         assert (r.codec, r.model_id) == ("vae-latent", bundle.model_id)
         assert len(r.payload) < 100
         channels = 1 if r.topic == "/down/image_raw/compressed" else 3
-        assert decode_payload(r.payload, r.codec, r.model_id).channels == channels
+        decoded = decode_payload(r.payload, r.codec, r.model_id)
+        assert decoded.channels == channels and np.isfinite(decoded.to_array()).all()
         image = render_memory(r.payload, r.codec, r.model_id, 40, 30)
         assert image.shape == ((30, 40) if channels == 1 else (30, 40, 3))
+        expected = to_uint8(render(decoded, 30, 40))
+        assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1 and image.max() > 0
     # the rerun does not warm-start from a stored latent memory (a VAE's reconstruction starts a fit
     # worse than a cold start does): the first refitted frame starts cold, the second from its fit
     resumed = replay_bag(bag, tmp_path / "m.db", options)

@@ -22,6 +22,7 @@ from gaussvae_ros.bag.images import (
 RNG = np.random.default_rng(7)
 RGB8 = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
 GRAY16 = RNG.integers(0, 65536, size=(5, 7), dtype=np.uint16)
+RGB16 = RNG.integers(0, 65536, size=(5, 7, 3), dtype=np.uint16)
 
 
 def rosbags_image(**fields):
@@ -50,7 +51,7 @@ def pack(pixels: np.ndarray, encoding: str, padding: int = 0, bigendian: bool = 
     return SimpleNamespace(height=h, width=w, encoding=encoding, step=step, is_bigendian=int(bigendian), data=data)
 
 
-@pytest.mark.parametrize("encoding, message_pixels, expected", [
+ENCODING_CASES = [
     ("rgb8", RGB8, RGB8),
     ("bgr8", RGB8[:, :, ::-1], RGB8),
     ("8UC3", RGB8[:, :, ::-1], RGB8),
@@ -60,7 +61,18 @@ def pack(pixels: np.ndarray, encoding: str, padding: int = 0, bigendian: bool = 
     ("8UC1", RGB8[:, :, 1], RGB8[:, :, 1]),
     ("mono16", GRAY16, GRAY16),
     ("16UC1", GRAY16, GRAY16),
-])
+    ("rgb16", RGB16, RGB16),
+    ("bgr16", RGB16[:, :, ::-1], RGB16),
+]
+
+
+def test_every_supported_encoding_has_a_decoding_case():
+    from gaussvae_ros.bag.images import SUPPORTED_ENCODINGS
+
+    assert {e.lower() for e, _, _ in ENCODING_CASES} == {e.lower() for e in SUPPORTED_ENCODINGS}
+
+
+@pytest.mark.parametrize("encoding, message_pixels, expected", ENCODING_CASES)
 @pytest.mark.parametrize("padding", [0, 3])
 @pytest.mark.parametrize("data_type", [bytes, array.array, np.ndarray])
 def test_every_encoding_decodes_to_rgb_or_gray(encoding, message_pixels, expected, padding, data_type):
@@ -69,13 +81,18 @@ def test_every_encoding_decodes_to_rgb_or_gray(encoding, message_pixels, expecte
     np.testing.assert_array_equal(out, expected)
 
 
-@pytest.mark.parametrize("encoding", ["mono16", "16UC1"])
-def test_big_endian_16_bit(encoding):
-    msg = pack(GRAY16, encoding, padding=2, bigendian=True)
-    np.testing.assert_array_equal(image_message_to_numpy(msg), GRAY16)
+@pytest.mark.parametrize("encoding, message_pixels, expected", [
+    ("mono16", GRAY16, GRAY16), ("16UC1", GRAY16, GRAY16),
+    ("rgb16", RGB16, RGB16), ("bgr16", RGB16[:, :, ::-1], RGB16),
+])
+def test_big_endian_16_bit(encoding, message_pixels, expected):
+    msg = pack(message_pixels, encoding, padding=2, bigendian=True)
+    out = image_message_to_numpy(msg)
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, expected)
     # the same bytes read as little-endian give byte-swapped values: the flag is honoured
     msg.is_bigendian = 0
-    np.testing.assert_array_equal(image_message_to_numpy(msg), GRAY16.byteswap())
+    np.testing.assert_array_equal(image_message_to_numpy(msg), expected.byteswap())
 
 
 def test_rosbags_message_class():

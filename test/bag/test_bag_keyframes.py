@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from gaussvae_ros.bag.keyframes import KeyframeConfig, KeyframePolicy, image_thumbnail
 from gaussvae_ros.bag.poses import StampedPose
+from support.shared import shared_bag
 
-BAGS = Path(__file__).parents[2] / ".." / "shared" / "data" / "bags"
 S = 1_000_000_000
 RNG = np.random.default_rng(3)
 SCENE = RNG.integers(0, 256, size=(48, 64), dtype=np.uint8)
@@ -64,6 +62,30 @@ def test_image_change_and_interval_triggers_without_pose():
     assert d.store and d.reason == "interval"
 
 
+@pytest.mark.parametrize("max_interval_s", [1.0, 2.5, 10.0, KeyframeConfig().max_interval_s])
+def test_a_frame_exactly_max_interval_after_the_last_keyframe_is_stored(max_interval_s):
+    """The interval rule is inclusive: ``dt >= max_interval_s`` stores with reason "interval"; one
+    nanosecond earlier the same frame (changed, but not enough to count) is not stored."""
+    cfg = KeyframeConfig(max_interval_s=max_interval_s)
+    policy = policy_after_first(cfg)
+    frame = image_thumbnail(noisy(SCENE, 20))
+    at = round(max_interval_s * S)
+    d = policy.decide("cam", at, frame, pose_at(0.0))
+    assert d.store and d.reason == "interval" and d.dt_s == pytest.approx(max_interval_s, abs=1e-9)
+    d = policy.decide("cam", at - 1, frame, pose_at(0.0))
+    assert not d.store and d.reason == "no_change"
+
+
+@pytest.mark.parametrize("min_interval_s", [0.25, 0.5, 2.0])
+def test_a_frame_exactly_min_interval_after_the_last_keyframe_is_not_too_soon(min_interval_s):
+    """The rate cap refuses frames *less* than ``min_interval_s`` after the last keyframe only."""
+    policy = policy_after_first(KeyframeConfig(min_interval_s=min_interval_s))
+    changed = image_thumbnail(255 - SCENE)
+    at = round(min_interval_s * S)
+    assert policy.decide("cam", at, changed).reason == "image_change"
+    assert policy.decide("cam", at - 1, changed).reason == "too_soon"
+
+
 def test_near_duplicates_are_never_stored():
     cfg = KeyframeConfig()
     policy = policy_after_first(cfg)
@@ -104,9 +126,7 @@ def keyframes_of(bag_name: str, config=KeyframeConfig(), require_pose=False):
     """Stamps, positions and reasons of the frames the policy keeps (thumbnails of full frames)."""
     from gaussvae_ros.bag.reader import BagReader, Frame
 
-    path = BAGS / bag_name
-    if not path.exists():
-        pytest.skip(f"shared recording {bag_name} not available")
+    path = shared_bag(bag_name)
     policy, kept, seen = KeyframePolicy(config), [], 0
     with BagReader(path) as bag:
         track = bag.read_pose_track(bag.pose_topics[0])

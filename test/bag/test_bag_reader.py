@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -17,15 +15,9 @@ from gaussvae_ros.bag.writer import (
     write_bag,
 )
 
-BAGS = Path(__file__).parents[2] / ".." / "shared" / "data" / "bags"
+from support.shared import shared_bag as shared
+
 MS = 1_000_000
-
-
-def shared(name: str) -> Path:
-    path = BAGS / name
-    if not path.exists():
-        pytest.skip(f"shared recording {name} not available")
-    return path
 
 
 def test_kitti_topics_and_camera_info():

@@ -181,3 +181,130 @@ def test_the_codec_takes_no_model(payload):
 def test_step_codes_out_of_range_are_refused():
     with pytest.raises(ValueError, match="1..255"):
         fmt.StepCodes(cell=0)
+
+
+def _grid_gaussians(minor_px, major_px, width=200, height=100, seed=3):
+    """200 Gaussians on a jittered 20 x 10 grid of a ``width x height`` frame (matched unambiguously after
+    decoding), with the given standard deviations in pixels ([N] each) and random angles."""
+    rng = np.random.default_rng(seed)
+    cols, rows = np.meshgrid(np.arange(20), np.arange(10))
+    xy = (np.stack([cols.ravel(), rows.ravel()], 1) + 0.5 + rng.uniform(-0.3, 0.3, (200, 2))) / (20, 10)
+    phi = rng.uniform(0, np.pi, 200)
+    ls, an = 0.5 * (np.log(major_px) + np.log(minor_px)), 0.5 * (np.log(major_px) - np.log(minor_px))
+    return fmt.from_canonical(xy * (width, height), ls, an, phi, rng.uniform(0, 1, (200, 3)), width, height)
+
+
+def _decoded_in_input_order(g, codes, width=200, height=100):
+    decoded = fmt.decode(fmt.encode(fmt.symbolize(g, width, height, codes.steps()), codes, width, height)).gaussians
+    order = np.argsort(((g.xy[:, None, :] - decoded.xy[None]) ** 2 * (width, height)).sum(-1), axis=1)[:, 0]
+    assert len(set(order.tolist())) == len(g)
+    return decoded.take(order)
+
+
+def test_position_refinement_follows_the_documented_rule():
+    """Thin Gaussians get extra position bits: refine = clip(ceil(log2(cell / (pos_kappa sigma_minor))), 0, 6)
+    of the coded size, and each decoded position lies within half a refined cell, cell / 2^(refine + 1)."""
+    minor = np.geomspace(0.02, 6.0, 200)  # pixels: from far below the cell to above it
+    g = _grid_gaussians(minor, minor * 3.0)
+    codes = fmt.StepCodes().with_cell(2.0)
+    steps = codes.steps()
+    decoded = _decoded_in_input_order(g, codes)
+    _, ls, an, _, _ = fmt.to_canonical(decoded, 200, 100)  # the coded (quantized) sizes
+    coded_minor = np.exp(ls - an)
+    # (1e-6: the decoded float32 sizes sit within rounding of powers of two where the ls and an symbols are equal)
+    refine = np.clip(np.ceil(np.log2(np.maximum(steps.cell / (steps.pos_kappa * coded_minor), 1.0)) - 1e-6), 0, 6)
+    symbols = fmt.symbolize(g, 200, 100, steps)
+    np.testing.assert_array_equal(np.sort(fmt.refine_bits(symbols.ls, symbols.an, steps)), np.sort(refine))
+    assert refine.min() == 0 and refine.max() == 6 and len(set(refine.tolist())) >= 5
+    error = np.abs((decoded.xy - g.xy) * (200, 100)).max(axis=1)
+    bound = steps.cell / 2.0 ** (refine + 1)
+    assert (error <= bound * (1 + 1e-4) + 1e-4).all(), np.max(error / bound)
+
+
+def test_angle_precision_grows_with_the_elongation():
+    """Angle levels L = 2^ceil(log2(rot_kappa pi e^(2 an))) (at most 256) of the coded anisotropy: the
+    decoded major axis is within pi / (2 L) of the input's; a round Gaussian codes no angle (1 level)."""
+    minor = np.full(200, 1.5)
+    g = _grid_gaussians(minor, minor * np.geomspace(1.3, 60.0, 200))
+    codes = fmt.StepCodes().with_cell(2.0)
+    steps = codes.steps()
+    decoded = _decoded_in_input_order(g, codes)
+    _, _, an_in, phi_in, _ = fmt.to_canonical(g, 200, 100)
+    _, _, an, phi, _ = fmt.to_canonical(decoded, 200, 100)
+    levels = np.clip(2.0 ** np.ceil(np.log2(steps.rot_kappa * np.pi * np.exp(2 * an)) - 1e-6), 2, 256)
+    assert levels.min() <= 8 and levels.max() == 256
+    diff = np.abs(np.mod(phi - phi_in + np.pi / 2, np.pi) - np.pi / 2)
+    assert (diff <= np.pi / (2 * levels) + 1e-4).all(), np.max(diff * 2 * levels / np.pi)
+    np.testing.assert_array_equal(fmt.rotation_levels(np.array([0, 1, 5]), steps)[0], 1)
+    symbols = fmt.symbolize(g, 200, 100, steps)
+    np.testing.assert_array_equal(np.sort(fmt.rotation_levels(symbols.an, steps)), np.sort(levels))
+
+
+def test_size_prediction_is_the_spacing_of_the_three_nearest_positions():
+    """The size symbol is predicted from the mean squared distance to the 3 nearest coarse positions,
+    round(ln(sqrt(mean d^2) cell) / ls): on a 2 x 3 cell lattice that is sqrt((4 + 4 + 9) / 3) cells."""
+    steps = fmt.StepCodes().with_cell(1.5).steps()
+    qx, qy = (a.ravel() for a in np.meshgrid(np.arange(0, 40, 2), np.arange(0, 30, 3)))
+    inner = (qx > 0) & (qx < 38) & (qy > 0) & (qy < 27)
+    expected = np.floor(np.log(np.sqrt(17 / 3) * steps.cell) / steps.ls + 0.5)
+    np.testing.assert_array_equal(fmt.size_prediction(qx, qy, steps)[inner], expected)
+    rng = np.random.default_rng(4)  # any set: against brute force
+    qx, qy = rng.integers(0, 60, 150), rng.integers(0, 40, 150)
+    pts = np.stack([qx, qy], 1).astype(float)
+    d2 = np.sort(((pts[:, None] - pts[None]) ** 2).sum(-1), axis=1)[:, 1:4].mean(axis=1)
+    brute = np.floor(np.log(np.sqrt(np.maximum(d2, 0.25)) * steps.cell) / steps.ls + 0.5)
+    np.testing.assert_array_equal(fmt.size_prediction(qx, qy, steps), brute)
+
+
+def test_the_quantizer_is_straight_through():
+    """The refinement's quantizer: the forward pass sees the payload's values (sizes, anisotropies and
+    colours on their steps, positions at the centres of their refined cells), the gradient passes as
+    if rounding were the identity."""
+    import torch
+
+    from gaussvae_ros.codecs.gaussians_rd.fit import canonical_tensors, quantized
+
+    g = _random_gaussians(60)
+    codes = fmt.StepCodes().with_cell(1.5)
+    steps = codes.steps()
+    params = [p.requires_grad_() for p in canonical_tensors(g, 96, 64)]
+    q = quantized(params, steps, 96, 64)
+    for name, value, step in (("ls", q[1], steps.ls), ("an", q[2], steps.an)):
+        np.testing.assert_allclose(value.detach().numpy() / step, np.round(value.detach().numpy() / step), atol=1e-4,
+                                   err_msg=name)
+    cstep = fmt.colour_steps(steps, 3)
+    np.testing.assert_allclose(q[4].detach().numpy() / cstep, np.round(q[4].detach().numpy() / cstep), atol=1e-3)
+    assert not torch.allclose(q[1], params[1]) and not torch.allclose(q[0], params[0])
+    # the forward values are what the payload decodes to
+    decoded = fmt.decode(fmt.encode(fmt.symbolize(g, 96, 64, steps), codes, 96, 64)).gaussians
+    xy = q[0].detach().numpy()
+    order = np.argsort(((xy[:, None, :] - decoded.xy[None] * (96, 64)) ** 2).sum(-1), axis=1)[:, 0]
+    np.testing.assert_allclose(decoded.xy[order] * (96, 64), xy, atol=1e-3)
+    np.testing.assert_allclose(fmt.to_canonical(decoded, 96, 64)[1][order], q[1].detach().numpy(), atol=1e-5)
+    weights = [torch.randn_like(t) for t in q]
+    grads = torch.autograd.grad(sum((t * w).sum() for t, w in zip(q, weights)), params)
+    for k, (grad, w) in enumerate(zip(grads, weights)):
+        if k == 2:  # an = |an|: the sign of the input's anisotropy
+            w = w * torch.sign(params[2].detach())
+        np.testing.assert_allclose(grad.numpy(), w.numpy(), rtol=1e-6, atol=1e-6, err_msg=str(k))
+
+
+def test_the_last_check_on_the_real_bytes_keeps_the_budget(photo, monkeypatch):
+    """Rate control trusts its size estimate only so far: with an estimate that undershoots by 20 %,
+    the final check on the written payload drops Gaussians until the real bytes fit."""
+    real_estimate = fmt.estimate_size
+    monkeypatch.setattr(fmt, "estimate_size", lambda s, steps: 0.8 * real_estimate(s, steps))
+    result = encode_image(photo, 300, FAST)
+    assert len(result.payload) <= 300
+    assert len(result.payload) >= 0.85 * 300
+
+
+def test_rate_control_prunes_down_to_the_budget_from_a_low_first_guess(photo):
+    """A first guess of half the real cost per Gaussian fits twice too many: rate control prunes the
+    weakest until the estimate fits, and the payload still fills its budget."""
+    config = replace(FAST, bits_per_gaussian=15.0)
+    result = encode_image(photo, 400, config)
+    header = fmt._HEADER.size + 2 * (3 + 3) + 2  # header, model parameters of 3 colour channels, CRC
+    first_count = int((400 - header) * 8 / 15.0)  # what the first pass fits
+    assert len(result.gaussians) < 0.8 * first_count
+    assert 0.85 * 400 <= len(result.payload) <= 400

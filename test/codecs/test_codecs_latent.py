@@ -229,6 +229,12 @@ def test_wrong_inputs_are_refused(bundle):
     gray = Gaussians.from_array(_random_params(1, N, channels=1)[0])  # grey goes through as R = G = B
     payload = lc.encode_latent(bundle, gray)
     assert lc.payload_info(payload)["channels"] == 1 and lc.decode_latent(bundle, payload).channels == 1
+    # the grey memory decodes to the luma of the same latent decoded as colour
+    as_rgb = Gaussians(gray.xy, gray.scale, gray.rot, np.repeat(gray.color, 3, axis=1))
+    rgb = lc.decode_latent(bundle, lc.encode_latent(bundle, as_rgb))
+    decoded_gray = lc.decode_latent(bundle, payload)
+    np.testing.assert_allclose(decoded_gray.color[:, 0], rgb.color.mean(axis=1), atol=1e-6)
+    np.testing.assert_allclose(decoded_gray.xy, rgb.xy, atol=1e-6)
     weird = Gaussians(gray.xy, gray.scale, gray.rot, np.zeros((N, 3)))
     weird.color = np.zeros((N, 2), np.float32)  # neither grey nor RGB
     with pytest.raises(ValueError, match="colour"):
@@ -368,7 +374,11 @@ def test_recall_registry_decodes_with_the_named_model(tmp_path, monkeypatch, bun
     with pytest.raises(ValueError):
         codecs.decode_payload(payload, "gaussians-q", "")
     img = codecs.render_memory(payload, lc.CODEC_ID, bundle.model_id, 32, 24, threads=1)
-    assert img.shape == (24, 32, 3)
+    assert img.shape == (24, 32, 3) and img.dtype == np.uint8
+    from gaussvae_ros.core import render, to_uint8
+
+    expected = to_uint8(render(lc.decode_latent(bundle, payload), 24, 32, threads=1))
+    assert np.abs(img.astype(int) - expected.astype(int)).max() <= 1 and img.std() > 1  # the memory's picture
     lc.unregister_latent_model(bundle.model_id)
     lc.unregister_latent_model(other_bundle.model_id)
 
@@ -386,7 +396,8 @@ def test_model_files_are_read_again_once_they_change(tmp_path, monkeypatch, bund
     with pytest.raises(codecs.ModelMismatchError, match="robot.pt"):
         codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id)
     lc.save_bundle(path, bundle.model, bundle.config, bundle.transform, bundle.slot_mean, bundle.entropy)
-    assert codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id).to_array().shape == (N, 8)  # repaired
+    np.testing.assert_array_equal(codecs.decode_payload(payload, lc.CODEC_ID, bundle.model_id).to_array(),
+                                  lc.decode_latent(bundle, payload).to_array())  # repaired
     assert lc.register_latent_model(path).model_id == bundle.model_id
     other_payload = lc.encode_latent(other_bundle, _gaussians())
     lc.unregister_latent_model(other_bundle.model_id)
@@ -394,31 +405,50 @@ def test_model_files_are_read_again_once_they_change(tmp_path, monkeypatch, bund
     lc.save_bundle(path, other_bundle.model, other_bundle.config, other_bundle.transform, other_bundle.slot_mean,
                    other_bundle.entropy)  # replaced in place (as the entropy fitter rewrites its model)
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a visibly newer file on any file system
-    assert codecs.decode_payload(other_payload, lc.CODEC_ID, other_bundle.model_id).to_array().shape == (N, 8)
+    np.testing.assert_array_equal(codecs.decode_payload(other_payload, lc.CODEC_ID, other_bundle.model_id).to_array(),
+                                  lc.decode_latent(other_bundle, other_payload).to_array())
     assert lc.register_latent_model(path).model_id == other_bundle.model_id  # not the stale bundle
     lc.unregister_latent_model(bundle.model_id)
     lc.unregister_latent_model(other_bundle.model_id)
 
 
-def test_encode_decode_time_per_memory_prototype_size():
-    """Prototype-size conv1d_vae (512 Gaussians, 512-D latent, 1.7M parameters), one memory at a time."""
+def test_encode_decode_of_a_prototype_size_memory():
+    """Prototype-size conv1d_vae (512 Gaussians, 512-D latent, 1.7M parameters), one memory: the payload
+    holds the posterior mean quantized to the entropy model's grid (within half a bin per dimension),
+    and decodes to the model's reconstruction of exactly that latent, the same on every call.
+    (Untrained, its posterior means vary by ~0.02 posterior standard deviations, so a fine step
+    0.01 is what makes the symbols non-zero; at the default step they are all 0.)
+
+    Time per memory is not asserted here (a shared CI machine makes any tight bound flaky and a
+    loose one meaningless): benchmarks/bench_latent_codec.py measures it against the 5 ms target."""
     model, config, transform, entropy, slot_mean = _parts(n=512, latent=512, small=False)
     b = lc.make_bundle(model, config, transform, entropy, slot_mean)
     g = Gaussians.from_array(_random_params(1, 512, seed=9)[0])
-    payload = lc.encode_latent(b, g)
-    lc.decode_latent(b, payload)
-    reps = 20
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        payload = lc.encode_latent(b, g)
-    t1 = time.perf_counter()
-    for _ in range(reps):
-        lc.decode_latent(b, payload)
-    t2 = time.perf_counter()
-    enc_ms, dec_ms = (t1 - t0) / reps * 1e3, (t2 - t1) / reps * 1e3
-    print(f"\nvae-latent, prototype conv1d_vae (untrained), torch threads {torch.get_num_threads()}: "
-          f"encode {enc_ms:.2f} ms, decode {dec_ms:.2f} ms, payload {len(payload)} bytes")
-    assert enc_ms < 200 and dec_ms < 200  # loose: the machine is shared; the target (5 ms) is reported
+    mu = lc.latent_of(b, g)
+
+    def reconstruction(z):
+        with torch.inference_mode():
+            x = model.decode(torch.from_numpy(np.asarray(z)).float()[None]).transpose(1, 2)
+            return transform.decode(x)[0].numpy()
+
+    for step in (0.01, lc.DEFAULT_STEP):
+        payload = lc.encode_latent(b, g, step=step)
+        assert lc.encode_latent(b, g, step=step) == payload
+        info = latent_payload.payload_info(payload)
+        assert (info["model_id"], info["latent_dim"], info["n"], info["channels"], info["blend"]) == (
+            b.model_id, 512, 512, 3, "normalized")
+        assert info["step"] == pytest.approx(step, rel=1e-7)  # stored as float32
+        symbols = np.reshape(b.entropy.decompress(payload[info["header_bytes"]:-4], info["step"], 1), -1)
+        np.testing.assert_array_equal(symbols, b.entropy.quantize(mu, step, "symbols"))
+        z_hat = b.entropy.dequantize(symbols, info["step"])
+        assert (np.abs(z_hat - mu) <= 0.5 * b.entropy.units * step + 1e-9).all()
+        decoded = lc.decode_latent(b, payload)
+        assert len(decoded) == 512 and np.isfinite(decoded.to_array()).all()
+        np.testing.assert_allclose(decoded.to_array(), reconstruction(z_hat), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(lc.decode_latent(b, payload).to_array(), decoded.to_array())
+        if step == 0.01:  # the fine payload carries the latent: most symbols set, not the prior mean's set
+            assert (symbols != 0).mean() > 0.5 and len(payload) > 200
+            assert np.abs(decoded.to_array() - reconstruction(b.entropy.means)).max() > 1e-3
 
 
 def test_build_bundle_file_fits_on_the_training_split(tmp_path, capsys):
@@ -434,7 +464,13 @@ def test_build_bundle_file_fits_on_the_training_split(tmp_path, capsys):
     b = lc.load_bundle(tmp_path / "latent.pt")
     assert b.model_id == model_id and len(model_id) == 16
     g = Gaussians.from_array(params[0])
-    assert len(lc.decode_latent(b, lc.encode_latent(b, g))) == N
+    payload = lc.encode_latent(b, g)
+    decoded = lc.decode_latent(b, payload)
+    assert len(decoded) == N and np.isfinite(decoded.to_array()).all()
+    # the file holds the trained network itself: the in-memory model with the file's entropy model codes alike
+    same = lc.make_bundle(model, config, transform, b.entropy, slot_mean)
+    assert lc.encode_latent(same, g) == payload
+    np.testing.assert_allclose(lc.decode_latent(same, payload).to_array(), decoded.to_array(), atol=1e-6)
 
 
 def test_model_id_hashes_only_non_default_config_fields(bundle):

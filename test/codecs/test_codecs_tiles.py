@@ -144,6 +144,11 @@ def test_tiles_refined_together_beat_one_latent_at_a_larger_budget(bundle, photo
 
     decoded = decode_payload(best.payload, lc.CODEC_ID, bundle.model_id)
     assert len(decoded) == 2 * bundle.seq_len
+    # in picture coordinates, half per tile, and its rendering is the picture the encoder scored
+    assert 0.4 < (decoded.xy[:, 0] < 0.5).mean() < 0.6
+    rendered = render(decoded, *photo.shape[:2])
+    assert np.mean((rendered - photo / 255.0) ** 2) == pytest.approx(best.error, rel=1e-3)
+    assert np.mean((rendered - photo[:, ::-1] / 255.0) ** 2) > 4 * best.error  # not any picture: this one
     # nothing fits: the smallest payload of the candidates
     tiny = encode_image(bundle, photo, tiles=(1, 2), max_bytes=20, fit=_fit)  # under the 24-byte header
     assert tiny.grid == TileGrid(1, 1) and len(tiny.payload) > 20

@@ -111,3 +111,31 @@ def test_compiled_loss_matches_pytorch_reference():
     (grad_ref,) = torch.autograd.grad(ref, xr)
     assert abs(loss.item() - ref.item()) < 1e-5
     torch.testing.assert_close(grad.double(), grad_ref, atol=1e-7, rtol=1e-3)
+
+
+@pytest.mark.parametrize("lrs", [None, (1e-3, 2e-2, 4e-2, 8e-3)], ids=["defaults", "distinct"])
+def test_one_step_moves_each_parameter_group_by_its_own_learning_rate(coffee, lrs):
+    """Adam's first step moves every parameter by its learning rate whatever the gradient's size: one
+    warm-started step (no alignment, no ramp) moves positions by lr_xy, log-scales by lr_scale,
+    angles by lr_rot and colours by lr_color, each in its own units."""
+    from dataclasses import replace
+
+    from gaussvae_ros.core import FitConfig
+
+    config = FitConfig(warm_align=False, warm_warmup=0, warm_reseed_fraction=0.0, threads=1)
+    if lrs is not None:
+        config = replace(config, **dict(zip(("lr_xy", "lr_scale", "lr_rot", "lr_color"), lrs)))
+    rng = np.random.default_rng(5)
+    n = 48
+    init = Gaussians(rng.uniform(0.2, 0.8, (n, 2)), rng.uniform(0.03, 0.08, (n, 2)), rng.uniform(0.5, 2.5, n),
+                     rng.uniform(0.3, 0.7, (n, 3)))
+    after = fit_image(coffee, init=init, config=config, max_iters=1).gaussians
+    moves = {
+        "lr_xy": np.abs(after.xy - init.xy),
+        "lr_scale": np.abs(np.log(after.scale) - np.log(init.scale)),
+        "lr_rot": np.abs(after.rot - init.rot),
+        "lr_color": np.abs(after.color - init.color),
+    }
+    for name, move in moves.items():
+        lr = getattr(config, name)
+        np.testing.assert_allclose(move, lr, rtol=2e-3, err_msg=name)

@@ -54,3 +54,13 @@ def test_metrics():
     assert to_uint8(a[:, :, :1]).shape == (16, 16)
     with pytest.raises(ValueError):
         psnr(a, a[:8])
+
+
+def test_to_uint8_rounds_to_the_nearest_level_and_clips():
+    values = np.array([0.0, 0.49, 0.51, 127.5 - 0.01, 127.5 + 0.01, 254.49, 254.51, 255.0, 300.0, -20.0]) / 255.0
+    out = to_uint8(values.reshape(1, -1, 1))
+    assert out.dtype == np.uint8 and out.shape == (1, 10)
+    np.testing.assert_array_equal(out[0], [0, 0, 1, 127, 128, 254, 255, 255, 255, 0])
+    # the round trip through to_float_image is exact for every 8-bit level
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(to_uint8(to_float_image(levels)), levels)

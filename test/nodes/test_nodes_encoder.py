@@ -303,6 +303,8 @@ def test_warm_start_only_from_a_similar_keyframe(monkeypatch):
 
 
 def test_vae_latent_codec_publishes_latents_and_guards_its_gaussian_count(tmp_path):
+    import numpy as np
+
     from conftest import write_tiny_latent_model
     from gaussvae_ros.codecs.registry import decode_payload
     from gaussvae_ros.codecs import latent as lc
@@ -329,6 +331,7 @@ def test_vae_latent_codec_publishes_latents_and_guards_its_gaussian_count(tmp_pa
         assert record.payload_size == len(record.payload) <= 64
         assert lc.payload_info(bytes(record.payload))["grid"].count == 2  # one latent per half of the frame
         decoded = decode_payload(bytes(record.payload), record.codec_id, record.model_id)
-        assert decoded.channels == 3 and len(decoded) == 2 * n
+        assert decoded.channels == 3 and len(decoded) == 2 * n and bool(np.isfinite(decoded.to_array()).all())
+        assert 0.3 < (decoded.xy[:, 0] < 0.5).mean() < 0.7  # one latent per half, in frame coordinates
         results = encoder.set_parameters([Parameter("n_gaussians", value=n + 1)])  # the model's count is fixed
         assert not results[0].successful and "Gaussians" in results[0].reason

@@ -237,6 +237,20 @@ def test_retention_keeps_the_budget(graph, tmp_path):
     assert stamps[0] == 1.0 and stamps[-1] == 12.0  # thinning keeps the time span
 
 
+def test_a_memory_node_started_after_the_records_were_published_still_stores_them(graph, tmp_path):
+    """Records go out with MEMORY_QOS (the encoder's publisher): reliable, transient local, depth 50.
+    A memory node that starts (or restarts) after the encoder published still receives the last 50."""
+    early = graph.publisher(MemoryRecord, "memories", MEMORY_QOS.get())
+    for i in range(1, 61):
+        early.publish(record_msg(i * S, (float(i), 0.0, 0.0)))
+    time.sleep(0.2)
+    memory = Memory(graph, tmp_path / "m.db")  # subscribes only now
+    wait_until(lambda: memory.stats().count >= 50, 15.0, "the 50 records published before the node started")
+    time.sleep(0.3)
+    assert memory.stats().count == 50
+    assert _stamps(memory.by_time()) == [float(i) for i in range(11, 61)]  # the latest 50
+
+
 def test_persistence_across_restart(graph, tmp_path):
     path = tmp_path / "m.db"
     memory = Memory(graph, path)
@@ -267,3 +281,53 @@ def test_unexpected_errors_become_error_responses(graph, tmp_path, monkeypatch):
     time.sleep(0.5)
     monkeypatch.undo()
     assert memory.by_time().success and memory.stats().count == 1  # the node lived through both
+
+
+#: name, accepted edge values, refused values (the node's documented ranges)
+MEMORY_RANGES = [
+    ("database", ["m.db"], [""]),
+    ("expected_payload_bytes", [0, 1 << 30], [-1, (1 << 30) + 1]),
+    ("max_records", [0, 10 ** 9], [-1]),
+    ("max_bytes", [0, 1 << 40], [-1]),
+    ("max_age_s", [0.0, 1e9], [-0.5, math.nan, math.inf]),
+    ("retention_metres_per_second", [1e-12, 5.0], [0.0, -1.0, math.nan]),
+    ("max_results", [1, 10_000_000], [0, -3, 10_000_001]),
+    ("diagnostics_period_s", [1e-3, 3600.0], [0.0, 3600.5, math.nan]),
+    ("write_queue_size", [0, 1_000_000], [-1, 1_000_001]),
+    ("write_queue_max_age_s", [0.0, 86400.0], [-1.0, 86400.5, math.nan]),
+    ("min_free_bytes", [0, 1 << 50], [-1, (1 << 50) + 1]),
+    ("markers_period_s", [0.0, 3600.0], [-0.1, 3600.5, math.nan]),
+    ("max_markers", [1, 100_000], [0, 100_001]),
+    ("marker_shape", ["frustum", "arrow"], ["cube"]),
+    ("marker_scale", [1e-6, 1e6], [0.0, 2e6]),
+    ("marker_color", ["age", "codec"], ["red"]),
+    ("marker_forward_axis", ["x", "z"], ["y"]),
+    ("markers_frame_id", ["", "map"], []),
+]
+
+
+def test_parameter_ranges_are_checked_at_start_up_and_at_run_time(graph, tmp_path):
+    from support.node_params import check_run_time, check_start_up, check_table
+
+    from gaussvae_ros.nodes.memory_node import PARAMETERS, check_parameters
+
+    check_table(PARAMETERS, check_parameters, MEMORY_RANGES)
+    base = {"database": str(tmp_path / "m.db")}
+    check_start_up(graph, MemoryNode, base, [(n, g, b) for n, g, b in MEMORY_RANGES if n != "database"])
+    with pytest.raises(ValueError, match="database must not be empty"):
+        graph.add(MemoryNode, {"database": ""})
+    check_run_time(graph.add(MemoryNode, base), PARAMETERS, MEMORY_RANGES)
+
+
+def test_a_max_results_change_caps_the_queries(memory):
+    from rclpy.parameter import Parameter
+
+    assert memory.node.set_parameters([Parameter("max_results", value=3)])[0].successful
+    r = memory.by_time()
+    assert r.success and len(r.memories) == 3 and "max_results=3" in r.message
+    r = memory.by_time(limit=5)  # a limit above the cap is capped too
+    assert r.success and len(r.memories) == 3 and "max_results=3" in r.message
+    assert len(memory.by_time(limit=2).memories) == 2
+    assert not memory.by_pose(k=4).success
+    assert not memory.node.set_parameters([Parameter("max_results", value=0)])[0].successful
+    assert len(memory.by_time().memories) == 3  # the refused change left the cap as it was

@@ -245,3 +245,39 @@ def test_recall_latency_256(setup):
     print(f"\nrecall latency, 1 memory (512 Gaussians) at 256x256 through the service: median {median_ms:.1f} ms, "
           f"p90 {statistics.quantiles(seconds[2:], n=10)[-1] * 1e3:.1f} ms over {len(seconds) - 2} calls")
     assert median_ms < 500
+
+
+#: name, accepted edge values, refused values (the node's documented ranges)
+RECALL_RANGES = [
+    ("database", ["m.db"], [""]),
+    ("max_images", [1, 100_000], [0, 100_001]),
+    ("max_side", [1, 1 << 16], [0, (1 << 16) + 1]),
+    ("max_response_bytes", [1, 1 << 40], [0, -5]),
+    ("render_threads", [0, 1024], [-1, 1025]),
+    ("device", ["auto", "cpu", "cuda"], ["tpu", ""]),
+    ("publish_depth", [1, 10_000], [0, 10_001]),
+    ("compressed_format", ["jpeg", "png"], ["webp"]),
+    ("jpeg_quality", [1, 100], [0, 101]),
+    ("max_action_images", [1, 10_000_000], [0, 10_000_001]),
+    ("max_action_bytes", [1, 1 << 40], [0]),
+    ("action_feedback_depth", [1, 10_000], [0, 10_001]),
+]
+
+
+def test_parameter_ranges_are_checked_at_start_up_and_at_run_time(tmp_path):
+    from support.node_params import check_run_time, check_start_up, check_table
+
+    from gaussvae_ros.nodes.recall_node import PARAMETERS, check_parameters
+
+    check_table(PARAMETERS, check_parameters, RECALL_RANGES)
+    base = {"database": str(tmp_path / "m.db")}
+    with RosGraph() as graph:
+        check_start_up(graph, RecallNode, base, [(n, g, b) for n, g, b in RECALL_RANGES if n != "database"])
+        with pytest.raises(ValueError, match="database must not be empty"):
+            graph.add(RecallNode, {"database": ""})
+        node = graph.add(RecallNode, base)
+        check_run_time(node, PARAMETERS, RECALL_RANGES)
+        from rclpy.parameter import Parameter
+
+        assert node.set_parameters([Parameter("max_images", value=2)])[0].successful
+        assert node._values["max_images"] == 2  # what _select caps with

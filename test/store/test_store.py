@@ -68,6 +68,28 @@ def test_reinserting_a_frame_is_a_no_op(tmp_path):
         assert store.get([first], with_payload=True)[0].payload == b"\x01\x02\x03"
 
 
+@pytest.mark.parametrize("change", [
+    dict(codec="vae-latent", model_id="vae-2025-01-a"),
+    dict(codec="gaussians-rd"),
+    dict(width=320, height=240),
+    dict(encoding="mono8"),
+    dict(intrinsics=None),
+    dict(pose_frame_id="odom"),
+], ids=lambda c: "+".join(c))
+def test_a_frame_reinserted_with_another_profile_is_skipped(tmp_path, change):
+    """The key is (topic, camera frame, stamp) alone: the same frame encoded again with another codec,
+    model, size, encoding, calibration or pose frame (a new profile row) is still a duplicate,
+    in insert() and insert_many() alike, and the first memory stays as it was."""
+    with Store(tmp_path / "m.db") as store:
+        first = store.insert(memory(T0))
+        assert store.insert(memory(T0, payload=b"re-encoded", **change)) is None
+        again = store.insert_many([memory(T0, payload=b"again", **change), memory(T0 + SECOND, **change)])
+        assert (again.inserted, again.skipped) == (1, 1)
+        assert store.stats().count == 2
+        kept = store.get([first], with_payload=True)[0]
+        assert same_memory(kept, memory(T0)) and kept.payload == b"\x01\x02\x03"
+
+
 def test_persists_across_reopen(tmp_path):
     path = tmp_path / "m.db"
     memories = random_memories(1, 300)

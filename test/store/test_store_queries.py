@@ -5,7 +5,6 @@ index granularity, before and after deletions; plus poses from a real recording.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,17 +176,17 @@ def test_memories_without_pose_only_answer_time_queries(tmp_path):
         assert store.stats().pose_count == 0 and store.stats().pose_bounds is None
 
 
-KITTI = Path(__file__).parents[2] / ".." / "shared" / "data" / "bags" / "kitti07_mono8_mcap"
 
 
 def test_poses_of_a_real_drive(tmp_path):
     """KITTI 07 ground-truth odometry: nearest / radius / time queries agree with brute force."""
-    if not KITTI.exists():
-        pytest.skip("real bags not available (../shared/data/bags)")
+    from support.shared import shared_bag
+
+    kitti = shared_bag("kitti07_mono8_mcap")
     from rosbags.highlevel import AnyReader
 
     memories = []
-    with AnyReader([KITTI]) as reader:
+    with AnyReader([kitti]) as reader:
         connections = [c for c in reader.connections if c.topic == "/odom"]
         for connection, _, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, connection.msgtype)

@@ -21,8 +21,9 @@ from gaussvae_ros.bag.writer import (
 )
 from gaussvae_ros.store.store import Store
 
+from .shared import shared_bag as shared  # noqa: F401  (the replay tests import it from here)
+
 ROOT = Path(__file__).resolve().parents[2]
-BAGS = ROOT / ".." / "shared" / "data" / "bags"
 MS = 1_000_000
 T0 = 1_700_000_000 * 1_000_000_000
 #: Small single-threaded fits so that the tests stay fast: the fitter's quality is tested elsewhere.
@@ -33,11 +34,6 @@ FAST = dict(long_side=32, n_gaussians=24, max_iters=15, threads=1, codec="gaussi
 EVERY_FRAME = KeyframeConfig(min_image_change=0.05, duplicate_image_change=0.01)
 
 
-def shared(name: str) -> Path:
-    path = BAGS / name
-    if not path.exists():
-        pytest.skip(f"shared recording {name} not available")
-    return path
 
 
 def open_store(path):

@@ -40,6 +40,7 @@ def test_shipped_configs_build_models_of_the_prototype_size_and_shape(config_nam
     model.train()
     out = model(x)
     assert out["x_hat"].shape == x.shape
+    assert torch.isfinite(out["x_hat"]).all() and out["x_hat"].std() > 0  # an output, not NaN or a constant
     assert out["mu"].shape == out["logvar"].shape == out["z"].shape == (2, config.model.latent_dim)
     model.eval()
     assert torch.equal(model(x)["z"], model(x)["mu"])  # deterministic in eval mode

@@ -77,6 +77,25 @@ def test_short_training_lowers_every_groups_loss(tiny_set, tmp_path, representat
     assert load_config(tmp_path / "run" / "config.yaml").model.in_channels == transform.num_features
 
 
+def test_the_kl_weight_of_a_training_run_ramps_per_step_over_kl_anneal_steps(tiny_set, tmp_path):
+    """The logged per-step KL weight (train_step/kl_weight, TensorBoard) of a real run: 0 until
+    kl_anneal_start, then rising by beta / kl_anneal_steps each optimizer step (not each epoch: the
+    tiny set has 2 steps per epoch), beta from then on."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    beta, start, steps = 0.01, 3, 10
+    config = tiny_config(tiny_set, loss={"beta": beta, "kl_anneal_steps": steps, "kl_anneal_start": start},
+                         train={"log_every": 1})
+    train(config, tmp_path / "run", max_steps=20)
+    events = EventAccumulator(str(tmp_path / "run" / "logs"))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("train_step/kl_weight")}
+    assert sorted(logged) == list(range(1, 21))
+    for step, value in logged.items():  # logged after step `step`, whose loss used the weight of step - 1
+        expected = beta * min(1.0, max(0.0, (step - 1 - start) / steps))
+        assert value == pytest.approx(expected, rel=1e-5, abs=1e-9), (step, value, expected)
+
+
 def test_training_through_the_renderer_lowers_the_image_error(tiny_set, tmp_path):
     from gaussvae_ros.vae.losses import RenderedImageLoss
 
