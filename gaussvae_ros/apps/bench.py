@@ -32,7 +32,7 @@ from gaussvae_ros.vae.fitted_sets import bag_frames
 BENCH_IMAGES = ("astronaut", "chelsea", "coffee", "rocket")
 WARM_START_LONG_SIDE = 256
 WARM_START_PAIRS = 12
-DEFAULT_KITTI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bags" / "kitti07_mono8_mcap"
+DEFAULT_KITTI = Path(__file__).resolve().parents[3] / "shared" / "data" / "bags" / "kitti07_mono8_mcap"
 
 
 @contextmanager
