@@ -13,7 +13,7 @@ from .fit import RDConfig, RDResult, encode_image
 from .format import Decoded, PayloadError, StepCodes, decode, encode, estimate_size, symbolize
 
 CODEC_ID = "gaussians-rd"
-#: Byte budgets a memory may be given (the header takes ~21 bytes; 1 MiB holds ~250,000 Gaussians).
+#: Byte budgets a memory may be given (the header and checksum take 29 bytes for RGB; 1 MiB holds ~250,000 Gaussians).
 MIN_BUDGET, MAX_BUDGET = 64, 1 << 20
 
 __all__ = ["CODEC_ID", "MAX_BUDGET", "MIN_BUDGET", "Decoded", "PayloadError", "RDConfig", "RDResult", "StepCodes", "decode", "encode",
