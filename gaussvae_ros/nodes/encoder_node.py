@@ -80,6 +80,7 @@ from gaussvae_ros.bag.keyframes import KeyframeConfig, KeyframePolicy
 from gaussvae_ros.bag.poses import PoseTrack, StampedPose, pose_from_message
 from gaussvae_ros.bag.reader import camera_namespace, header_stamp_ns
 from gaussvae_ros.codecs import ENCODABLE_CODECS, LATENT_TILE_SETTINGS
+from gaussvae_ros.codecs import gaussians_rd as rd
 from gaussvae_ros.pipeline import (DEFAULT_GAUSSIANS, DEFAULT_LONG_SIDE, DEFAULT_MAX_ITERS, DEFAULT_MEMORY_BYTES,
                                    DEFAULT_MEMORY_CODEC, DEFAULT_THREADS,
                                    DEFAULT_WARM_START_MAX_CHANGE, FittedMemory, MemorySettings, fit_memory,
@@ -184,9 +185,10 @@ def check_parameters(values: dict) -> list[str]:
     check_choice(problems, values, "device", ("auto", "cpu", "cuda"))
     check_choice(problems, values, "no_pose", ("store", "skip"))
     check_choice(problems, values, "codec", ENCODABLE_CODECS)
-    check_range(problems, values, "memory_bytes", 0, 1 << 20)
-    if values["codec"] == "gaussians-rd" and not 64 <= int(values["memory_bytes"]) <= 1 << 20:
-        problems.append(f"codec gaussians-rd needs memory_bytes in 64..1048576, got {values['memory_bytes']}")
+    check_range(problems, values, "memory_bytes", 0, rd.MAX_BUDGET)
+    if values["codec"] == rd.CODEC_ID and not rd.MIN_BUDGET <= int(values["memory_bytes"]) <= rd.MAX_BUDGET:
+        problems.append(f"codec {rd.CODEC_ID} needs memory_bytes in {rd.MIN_BUDGET}..{rd.MAX_BUDGET}, "
+                        f"got {values['memory_bytes']}")
     check_range(problems, values, "latent_step", 0.0, 1024.0)
     check_range(problems, values, "latent_max_bytes", 0, 1 << 30)
     check_range(problems, values, "latent_refine_iters", 0, 100_000)

@@ -118,9 +118,8 @@ class MemorySettings:
     def payload_encoder(self) -> PayloadEncoder:
         """The encoder of these memories (ValueError for options the codec cannot take, or a Gaussian
         count it cannot encode)."""
-        max_bytes = self.latent_max_bytes if self.codec != DEFAULT_CODEC else 0
-        if self.codec != DEFAULT_CODEC and not max_bytes:
-            max_bytes = self.memory_bytes
+        # gaussians-q's size is its count (set by make); the others code to a byte budget
+        max_bytes = 0 if self.codec == DEFAULT_CODEC else (self.latent_max_bytes or self.memory_bytes)
         encoder = payload_encoder(self.codec, model=self.latent_model, step=self.latent_step, max_bytes=max_bytes,
                                   refine_iters=self.latent_refine_iters, tiles=self.latent_tiles)
         encoder.check_count(self.n_gaussians)
