@@ -37,7 +37,7 @@ def test_the_launch_file_respawns_the_memory_and_recall_nodes():
 
 
 def _children(pid: int) -> dict[str, int]:
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     found = {}
     for line in out.splitlines():
         child, _, args = line.strip().partition(" ")
